@@ -1,0 +1,29 @@
+# The two commands of the README: `make demo` and `make test`. Each does its own set-up.
+VENV   ?= .venv
+PYTHON ?= python3
+BIN     = $(VENV)/bin
+
+.PHONY: demo test setup mosquitto chromium clean
+
+setup: $(VENV)/.installed mosquitto
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+mosquitto:
+	@bash tools/ensure-mosquitto
+
+chromium:
+	@bash tools/ensure-chromium
+
+demo: setup
+	$(BIN)/vericam demo
+
+test: setup chromium
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

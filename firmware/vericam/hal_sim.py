@@ -1,0 +1,232 @@
+"""The simulator's HAL: flash as a littlefs image in a host file, and panel, camera and clock from the simulator.
+
+The simulator (simulator/device.py) runs this firmware as a real MicroPython process and
+listens on a loopback control port. This HAL connects to it and speaks JSON lines:
+
+    simulator -> device   {"op": "panel", "event": "armed", "slot": 2, "mode": "away"}
+                          {"op": "frame", "path": "/host/frame.jpg", "len": 41234}  (reply)
+                          {"op": "stop"}
+    device -> simulator   {"op": "hello", "device": "dev-1"}
+                          {"op": "frame?", "trigger": "intrusion", "index": 0}
+                          {"op": "trace", "what": "...", ...}
+
+Everything else (sealing, the vault, the uplink) is the same code that runs on a board.
+"""
+
+import asyncio
+import json
+import os
+import sys
+import time
+import vfs
+
+FLASH_ROOT = "/flash"
+
+
+class FileBlockDevice:
+    """A flash chip of `count` erase blocks of `size` bytes, kept in a host file.
+
+    Implements MicroPython's extended block protocol, so littlefs (vfs.VfsLfs2) runs on it
+    as on an ESP32's SPI flash. Erase sets a block to 0xFF, as NOR flash does.
+    """
+
+    def __init__(self, path, size=4096, count=512, delay_us=0):
+        self.size = size
+        self.count = count
+        # Test knob: every program/erase takes this long, as on a slow SPI flash, so a
+        # power-loss test can cut the power in the middle of a write (tests/test_power_loss.py).
+        self.delay_us = delay_us
+        try:
+            self.f = open(path, "r+b")
+        except OSError:
+            self.f = open(path, "w+b")
+            blank = b"\xff" * size
+            for _ in range(count):
+                self.f.write(blank)
+            self.f.flush()
+
+    def readblocks(self, block, buf, offset=0):
+        self.f.seek(block * self.size + offset)
+        self.f.readinto(buf)
+
+    def writeblocks(self, block, buf, offset=None):
+        if self.delay_us:
+            time.sleep_us(self.delay_us)
+        self.f.seek(block * self.size + (offset or 0))
+        self.f.write(buf)
+        self.f.flush()
+
+    def ioctl(self, op, arg):
+        if op == 4:  # block count
+            return self.count
+        if op == 5:  # block size
+            return self.size
+        if op == 6:  # erase
+            if self.delay_us:
+                time.sleep_us(self.delay_us)
+            self.f.seek(arg * self.size)
+            self.f.write(b"\xff" * self.size)
+            return 0
+        if op == 3:  # sync
+            self.f.flush()
+            return 0
+        return 0
+
+
+def mount_flash(path, size=4096, count=512, delay_us=0):
+    """Mount the flash image at /flash, formatting it on first boot."""
+    bdev = FileBlockDevice(path, size, count, delay_us)
+    try:
+        fs = vfs.VfsLfs2(bdev)
+    except OSError:
+        vfs.VfsLfs2.mkfs(bdev)
+        fs = vfs.VfsLfs2(bdev)
+    vfs.mount(fs, FLASH_ROOT)
+    return bdev
+
+
+def _parse_args(argv):
+    args = {}
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a.startswith("--") and i + 1 < len(argv):
+            args[a[2:]] = argv[i + 1]
+            i += 2
+        else:
+            i += 1
+    return args
+
+
+class SimHal:
+    """Hardware as played by the simulator.
+
+    argv: --control HOST:PORT --flash IMAGE [--flash-blocks N] [--provision JSON]
+          [--flash-delay-us N]  (tests only: slow flash, to cut power mid-write)
+          [--mem-probe-ms N]    (benchmarks only: trace gc.mem_alloc() after a collect
+                                 every N ms, as "mem" traces)
+          [--no-clock 1]        (boot without time, as a board without RTC before the
+                                 gateway's time message; default: the host clock is NTP)
+    """
+
+    name = "sim"
+
+    def __init__(self, argv):
+        args = _parse_args(argv)
+        if "control" not in args or "flash" not in args:
+            raise ValueError("hal_sim needs --control HOST:PORT and --flash IMAGE")
+        host, port = args["control"].rsplit(":", 1)
+        self.control = (host, int(port))
+        self.flash_path = args["flash"]
+        self.flash_blocks = int(args.get("flash-blocks", "512"))
+        self.flash_delay_us = int(args.get("flash-delay-us", "0"))
+        self.mem_probe_ms = int(args.get("mem-probe-ms", "0"))
+        self.provision_path = args.get("provision")
+        self.flash_root = FLASH_ROOT
+        self._reader = None
+        self._writer = None
+        self._panel = []
+        self._panel_ready = asyncio.Event()
+        self._frame_reply = None
+        self._frame_ready = asyncio.Event()
+        self._clock_offset_ms = 0
+        # The host clock stands in for NTP in the simulator, unless the device boots
+        # without time; then unix_time() is 0 until the gateway's time message.
+        self.clock_set = args.get("no-clock", "0") in ("0", "")
+
+    # -- boot ---------------------------------------------------------------------------------
+
+    def mount(self):
+        mount_flash(self.flash_path, 4096, self.flash_blocks, self.flash_delay_us)
+        cfg = self.flash_root + "/config.json"
+        try:
+            os.stat(cfg)
+        except OSError:
+            if not self.provision_path:
+                raise ValueError("flash has no config.json and no --provision file was given")
+            # First boot: copy the provisioning file onto the device's flash.
+            with open(self.provision_path) as src:
+                data = src.read()
+            with open(cfg + ".tmp", "w") as dst:
+                dst.write(data)
+            os.rename(cfg + ".tmp", cfg)
+
+    async def start(self, device_id):
+        self._reader, self._writer = await asyncio.open_connection(self.control[0], self.control[1])
+        self.send({"op": "hello", "device": device_id, "pid": os.getpid() if hasattr(os, "getpid") else 0})
+        asyncio.create_task(self._read_control())
+        if self.mem_probe_ms:
+            asyncio.create_task(self._mem_probe())
+
+    async def _mem_probe(self):
+        import gc
+        while True:
+            gc.collect()
+            self.trace("mem", alloc=gc.mem_alloc(), free=gc.mem_free())
+            await asyncio.sleep_ms(self.mem_probe_ms)
+
+    # -- control channel ----------------------------------------------------------------------
+
+    def send(self, msg):
+        if self._writer is None:
+            return
+        self._writer.write(json.dumps(msg).encode() + b"\n")
+
+    async def _read_control(self):
+        while True:
+            line = await self._reader.readline()
+            if not line:
+                # The simulator went away: a device without its hardware stops.
+                sys.exit(3)
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            op = msg.get("op")
+            if op == "panel":
+                self._panel.append(msg)
+                self._panel_ready.set()
+            elif op == "frame":
+                self._frame_reply = msg
+                self._frame_ready.set()
+            elif op == "stop":
+                sys.exit(0)
+
+    def trace(self, what, **fields):
+        fields["op"] = "trace"
+        fields["what"] = what
+        fields["ms"] = self.now_ms()
+        self.send(fields)
+
+    # -- panel --------------------------------------------------------------------------------
+
+    async def next_panel_event(self):
+        while not self._panel:
+            self._panel_ready.clear()
+            await self._panel_ready.wait()
+        return self._panel.pop(0)
+
+    # -- camera -------------------------------------------------------------------------------
+
+    async def open_frame(self, trigger, index):
+        """Ask the simulator's camera for a frame; returns (stream, length)."""
+        self._frame_ready.clear()
+        self.send({"op": "frame?", "trigger": trigger, "index": index})
+        await asyncio.wait_for_ms(self._frame_ready.wait(), 10000)
+        reply = self._frame_reply
+        return open(reply["path"], "rb"), int(reply["len"])
+
+    # -- clock --------------------------------------------------------------------------------
+
+    def now_ms(self):
+        # The policy's deadlines run on this: it never jumps when the clock is set.
+        return int(time.time() * 1000)
+
+    def unix_time(self):
+        if not self.clock_set:
+            return 0
+        return (int(time.time() * 1000) + self._clock_offset_ms) // 1000
+
+    def set_clock_ms(self, ms):
+        self._clock_offset_ms = ms - int(time.time() * 1000)
+        self.clock_set = True

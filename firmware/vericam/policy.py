@@ -1,0 +1,233 @@
+"""The capture policy: which panel events take photos, and whether each series is held, sent or shredded.
+
+Theory of operation
+-------------------
+This module does no I/O and reads no clock. The agent feeds it panel events and the time
+(`on_panel`, `on_tick`) and the results of the work it asked for (`on_captured`), and it
+hands back actions as tuples for the agent to carry out:
+
+    ("capture", ref, trigger, frames, interval_ms)   take a series of photos
+    ("keep", capture_id, until_ms)                   keep it sealed on flash until then
+    ("send", capture_id, alarm_id)                   deliver it to the ARC for that alarm
+    ("shred", capture_id)                            destroy it on the device
+    ("report", event_dict)                           an activity-log event for the ARC
+    ("alarm", alarm_id, trigger)                     an alarm has fired
+
+Every capture is in exactly one of three states while the policy knows of it:
+
+    CAPTURING  photos are being taken and sealed; the decision may still change
+    HELD       sealed on flash, no alarm yet; shredded at its deadline
+    SENDING    an alarm claimed it; it leaves the device only after the ARC's receipt
+
+A capture leaves the policy as either "send" or "shred", never anything else, so no
+series is left half-decided. HELD captures are shredded at the end of the hold window;
+`next_deadline()` tells the agent when to call `on_tick` so that happens on time.
+
+Which panel event does what is the table PANEL_EVENTS; what each trigger captures is the
+per-device trigger configuration (DEFAULT_TRIGGERS, overridden by the device config).
+"""
+
+CAPTURING = "capturing"
+HELD = "held"
+SENDING = "sending"
+
+# Trigger codes on the wire (docs/PROTOCOL.md section 4).
+TRIGGER_CODES = {
+    "disarm": 1, "intrusion": 2, "smoke": 3, "duress": 4,
+    "tamper": 5, "sos": 6, "panic": 7, "silent": 8,
+}
+
+# trigger: (enabled, frames, interval between frames in ms, sends to the ARC when it fires)
+# The design's defaults: photos on disarm and on smoke; the other triggers are added by
+# configuration. Disarm photos are never sent on their own: only an alarm in the hold
+# window sends them.
+DEFAULT_TRIGGERS = {
+    "disarm": (True, 3, 1000, False),
+    "smoke": (True, 3, 2000, True),
+    "intrusion": (False, 3, 1000, True),
+    "duress": (False, 3, 1000, True),
+    "tamper": (False, 2, 500, True),
+    "sos": (False, 3, 1000, True),
+    "panic": (False, 3, 1000, True),
+    "silent": (False, 3, 1000, True),
+}
+
+# Disarm photos are kept this long before they are shredded. Five minutes covers the case
+# the design names, someone who disarms and then sabotages the camera or the panel (a
+# tamper, a removed wall unit or an intrusion follows within minutes), while household
+# photos of a normal homecoming are gone before anyone would think to look for them.
+DEFAULT_HOLD_WINDOW_MS = 5 * 60 * 1000
+
+# panel event: (trigger it captures for, whether it is an alarm, activity-log kind)
+PANEL_EVENTS = {
+    "armed": (None, False, "armed"),
+    "disarmed": ("disarm", False, "disarmed"),
+    "entry_delay": (None, False, None),
+    "intrusion_alarm": ("intrusion", True, "alarm"),
+    "duress_disarm": ("duress", True, "alarm"),
+    "tamper": ("tamper", True, "alarm"),
+    "sos": ("sos", True, "alarm"),
+    "panic": ("panic", True, "alarm"),
+    "silent_alarm": ("silent", True, "alarm"),
+    "smoke": ("smoke", True, "alarm"),
+    "alarm_cancelled": (None, False, "alarm_cancelled"),
+    # The panel's own settings changed (a user code added or removed, a zone edited): logged
+    # with the user slot that did it, never the code itself.
+    "config_changed": (None, False, "config"),
+}
+
+
+class PolicyError(Exception):
+    pass
+
+
+def trigger_table(overrides=None):
+    """The trigger configuration: the defaults with the device's overrides applied.
+
+    `overrides` maps trigger -> dict with any of "enabled", "frames", "interval_ms", "sends".
+    """
+    table = {}
+    for name, row in DEFAULT_TRIGGERS.items():
+        table[name] = row
+    for name, cfg in (overrides or {}).items():
+        if name not in table:
+            raise PolicyError("unknown trigger %r in config; known: %s" % (name, ", ".join(sorted(table))))
+        on, frames, interval, sends = table[name]
+        on = bool(cfg.get("enabled", on))
+        frames = int(cfg.get("frames", frames))
+        interval = int(cfg.get("interval_ms", interval))
+        sends = bool(cfg.get("sends", sends))
+        if not 1 <= frames <= 10:
+            raise PolicyError("trigger %s: frames must be 1..10, not %d" % (name, frames))
+        if not 0 <= interval <= 60000:
+            raise PolicyError("trigger %s: interval_ms must be 0..60000, not %d" % (name, interval))
+        table[name] = (on, frames, interval, sends)
+    return table
+
+
+class CapturePolicy:
+    """The sans-IO capture/hold/send/shred state machine of one device."""
+
+    def __init__(self, triggers=None, hold_window_ms=DEFAULT_HOLD_WINDOW_MS, new_id=None):
+        self.triggers = trigger_table(triggers)
+        if hold_window_ms < 0:
+            raise PolicyError("hold window must not be negative")
+        self.hold_window_ms = hold_window_ms
+        self._new_id = new_id
+        self._next_ref = 1
+        # ref -> [trigger, alarm_id or None]  (series being captured)
+        self.capturing = {}
+        # capture_id -> [state, trigger, deadline_ms or alarm_id]
+        self.captures = {}
+        self.armed = None  # None, "away" or "home"
+
+    # -- inputs -----------------------------------------------------------------------------
+
+    def on_panel(self, event, now_ms, slot=None, mode=None):
+        """A panel event happened at now_ms. Returns the actions to carry out."""
+        row = PANEL_EVENTS.get(event)
+        if row is None:
+            raise PolicyError("unknown panel event %r" % (event,))
+        trigger, is_alarm, log_kind = row
+        actions = []
+        if event == "armed":
+            self.armed = mode or "away"
+        elif event in ("disarmed", "duress_disarm"):
+            self.armed = None
+        alarm_id = None
+        if is_alarm:
+            alarm_id = self._id(8)
+            actions.append(("alarm", alarm_id, trigger))
+        if log_kind:
+            ev = {"kind": log_kind}
+            if slot is not None:
+                ev["slot"] = slot
+            if mode is not None:
+                ev["mode"] = mode
+            if trigger and is_alarm:
+                ev["code"] = trigger
+                ev["alarm_id"] = alarm_id
+            actions.append(("report", ev))
+        if is_alarm:
+            actions.extend(self._claim_held(alarm_id))
+        if trigger:
+            on, frames, interval, sends = self.triggers[trigger]
+            if on:
+                ref = self._next_ref
+                self._next_ref += 1
+                self.capturing[ref] = [trigger, alarm_id if (is_alarm and sends) else None]
+                actions.append(("capture", ref, trigger, frames, interval))
+        return actions
+
+    def on_captured(self, ref, capture_id, now_ms):
+        """The series `ref` is sealed on flash as capture_id. Decide what becomes of it."""
+        entry = self.capturing.pop(ref, None)
+        if entry is None:
+            raise PolicyError("no capture in progress with ref %r" % (ref,))
+        trigger, alarm_id = entry
+        if alarm_id is not None:
+            self.captures[capture_id] = [SENDING, trigger, alarm_id]
+            return [("send", capture_id, alarm_id)]
+        until = now_ms + self.hold_window_ms
+        self.captures[capture_id] = [HELD, trigger, until]
+        return [("keep", capture_id, until)]
+
+    def on_capture_failed(self, ref):
+        """The series `ref` could not be taken (camera fault, flash full): nothing to decide."""
+        self.capturing.pop(ref, None)
+        return []
+
+    def on_tick(self, now_ms):
+        """Time passed: shred every held capture whose hold window has ended."""
+        actions = []
+        for cid in list(self.captures):
+            state, _trigger, until = self.captures[cid]
+            if state == HELD and now_ms >= until:
+                del self.captures[cid]
+                actions.append(("shred", cid))
+        return actions
+
+    def on_delivered(self, capture_id):
+        """The ARC receipted this capture; the agent has deleted it. Forget it."""
+        self.captures.pop(capture_id, None)
+
+    def restore(self, capture_id, state, trigger, deadline_or_alarm):
+        """Re-enter a capture found in the vault after a reboot."""
+        if state not in (HELD, SENDING):
+            raise PolicyError("cannot restore a capture in state %r" % (state,))
+        self.captures[capture_id] = [state, trigger, deadline_or_alarm]
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def next_deadline(self):
+        """The earliest hold-window end, or None when nothing is held."""
+        best = None
+        for state, _t, until in self.captures.values():
+            if state == HELD and (best is None or until < best):
+                best = until
+        return best
+
+    def state_of(self, capture_id):
+        entry = self.captures.get(capture_id)
+        return entry[0] if entry else None
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _claim_held(self, alarm_id):
+        actions = []
+        for cid, entry in self.captures.items():
+            if entry[0] == HELD:
+                entry[0] = SENDING
+                entry[2] = alarm_id
+                actions.append(("send", cid, alarm_id))
+        # Series still being taken for a non-alarm trigger join this alarm when sealed.
+        for ref, entry in self.capturing.items():
+            if entry[1] is None:
+                entry[1] = alarm_id
+        return actions
+
+    def _id(self, n):
+        if self._new_id is None:
+            import os
+            return os.urandom(n)
+        return self._new_id(n)

@@ -1,0 +1,188 @@
+"""Commands of the gateway: `vericam gateway ...` (init, add-device, run, images)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="Run and manage the gateway at the alarm receiving centre.", no_args_is_help=True)
+
+DATA_OPT = typer.Option(..., "--data", help="The gateway's data directory (database, blobs, keys).")
+
+
+@app.command()
+def init(data: Path = DATA_OPT) -> None:
+    """Create the data directory and the ARC key pair (kept if it exists)."""
+    from .provision import init_arc
+
+    info = init_arc(data)
+    what = "created" if info["created"] else "kept the existing"
+    typer.echo(f"{what} ARC key {info['arc_key_id']} in {data / 'keys'}")
+
+
+@app.command("add-device")
+def add_device_cmd(device: str = typer.Argument(..., help="Device id, [a-z0-9-]{1,32}; also its MQTT user name."),
+                   site: str = typer.Option(..., "--site", help="The site (customer premises) it belongs to."),
+                   data: Path = DATA_OPT,
+                   out: Path = typer.Option(None, "--out", help="Device config file to write "
+                                            "(default: DEVICE.json in the current directory).")) -> None:
+    """Provision a device: a fresh device key, and its config file (mode 0600) for flashing."""
+    from .provision import add_device, write_config
+    from .store import StoreError
+
+    try:
+        config = add_device(data, device, site)
+    except (ValueError, StoreError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+    path = out or Path(f"{device}.json")
+    write_config(path, config)
+    typer.echo(f"provisioned {device} at site {site}; its config (with its key) is in {path} (mode 0600)")
+
+
+def _broker_password(path: Path, username: str | None) -> str:
+    """The password in a plain file, or the user's entry in broker-config's gateway.secret (JSON)."""
+    text = path.read_text().strip()
+    if text.startswith("{"):
+        secrets = json.loads(text)
+        if username not in secrets:
+            raise ValueError(f"no password for user {username!r} in it")
+        return secrets[username]
+    return text
+
+
+@app.command()
+def run(data: Path = DATA_OPT,
+        broker: str = typer.Option("127.0.0.1:1883", "--broker", help="MQTT broker HOST:PORT."),
+        retention_days: int = typer.Option(None, "--retention-days", help="Days an image is kept after its "
+                                            "alarm (default: DATA/retention.toml, else 7)."),
+        client_id: str = typer.Option(None, "--client-id", help="MQTT client id (default: stable per data dir)."),
+        sweep_interval: float = typer.Option(None, "--sweep-interval", help="Seconds between retention sweeps "
+                                             "(default: DATA/retention.toml, else 60)."),
+        verbose: bool = typer.Option(False, "--verbose", "-v"),
+        username: str = typer.Option(None, "--username", help="Broker account of the gateway "
+                                     "(vericam broker-config makes `vericam_gateway`)."),
+        password_file: Path = typer.Option(None, "--password-file", help="File holding the broker password "
+                                           "(e.g. BROKER_DIR/gateway.secret); never given on the command line."),
+        metrics_port: int = typer.Option(None, "--metrics-port",
+                                         help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics."),
+        console_port: int = typer.Option(None, "--console-port",
+                                         help="Serve the operator console on --console-host:PORT."),
+        console_host: str = typer.Option("127.0.0.1", "--console-host",
+                                         help="Address of the console (put TLS in front of it beyond localhost)."),
+        console_http_cookies: bool = typer.Option(False, "--console-http-cookies",
+                                                  help="Session cookies without the Secure flag, for plain "
+                                                  "http from a browser that is not on this machine.")) -> None:
+    """Run the gateway until SIGTERM or SIGINT: verify, store and acknowledge what devices send."""
+    from .keystore import KeyStoreError
+    from .service import Gateway
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(message)s", stream=sys.stderr)
+    log = logging.getLogger("vericam.gateway")
+    host, _, port = broker.rpartition(":")
+    if not host or not port.isdigit():
+        typer.echo(f"error: --broker must be HOST:PORT, got {broker!r}", err=True)
+        raise typer.Exit(2)
+    password = None
+    if password_file is not None:
+        try:
+            password = _broker_password(password_file, username)
+        except (OSError, ValueError) as exc:
+            typer.echo(f"error: cannot take the broker password from {password_file}: {exc}", err=True)
+            raise typer.Exit(2)
+    gw = Gateway(data, host, int(port), client_id=client_id, retention_days=retention_days, log=log.info,
+                 metrics_port=metrics_port, sweep_interval_s=sweep_interval,
+                 username=username, password=password)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        gw.start()
+    except (KeyStoreError, ConnectionError, ValueError) as exc:  # ValueError: retention config refused
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1)
+    log.info(f"gateway running on {data}, subscribed to the devices of {broker}")
+    console = None
+    if console_port is not None:
+        from .console.server import ConsoleServer
+
+        try:
+            console = ConsoleServer(data, console_host, console_port,
+                                    secure_cookies=not console_http_cookies).start()
+        except (ConnectionError, OSError) as exc:
+            gw.stop()
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1)
+        log.info(f"operator console on {console.url}")
+    try:
+        stop.wait()
+    finally:
+        log.info("stopping: finishing the queued messages")
+        if console is not None:
+            console.stop()
+        gw.stop()
+        log.info(f"stopped after {gw.stats['messages']} messages, {gw.stats['stored']} captures stored, "
+                 f"{gw.stats['rejected']} rejected")
+
+
+@app.command()
+def console(data: Path = DATA_OPT,
+            port: int = typer.Option(8080, "--port", help="Port of the console."),
+            host: str = typer.Option("127.0.0.1", "--host", help="Address (put TLS in front of it beyond localhost)."),
+            http_cookies: bool = typer.Option(False, "--http-cookies",
+                                              help="Session cookies without the Secure flag, for plain http.")) -> None:
+    """Serve only the operator console on the stored data, without taking messages from a broker."""
+    from .console.server import ConsoleServer
+    from .store import Store
+
+    if not (data / "vericam.sqlite").exists():
+        typer.echo(f"error: no gateway data in {data}: run `vericam gateway init --data {data}`", err=True)
+        raise typer.Exit(2)
+    Store.open(data).close()  # apply any pending migrations before the console reads
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        server = ConsoleServer(data, host, port, secure_cookies=not http_cookies).start()
+    except (ConnectionError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"operator console on {server.url} (Ctrl-C stops it)", err=True)
+    try:
+        stop.wait()
+    finally:
+        server.stop()
+
+
+@app.command()
+def images(data: Path = DATA_OPT,
+           device: str = typer.Option(None, "--device", help="Only this device's images."),
+           as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """List the stored images (metadata only; images are shown in the operator console)."""
+    from .store import Store
+
+    if not (data / "vericam.sqlite").exists():
+        typer.echo(f"error: no gateway data in {data}: run `vericam gateway init --data {data}`", err=True)
+        raise typer.Exit(2)
+    with Store.open(data) as store:
+        rows = store.list_images(device)
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"{len(rows)} images in {data}")
+        for col in ("image", "device", "capture", "frame", "trigger", "bytes", "sha256", "delete on"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(r["id"][:12], r["device"], r["capture_id"][:8], str(r["frame_index"]),
+                          r["trigger"] or "", str(r["size"]), r["sha256"][:12], r["kek_day"])
+        Console().print(table)

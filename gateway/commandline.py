@@ -1,0 +1,46 @@
+"""The one `vericam` command, assembled from the sub-commands that installed packages register.
+
+Packages join through the `vericam.commands` entry-point group (see pyproject.toml). An entry
+point names either a typer app, which becomes a command group (`vericam gateway ...`), or a
+plain function, which becomes a command (`vericam demo`). This keeps the gateway free of any
+import of the simulator.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib.metadata import entry_points
+
+import typer
+
+app = typer.Typer(
+    name="vericam",
+    help="Vericam: privacy-first photo verification for home alarm systems.\n\n"
+    "Photos are sealed on the device and leave it only when an alarm fires; the gateway at the "
+    "alarm receiving centre verifies, stores and later destroys them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _load_commands() -> None:
+    for ep in sorted(entry_points(group="vericam.commands"), key=lambda e: e.name):
+        try:
+            target = ep.load()
+        except Exception as exc:  # a broken plug-in must not take the whole CLI down
+            print(f"vericam: could not load command {ep.name!r}: {exc}", file=sys.stderr)
+            continue
+        if isinstance(target, typer.Typer):
+            app.add_typer(target, name=ep.name)
+        else:
+            app.command(name=ep.name)(target)
+
+
+def main() -> None:
+    _load_commands()
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+"""Police hold: keep an alarm's images up to 30 days after the alarm for an investigation, audited.
+
+Placing a hold needs the supervisor role, a reason and a case reference. It re-wraps each
+image's data key from the KEK of its 7-day deletion day to a KEK of the hold's own for the
+day `hold_days` (30) after the alarm (named `DAY/hold-N`), and moves `delete_at_ms` there:
+never beyond. The hold's own KEK is destroyed on that day by the sweeper, or as soon as a
+release has moved or deleted all its images: a late release leaves no live key for the
+deleted images in any backup. The blob file is not
+touched (it stays under `blobs/<first deletion day>/`; the row's `kek_day` is authoritative),
+so placing and releasing are one row update each, atomic with their audit record.
+
+Releasing puts each image back on the 7-day schedule: re-wrapped under that day's KEK if
+the day is still ahead, otherwise deleted at once (files first, then rows, as the sweeper).
+
+Who may do it. If the `users` table has accounts, the role comes from there and `--role` is
+refused. Until accounts exist (the operator console brings logins), the caller must state
+`--role supervisor`; the hold records `role_source = 'asserted (no user accounts)'` so an
+auditor can see the role was claimed, not checked.
+"""
+
+from __future__ import annotations
+
+import re
+
+from . import audit
+from .retention import RetentionPolicy, alarm_ms, day_after, delete_images, utc_day
+from .store import Store, day_start_ms
+
+HOLD_ROLE = "supervisor"
+ROLES = ("operator", "supervisor", "auditor", "admin")
+ASSERTED = "asserted (no user accounts)"
+IMAGE_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class HoldError(Exception):
+    pass
+
+
+def add_user(store: Store, name: str, role: str, by: str, now_ms: int) -> None:
+    if role not in ROLES:
+        raise HoldError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    if not re.fullmatch(r"[A-Za-z0-9._@-]{1,64}", name or ""):
+        raise HoldError(f"user name {name!r} must be 1-64 letters, digits or ._@-")
+    with store.transaction():
+        store.db.execute("INSERT INTO users (name, role, created_at_ms) VALUES (?, ?, ?) ON CONFLICT (name) "
+                         "DO UPDATE SET role = excluded.role, disabled = 0", (name, role, now_ms))
+        audit.append(store, by, "configure user", f"user {name} given role {role}", at_ms=now_ms, subject=name,
+                     detail={"role": role})
+
+
+def check_role(store: Store, user: str, asserted_role: str | None, needed: str = HOLD_ROLE) -> str:
+    """Returns the role source, or raises HoldError. See the module docstring."""
+    if not user:
+        raise HoldError("say who you are: --by USER")
+    accounts = store.db.execute("SELECT count(*) FROM users").fetchone()[0]
+    if accounts:
+        if asserted_role is not None:
+            raise HoldError("user accounts exist: the role comes from the users table, drop --role")
+        row = store.db.execute("SELECT role, disabled FROM users WHERE name = ?", (user,)).fetchone()
+        if row is None or row["disabled"]:
+            raise HoldError(f"{user} is not an active user of this gateway")
+        if row["role"] != needed:
+            raise HoldError(f"{user} has the role {row['role']}; a police hold needs the {needed} role")
+        return "users table"
+    if asserted_role != needed:
+        raise HoldError(f"no user accounts exist yet: state --role {needed} (recorded as asserted, "
+                        "not checked), or create accounts with `vericam hold add-user`")
+    return ASSERTED
+
+
+def _targets(store: Store, target: str) -> list:
+    """Image id, ALARM_ID, or DEVICE/ALARM_ID -> image rows."""
+    cols = "id, device, alarm_id, blob_path, kek_day, wrapped_key, sha256, delete_at_ms, hold_id"
+    if IMAGE_ID.match(target):
+        rows = store.db.execute(f"SELECT {cols} FROM images WHERE id = ?", (target,)).fetchall()
+        if rows:
+            return rows
+    if "/" in target:
+        device, alarm = target.split("/", 1)
+        rows = store.db.execute(f"SELECT {cols} FROM images WHERE device = ? AND alarm_id = ?",
+                                (device, alarm)).fetchall()
+    else:
+        rows = store.db.execute(f"SELECT {cols} FROM images WHERE alarm_id = ?", (target,)).fetchall()
+        if len({r["device"] for r in rows}) > 1:
+            raise HoldError(f"alarm id {target} is used by several devices: name it as DEVICE/ALARM_ID")
+    return rows
+
+
+def _alarm_time(store: Store, row) -> int:
+    return alarm_ms(store, row["device"], row["alarm_id"])
+
+
+def place(store: Store, target: str, by: str, reason: str, case: str, now_ms: int,
+          role: str | None = None, policy: RetentionPolicy | None = None) -> dict:
+    policy = policy or RetentionPolicy()
+    reason, case = (reason or "").strip(), (case or "").strip()
+    if not reason:
+        raise HoldError("a police hold needs a reason (--reason)")
+    if not case:
+        raise HoldError("a police hold needs the police case reference (--case)")
+    if len(reason) > 500 or len(case) > 100:
+        raise HoldError("reason is limited to 500 characters and the case reference to 100")
+    role_source = check_role(store, by, role)
+    with store.transaction():
+        rows = _targets(store, target)
+        if not rows:
+            raise HoldError(f"no stored image or alarm {target}: already deleted, or never stored")
+        held = [r for r in rows if r["hold_id"] is not None]
+        if held:
+            raise HoldError(f"{len(held)} of the images are already under hold #{held[0]['hold_id']}: "
+                            "release it first or add this case to it")
+        cur = store.db.execute("INSERT INTO holds (case_ref, reason, placed_by, role_source, placed_at_ms, target) "
+                               "VALUES (?, ?, ?, ?, ?, ?)", (case, reason, by, role_source, now_ms, target))
+        hold_id = cur.lastrowid
+        until = {}
+        for r in rows:
+            day = day_after(_alarm_time(store, r), policy.hold_days)
+            if day_start_ms(day) <= now_ms:
+                raise HoldError(f"image {r['id']} is past the legal maximum of {policy.hold_days} days "
+                                "after its alarm: it cannot be held")
+            kek = f"{day}/hold-{hold_id}"
+            key = store.keys.unwrap(r["kek_day"], bytes(r["wrapped_key"]))
+            store.db.execute("UPDATE images SET kek_day = ?, wrapped_key = ?, delete_at_ms = ?, hold_id = ? "
+                             "WHERE id = ?", (kek, store.keys.wrap(kek, key), day_start_ms(day), hold_id, r["id"]))
+            del key
+            until[r["id"]] = day
+        audit.append(store, by, "place hold", reason, at_ms=now_ms, subject=f"hold:{hold_id}",
+                     detail={"case": case, "target": target, "role_source": role_source,
+                             "images": sorted(until), "delete_on": sorted(set(until.values()))})
+    return {"hold": hold_id, "case": case, "images": len(until), "delete_on": sorted(set(until.values())),
+            "role_source": role_source}
+
+
+def release(store: Store, hold: str, by: str, reason: str, now_ms: int, role: str | None = None,
+            policy: RetentionPolicy | None = None) -> dict:
+    """Release a hold (by hold id, image or alarm). Overdue images are deleted at once."""
+    policy = policy or RetentionPolicy()
+    reason = (reason or "").strip()
+    if not reason:
+        raise HoldError("releasing a hold needs a reason (--reason)")
+    role_source = check_role(store, by, role)
+    if hold.isdigit():
+        hold_id = int(hold)
+    else:
+        ids = {r["hold_id"] for r in _targets(store, hold) if r["hold_id"] is not None}
+        if len(ids) != 1:
+            raise HoldError(f"{hold} is under {len(ids)} holds: name the hold by its number")
+        hold_id = ids.pop()
+    h = store.db.execute("SELECT * FROM holds WHERE id = ?", (hold_id,)).fetchone()
+    if h is None or h["released_at_ms"] is not None:
+        raise HoldError(f"hold #{hold_id} does not exist or was already released")
+    rewrapped, overdue = [], []
+    with store.transaction():
+        rows = store.db.execute("SELECT id, device, alarm_id, blob_path, kek_day, wrapped_key, sha256, "
+                                "delete_at_ms FROM images WHERE hold_id = ?", (hold_id,)).fetchall()
+        for r in rows:
+            day = day_after(_alarm_time(store, r), policy.image_days)
+            if day_start_ms(day) <= now_ms or store.keys.is_destroyed(day):
+                # Due already: back on schedule means now. The key stays under the hold day's KEK
+                # until the row is gone a moment later (or the next sweep, after a crash).
+                store.db.execute("UPDATE images SET hold_id = NULL, delete_at_ms = ? WHERE id = ?",
+                                 (day_start_ms(day), r["id"]))
+                overdue.append(r["id"])
+            else:
+                key = store.keys.unwrap(r["kek_day"], bytes(r["wrapped_key"]))
+                store.db.execute("UPDATE images SET kek_day = ?, wrapped_key = ?, delete_at_ms = ?, hold_id = NULL "
+                                 "WHERE id = ?", (day, store.keys.wrap(day, key), day_start_ms(day), r["id"]))
+                del key
+                rewrapped.append(r["id"])
+        store.db.execute("UPDATE holds SET released_at_ms = ?, released_by = ?, release_reason = ? WHERE id = ?",
+                         (now_ms, by, reason, hold_id))
+        audit.append(store, by, "release hold", reason, at_ms=now_ms, subject=f"hold:{hold_id}",
+                     detail={"case": h["case_ref"], "role_source": role_source, "back_on_schedule": rewrapped,
+                             "deleted_now": overdue})
+    hold_keks = {r["kek_day"] for r in rows if "/hold-" in r["kek_day"]}
+    if overdue:
+        with store._lock:
+            due = store.db.execute(
+                f"SELECT id, device, alarm_id, blob_path, kek_day, sha256, delete_at_ms FROM images "
+                f"WHERE id IN ({','.join('?' * len(overdue))})", overdue).fetchall()
+            delete_images(store, due, by, f"hold #{hold_id} released after the image's "
+                          f"{policy.image_days}-day deletion day", now_ms)
+    with store._lock:
+        for kek in sorted(hold_keks):
+            if store.db.execute("SELECT 1 FROM images WHERE kek_day = ? LIMIT 1", (kek,)).fetchone():
+                continue  # a crash left due rows: the sweeper deletes them, then destroys it
+            with store.transaction():
+                audit.append(store, by, "destroy kek", f"crypto-shredding: hold #{hold_id} released, none "
+                             "of its images still uses the hold's key", at_ms=now_ms, subject=kek,
+                             key_id=f"kek:{kek}")
+            store.keys.destroy(kek)
+    return {"hold": hold_id, "case": h["case_ref"], "back_on_schedule": len(rewrapped), "deleted_now": len(overdue)}
+
+
+def list_holds(store: Store, active_only: bool = False) -> list[dict]:
+    sql = "SELECT h.*, (SELECT count(*) FROM images i WHERE i.hold_id = h.id) AS images FROM holds h"
+    if active_only:
+        sql += " WHERE released_at_ms IS NULL"
+    return [dict(r) for r in store.db.execute(sql + " ORDER BY id")]
+
+
+__all__ = ["HoldError", "place", "release", "add_user", "check_role", "list_holds", "utc_day"]

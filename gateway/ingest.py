@@ -1,0 +1,338 @@
+"""Ingest: turns a batch of MQTT messages into durable rows and blobs, and says what to send back.
+
+This module does no network I/O, like a sans-IO core: `Ingest.process_batch(messages)` verifies
+every message (PROTOCOL.md §3), handles it in one database transaction with one savepoint per
+message (group commit), commits, and returns the downlink messages (receipts §8, time §9) that
+the caller must publish only after it has acknowledged the batch. `gateway.service` owns the
+MQTT client and the worker thread that feeds it.
+
+What becomes of each message:
+- capture chunk: spooled; when the last chunk of a capture is in, the sealed capture is opened
+  (§4), each frame is stored as an encrypted image, and a receipt (status 0) is returned. A
+  capture already stored is never stored twice: its receipt goes out again.
+- event: decrypted (§6) and stored; an alarm event links its alarm id to its captures.
+- status: online/offline and last seen; `online` gets a time message (§9).
+- anything rejected: counted by reason, logged with device, topic and reason (never payload
+  bytes or keys), and still acknowledged so the broker does not deliver it forever.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import re
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .protocol import capture as cap
+from .protocol import envelope as env_mod
+from .protocol.envelope import (RECEIPT_REJECTED, RECEIPT_RESEND, RECEIPT_STORED, T_CAPTURE, T_EVENT,
+                                T_HEARTBEAT,
+                                T_RECEIPT, T_STATUS, T_TIME, Envelope)
+from .protocol.errors import (CaptureTooLarge, Malformed, ProtocolError, Replay, TooManyCaptures)
+from .protocol.event import decrypt_event, parse_status
+from .store import Store, now_ms
+
+MAX_CAPTURES_IN_FLIGHT = 4
+SPOOL_EXPIRY_MS = 10 * 60 * 1000
+_PRINTABLE = re.compile(r"[^A-Za-z0-9_./+#$-]")
+
+
+@dataclass(frozen=True)
+class Message:
+    """One received MQTT message. `token` is whatever the caller needs to acknowledge it."""
+
+    topic: str
+    payload: bytes
+    token: object = None
+
+
+@dataclass
+class Outbound:
+    topic: str
+    payload: bytes
+
+
+@dataclass
+class StoredCapture:
+    device: str
+    capture_id: str
+    alarm_id: str
+    trigger: str
+    frames: int
+    size: int
+    rowid: int
+    first_chunk_ms: int
+
+
+@dataclass
+class BatchResult:
+    outbound: list[Outbound] = field(default_factory=list)
+    stored: list[StoredCapture] = field(default_factory=list)
+    rejected: dict[str, int] = field(default_factory=dict)
+
+
+def safe_label(text: str, limit: int = 80) -> str:
+    """A topic or device id made safe to log: printable ASCII, truncated."""
+    return _PRINTABLE.sub("?", text[:limit])
+
+
+# EN 50136-1 category SP4: a fault is reported within 180 s (docs/PROTOCOL.md section 11).
+SUPERVISION_WINDOW_MS = 180_000
+
+
+class Ingest:
+    """Verifies and stores messages for one gateway. Used by one thread at a time."""
+
+    supervision_window_ms = SUPERVISION_WINDOW_MS
+
+    def __init__(self, store: Store, log: Callable[[str], None] = print,
+                 clock: Callable[[], float] = time.time,
+                 max_in_flight: int = MAX_CAPTURES_IN_FLIGHT, spool_expiry_ms: int = SPOOL_EXPIRY_MS):
+        self.store = store
+        self.log = log
+        self.clock = clock
+        self.max_in_flight = max_in_flight
+        self.spool_expiry_ms = spool_expiry_ms
+        self._arc = store.keys.arc_private_key()
+        self._arc_key_id = store.keys.arc_key_id()
+        self._last_down_counter = 0
+
+    # Batches -------------------------------------------------------------------------------
+    def process_batch(self, messages: list[Message]) -> BatchResult:
+        """Handle every message in one transaction and commit it (files and rows durable).
+
+        Raises only if the transaction itself fails (disk full, database error): then nothing
+        of the batch is stored and nothing may be acknowledged; the caller retries."""
+        result = BatchResult()
+        with self.store.transaction():
+            for msg in messages:
+                self._one(msg, result)
+        return result
+
+    def _one(self, msg: Message, result: BatchResult) -> None:
+        now = self.clock()
+        try:
+            with self.store.savepoint():
+                self._handle(msg, now, result)
+        except ProtocolError as exc:
+            self._reject(exc.reason, msg.topic, str(exc), result)
+            if isinstance(exc, Replay):
+                self._replayed_chunk(msg, result)
+        except Exception as exc:  # a bug must cost one message, never the worker
+            self._reject("internal_error", msg.topic,
+                         f"{type(exc).__name__} at {_where(exc)}: report this as a gateway bug", result)
+
+    def _reject(self, reason: str, topic: str, why: str, result: BatchResult) -> None:
+        self.store.count_rejection(reason)
+        result.rejected[reason] = result.rejected.get(reason, 0) + 1
+        device = safe_label(topic.split("/")[2]) if topic.count("/") >= 2 else "?"
+        self.log(f"rejected {reason}: device={device} topic={safe_label(topic)}: {why}")
+
+    # One message ---------------------------------------------------------------------------
+    def _handle(self, msg: Message, now: float, result: BatchResult) -> None:
+        windows = {}
+
+        def window_for(device: str):
+            windows[device] = self.store.replay_window(device)
+            return windows[device]
+
+        env = env_mod.open_envelope(msg.topic, msg.payload, self.store.device_keys, window_for, now,
+                                    self.store.last_status_counter)
+        for device, window in windows.items():
+            self.store.save_replay_window(device, window)
+        at_ms = int(now * 1000)
+        if env.etype != T_STATUS:  # a status (the will, say) may be old: it proves nothing about now
+            self.store.touch_device(env.device_id, at_ms, clock_unset=env.time == 0)
+        if env.etype == T_CAPTURE:
+            self._chunk(env, cap.parse_chunk(env.body), at_ms, result)
+        elif env.etype == T_EVENT:
+            self._event(env, at_ms)
+        elif env.etype == T_STATUS:
+            self._status(env, at_ms, result)
+        elif env.etype == T_HEARTBEAT:
+            pass  # heard: touch_device above is all a heartbeat is for (§11)
+        else:  # a downlink type on an uplink topic cannot pass check_topic; keep the guard anyway
+            raise Malformed(f"envelope type 0x{env.etype:02x} is not an uplink type")
+
+    def _chunk(self, env: Envelope, chunk: cap.Chunk, at_ms: int, result: BatchResult) -> None:
+        device, cid, aid = env.device_id, chunk.capture_id.hex(), chunk.alarm_id.hex()
+        done = self.store.capture(device, cid)
+        if done is not None:
+            # Already stored (or rejected): store nothing, answer the capture's last chunk again.
+            if chunk.index == chunk.count - 1:
+                self._receipt_for(done, result)
+            return
+        if chunk.index < chunk.count - 1:
+            size = len(chunk.data)
+            if not size * (chunk.count - 1) < chunk.total <= size * chunk.count:
+                raise Malformed(f"chunk {chunk.index} of {size} bytes does not fit {chunk.count} chunks "
+                                f"totalling {chunk.total} bytes")
+        state = self.store.spool_state(device, cid)
+        if state is None:
+            if len(self.store.spooled_captures(device)) >= self.max_in_flight:
+                raise TooManyCaptures(f"device {device} already has {self.max_in_flight} captures in "
+                                      "reassembly: send one capture at a time, or wait for receipts")
+            self.store.note_alarm(device, aid, at_ms)
+        elif (state["count"], state["total"], state["alarm_id"]) != (chunk.count, chunk.total, aid):
+            raise Malformed(f"chunk {chunk.index} of capture {cid[:8]} disagrees with earlier chunks "
+                            "on count, total size or alarm id")
+        self.store.spool_chunk(device, cid, chunk.index, chunk.count, chunk.total, aid, chunk.data, at_ms)
+        state = self.store.spool_state(device, cid)
+        if state["bytes"] > chunk.total:
+            raise CaptureTooLarge(f"chunks of capture {cid[:8]} hold more than its stated {chunk.total} bytes")
+        if state["have"] == chunk.count:
+            self._complete(device, cid, aid, chunk.total, state["first_ms"], at_ms, result)
+
+    def _complete(self, device: str, cid: str, aid: str, total: int, first_ms: int, at_ms: int,
+                  result: BatchResult) -> None:
+        sealed = self.store.spool_assemble(device, cid)
+        self.store.spool_drop(device, cid)
+        sha = hashlib.sha256(sealed).hexdigest()
+        try:
+            if len(sealed) != total:
+                raise Malformed(f"chunks of capture {cid[:8]} add up to {len(sealed)} bytes, not the "
+                                f"stated {total}")
+            opened = cap.open_sealed(sealed, self._arc, self._arc_key_id)
+            if opened.capture_id.hex() != cid:
+                raise Malformed("capture id in the chunks differs from the one in the sealed header")
+        except ProtocolError as exc:
+            # The capture itself is bad: remember that, so a resend gets the same answer.
+            self.store.add_capture(device, cid, aid, None, None, "rejected", exc.reason, sha, len(sealed), 0,
+                                   first_ms)
+            self._reject(exc.reason, env_mod.topic_for(device, T_CAPTURE), str(exc), result)
+            self._receipt(device, bytes.fromhex(cid), RECEIPT_REJECTED, 0, bytes.fromhex(sha), result)
+            return
+        alarm = self.store.note_alarm(device, aid, at_ms)
+        kek_day = self.store.deletion_day(alarm["received_at_ms"])
+        if kek_day <= _dt.datetime.fromtimestamp(at_ms / 1000, _dt.timezone.utc).date().isoformat():
+            # The alarm's photos are already past retention (the device was cut off for longer
+            # than the retention period): storing them would break the promise, and the day's
+            # key may be destroyed. Refuse them for good, so the device deletes its copy.
+            self.store.add_capture(device, cid, aid, opened.trigger_name, opened.captured_at, "rejected",
+                                   "expired", sha, len(sealed), 0, first_ms)
+            self._reject("expired", env_mod.topic_for(device, T_CAPTURE),
+                         f"capture {cid[:8]} of alarm {aid[:8]} arrived after its deletion day {kek_day}", result)
+            self._receipt(device, opened.capture_id, RECEIPT_REJECTED, 0, bytes.fromhex(sha), result)
+            return
+        for frame in opened.frames:
+            self.store.put_image(device, cid, aid, frame.index, frame.t, frame.jpeg, kek_day, at_ms)
+        rowid = self.store.add_capture(device, cid, aid, opened.trigger_name, opened.captured_at, "stored", None,
+                                       sha, len(sealed), len(opened.frames), first_ms)
+        self.store.link_alarm_capture(device, aid, cid)
+        result.stored.append(StoredCapture(device, cid, aid, opened.trigger_name, len(opened.frames),
+                                           len(sealed), rowid, first_ms))
+        self._receipt(device, opened.capture_id, RECEIPT_STORED, len(opened.frames), bytes.fromhex(sha), result)
+
+    def _event(self, env: Envelope, at_ms: int) -> None:
+        keys = self.store.device_keys(env.device_id)
+        event = decrypt_event(keys.event, env.body)
+        self.store.add_event(env.device_id, event, at_ms, clock_unset=env.time == 0)
+        if event["kind"] == "alarm" and isinstance(event.get("alarm_id"), str):
+            aid = event["alarm_id"][:64]
+            t = event.get("t") if isinstance(event.get("t"), int) else None
+            code = event.get("code") if isinstance(event.get("code"), str) else None
+            self.store.note_alarm(env.device_id, aid, at_ms, code=code, t=t)
+            captures = event.get("captures")
+            for cid in captures if isinstance(captures, list) else []:
+                if isinstance(cid, str) and len(cid) <= 64:
+                    self.store.link_alarm_capture(env.device_id, aid, cid)
+
+    def _status(self, env: Envelope, at_ms: int, result: BatchResult) -> None:
+        status = parse_status(env.body)
+        online = status["state"] == "online"
+        fw = status.get("fw") if isinstance(status.get("fw"), str) else None
+        self.store.set_status(env.device_id, online, fw and fw[:40], at_ms, env.counter)
+        if online:
+            body = env_mod.build_time_body(int(self.clock() * 1000))
+            result.outbound.append(self._downlink(env.device_id, T_TIME, body))
+
+    def _replayed_chunk(self, msg: Message, result: BatchResult) -> None:
+        """A replayed chunk passed the MAC check (replay comes after it): if its capture is
+        already stored, the device evidently lacks the receipt, so send it again."""
+        try:
+            env = env_mod.parse(msg.payload)
+            if env.etype != T_CAPTURE:
+                return
+            chunk = cap.parse_chunk(env.body)
+            done = self.store.capture(env.device_id, chunk.capture_id.hex())
+            if done is not None and chunk.index == chunk.count - 1:
+                self._receipt_for(done, result)
+        except Exception:
+            return
+
+    # Expiry --------------------------------------------------------------------------------
+    def expire(self) -> BatchResult:
+        """Drop partial captures older than the limit and ask their devices to resend (§5)."""
+        result = BatchResult()
+        cutoff = int(self.clock() * 1000) - self.spool_expiry_ms
+        with self.store.transaction():
+            for device, cid in self.store.expired_spool(cutoff):
+                self.store.spool_drop(device, cid)
+                self._reject("expired", env_mod.topic_for(device, T_CAPTURE),
+                             f"capture {cid[:8]} incomplete after {self.spool_expiry_ms // 1000} s: "
+                             "asked the device to resend it", result)
+                self._receipt(device, bytes.fromhex(cid), RECEIPT_RESEND, 0, bytes(32), result)
+        self.supervise()
+        return result
+
+    # Supervision ---------------------------------------------------------------------------
+    def supervise(self, window_ms: int | None = None) -> list[tuple[str, str]]:
+        """Raise `supervision_lost` for devices silent longer than the window, and
+        `supervision_restored` for those heard again (§11). Returns (device, code) pairs.
+
+        A device never heard from is not supervised yet (it is not installed); a revoked one
+        is not supervised at all.
+        """
+        window_ms = self.supervision_window_ms if window_ms is None else window_ms
+        now = int(self.clock() * 1000)
+        changes = []
+        with self.store.transaction():
+            for row in self.store.db.execute(
+                    "SELECT id, last_seen_ms, supervision_lost_ms FROM devices "
+                    "WHERE revoked = 0 AND last_seen_ms IS NOT NULL").fetchall():
+                silent = now - row["last_seen_ms"] > window_ms
+                if silent and row["supervision_lost_ms"] is None:
+                    code = "supervision_lost"
+                    self.store.db.execute("UPDATE devices SET supervision_lost_ms = ? WHERE id = ?", (now, row["id"]))
+                elif not silent and row["supervision_lost_ms"] is not None:
+                    code = "supervision_restored"
+                    self.store.db.execute("UPDATE devices SET supervision_lost_ms = NULL WHERE id = ?", (row["id"],))
+                else:
+                    continue
+                self.store.add_event(row["id"], {"kind": "technical", "code": code, "source": "gateway",
+                                                 "last_seen_ms": row["last_seen_ms"]}, now, clock_unset=False)
+                self.log(f"technical alarm {code}: device={safe_label(row['id'])} last heard "
+                         f"{(now - row['last_seen_ms']) // 1000} s ago")
+                changes.append((row["id"], code))
+        return changes
+
+    # Downlink ------------------------------------------------------------------------------
+    def _receipt_for(self, row: dict, result: BatchResult) -> None:
+        status = RECEIPT_STORED if row["status"] == "stored" else RECEIPT_REJECTED
+        self._receipt(row["device"], bytes.fromhex(row["capture_id"]), status, row["frames"],
+                      bytes.fromhex(row["sha256"]), result)
+
+    def _receipt(self, device: str, capture_id: bytes, status: int, frames: int, sha: bytes,
+                 result: BatchResult) -> None:
+        body = env_mod.build_receipt_body(capture_id, status, min(frames, 255), sha)
+        result.outbound.append(self._downlink(device, T_RECEIPT, body))
+
+    def _downlink(self, device: str, etype: int, body: bytes) -> Outbound:
+        keys = self.store.device_keys(device)
+        now = self.clock()
+        # §3: the downlink counter is the gateway's clock in ms, kept strictly increasing.
+        counter = max(int(now * 1000), self._last_down_counter + 1)
+        self._last_down_counter = counter
+        topic = env_mod.topic_for(device, etype)
+        return Outbound(topic, env_mod.build(etype, device, counter, int(now), body, keys.down, topic))
+
+
+def _where(exc: BaseException) -> str:
+    tb = traceback.extract_tb(exc.__traceback__)
+    if not tb:
+        return "?"
+    last = tb[-1]
+    return f"{last.filename.rsplit('/', 1)[-1]}:{last.lineno}"

@@ -1,0 +1,217 @@
+"""The key store: the ARC private key and the key-encryption keys (KEKs), apart from the metadata.
+
+Layout under `<data>/keys/` (directory mode 0700):
+- `arc_private.pem`: the ARC RSA-2048 private key (PKCS#8 PEM, mode 0600). Devices wrap the
+  data key of every capture to its public half.
+- `keys.sqlite`: one KEK per deletion day (`kek` table), created on demand, and a `master`
+  KEK that wraps the device keys kept in the metadata DB.
+
+Every image at rest has its own data key, wrapped (RFC 3394 AES key wrap) under the KEK of the
+day it must be deleted. `destroy(day)` erases that KEK, which makes every copy of that day's
+images unreadable, backups included: crypto-shredding. Keep backups of this directory apart
+from the metadata and blob backups, and never for longer than the retention period.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
+
+from .protocol.keys import arc_key_id
+
+ARC_KEY_FILE = "arc_private.pem"
+KEYS_DB = "keys.sqlite"
+MASTER = "master"
+
+
+class KeyStoreError(Exception):
+    pass
+
+
+class KeyDestroyed(KeyStoreError):
+    """The KEK was destroyed: the data it protected is shredded."""
+
+
+def _write_secret(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def day_str(day: _dt.date | str) -> str:
+    return day if isinstance(day, str) else day.isoformat()
+
+
+class KeyStore:
+    """ARC key and per-day KEKs. Thread-safe; one instance per process and data directory."""
+
+    def __init__(self, key_dir: str | Path):
+        self.dir = Path(key_dir)
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.dir, 0o700)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.dir / KEYS_DB, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA secure_delete=ON")  # freed pages are zeroed: a destroyed KEK is gone
+        self._db.execute("CREATE TABLE IF NOT EXISTS kek (day TEXT PRIMARY KEY, kek BLOB, "
+                         "created_at_ms INTEGER NOT NULL, destroyed_at_ms INTEGER)")
+        # The audit chain's head, kept apart from the metadata DB (see gateway.audit): whoever
+        # truncates or rewrites the audit table must also reach the key store to hide it.
+        self._db.execute("CREATE TABLE IF NOT EXISTS audit_head (id INTEGER PRIMARY KEY CHECK (id = 1), "
+                         "seq INTEGER NOT NULL, hash TEXT NOT NULL, at_ms INTEGER NOT NULL)")
+        os.chmod(self.dir / KEYS_DB, 0o600)
+        self._cache: dict[str, bytes] = {}
+        self._arc = None
+
+    @classmethod
+    def open(cls, data_dir: str | Path) -> "KeyStore":
+        return cls(Path(data_dir) / "keys")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ARC key pair --------------------------------------------------------------------------
+    @property
+    def arc_path(self) -> Path:
+        return self.dir / ARC_KEY_FILE
+
+    def has_arc_key(self) -> bool:
+        return self.arc_path.exists()
+
+    def create_arc_key(self) -> bool:
+        """Create the ARC RSA-2048 key pair if missing. Returns True if it was created."""
+        with self._lock:
+            if self.has_arc_key():
+                return False
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            self.import_arc_key(key)
+            return True
+
+    def import_arc_key(self, private_key) -> None:
+        pem = private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption())
+        _write_secret(self.arc_path, pem)
+        self._arc = None
+
+    def arc_private_key(self):
+        with self._lock:
+            if self._arc is None:
+                if not self.has_arc_key():
+                    raise KeyStoreError(f"no ARC key in {self.dir}: run `vericam gateway init --data DIR`")
+                self._arc = serialization.load_pem_private_key(self.arc_path.read_bytes(), password=None)
+            return self._arc
+
+    def arc_key_id(self) -> bytes:
+        return arc_key_id(self.arc_private_key().public_key())
+
+    # KEKs ----------------------------------------------------------------------------------
+    def _get(self, name: str, create: bool) -> bytes:
+        with self._lock:
+            kek = self._cache.get(name)
+            if kek is not None:
+                return kek
+            row = self._db.execute("SELECT kek, destroyed_at_ms FROM kek WHERE day = ?", (name,)).fetchone()
+            if row is not None and row[1] is not None:
+                raise KeyDestroyed(f"the key-encryption key of {name} was destroyed: data under it "
+                                   "is shredded and cannot be recovered")
+            if row is None:
+                if not create:
+                    raise KeyStoreError(f"no key-encryption key for {name}")
+                kek = secrets.token_bytes(32)
+                self._db.execute("INSERT INTO kek (day, kek, created_at_ms) VALUES (?, ?, ?)",
+                                 (name, kek, int(time.time() * 1000)))
+            else:
+                kek = bytes(row[0])
+            self._cache[name] = kek
+            return kek
+
+    def kek(self, day: _dt.date | str, create: bool = True) -> bytes:
+        """The KEK of a deletion day, created (and durably committed) on first use."""
+        return self._get(day_str(day), create)
+
+    def destroy(self, day: _dt.date | str) -> bool:
+        """Erase the KEK of `day`. Returns False if there was none. Irreversible."""
+        name = day_str(day)
+        with self._lock:
+            self._cache.pop(name, None)
+            cur = self._db.execute("UPDATE kek SET kek = NULL, destroyed_at_ms = ? WHERE day = ? "
+                                   "AND destroyed_at_ms IS NULL", (int(time.time() * 1000), name))
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # no copy left in the WAL either
+            return cur.rowcount > 0
+
+    def days(self) -> list[tuple[str, bool]]:
+        """[(day, destroyed)] of every KEK but the master."""
+        rows = self._db.execute("SELECT day, destroyed_at_ms IS NOT NULL FROM kek WHERE day != ? "
+                                "ORDER BY day", (MASTER,)).fetchall()
+        return [(d, bool(x)) for d, x in rows]
+
+    def live_days_until(self, day: _dt.date | str) -> list[str]:
+        """KEKs still alive whose day (the name's first 10 characters, so a police hold's own
+        `DAY/hold-N` KEK too) is `day` or earlier; never the master."""
+        return [r[0] for r in self._db.execute(
+            "SELECT day FROM kek WHERE destroyed_at_ms IS NULL AND day != ? AND substr(day, 1, 10) <= ? "
+            "ORDER BY day", (MASTER, day_str(day)))]
+
+    def is_destroyed(self, day: _dt.date | str) -> bool:
+        row = self._db.execute("SELECT destroyed_at_ms FROM kek WHERE day = ?", (day_str(day),)).fetchone()
+        return row is not None and row[0] is not None
+
+    # Audit chain head ----------------------------------------------------------------------
+    def anchor_audit(self, seq: int, head_hash: str) -> None:
+        """Record the audit chain's head; it only ever moves forward."""
+        with self._lock:
+            self._db.execute("INSERT INTO audit_head (id, seq, hash, at_ms) VALUES (1, ?, ?, ?) "
+                             "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, "
+                             "at_ms = excluded.at_ms WHERE excluded.seq > audit_head.seq",
+                             (seq, head_hash, int(time.time() * 1000)))
+
+    def audit_anchor(self) -> tuple[int, str] | None:
+        row = self._db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+        return (row[0], row[1]) if row else None
+
+    def wrap(self, day: _dt.date | str, key: bytes) -> bytes:
+        return aes_key_wrap(self.kek(day), key)
+
+    def unwrap(self, day: _dt.date | str, wrapped: bytes) -> bytes:
+        try:
+            return aes_key_unwrap(self.kek(day, create=False), wrapped)
+        except InvalidUnwrap:
+            raise KeyStoreError(f"wrapped key does not unwrap under the KEK of {day_str(day)}: "
+                                "the key store does not match the metadata") from None
+
+    # Device keys ---------------------------------------------------------------------------
+    def wrap_device_key(self, device_key: bytes) -> bytes:
+        return aes_key_wrap(self._get(MASTER, True), device_key)
+
+    def unwrap_device_key(self, wrapped: bytes) -> bytes:
+        try:
+            return aes_key_unwrap(self._get(MASTER, False), wrapped)
+        except InvalidUnwrap:
+            raise KeyStoreError("a device key does not unwrap under this key store's master key: "
+                                "the key store does not match the metadata") from None

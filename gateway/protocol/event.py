@@ -1,0 +1,48 @@
+"""Activity events (PROTOCOL.md §6) and status messages (§7): decrypt, validate, build."""
+
+from __future__ import annotations
+
+import json
+
+from cryptography.hazmat.primitives import padding as sym_padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from .errors import BadEvent, Malformed
+
+EVENT_KINDS = ("alarm", "alarm_cancelled", "armed", "disarmed", "technical", "config")
+STATES = ("online", "offline")
+
+
+def decrypt_event(k_event: bytes, body: bytes) -> dict:
+    """iv(16) || AES-256-CBC(K_event, iv, PKCS7(json)) -> the event as a dict."""
+    if len(body) < 32 or len(body) % 16:
+        raise Malformed(f"event body of {len(body)} bytes is not iv plus whole AES blocks")
+    dec = Cipher(algorithms.AES(k_event), modes.CBC(body[:16])).decryptor()
+    padded = dec.update(body[16:]) + dec.finalize()
+    unpad = sym_padding.PKCS7(128).unpadder()
+    try:
+        raw = unpad.update(padded) + unpad.finalize()
+        event = json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise BadEvent("event does not decrypt to UTF-8 JSON: the device's K_event or "
+                       "padding is wrong") from None
+    if not isinstance(event, dict) or event.get("kind") not in EVENT_KINDS:
+        raise BadEvent(f"event is not an object with a kind in {EVENT_KINDS}")
+    return event
+
+
+def encrypt_event(k_event: bytes, iv: bytes, event: dict | bytes) -> bytes:
+    raw = event if isinstance(event, bytes) else json.dumps(event, separators=(",", ":")).encode()
+    pad = sym_padding.PKCS7(128).padder()
+    enc = Cipher(algorithms.AES(k_event), modes.CBC(iv)).encryptor()
+    return iv + enc.update(pad.update(raw) + pad.finalize()) + enc.finalize()
+
+
+def parse_status(body: bytes) -> dict:
+    try:
+        status = json.loads(bytes(body).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise Malformed("status body is not UTF-8 JSON") from None
+    if not isinstance(status, dict) or status.get("state") not in STATES:
+        raise Malformed('status is not an object with "state": "online" or "offline"')
+    return status

@@ -1,0 +1,54 @@
+"""Provisioning: the ARC key pair of a gateway and the keys of the devices it accepts."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+from .keystore import KeyStore
+from .store import Store
+
+
+def init_arc(data_dir: str | Path) -> dict:
+    """Create the data directory, its schema and the ARC key pair if missing.
+
+    Returns {"created": bool, "arc_key_id": hex, "arc_n": hex, "arc_e": int}."""
+    data_dir = Path(data_dir)
+    with Store.open(data_dir) as store:
+        created = store.keys.create_arc_key()
+        pub = store.keys.arc_private_key().public_key().public_numbers()
+        return {"created": created, "arc_key_id": store.keys.arc_key_id().hex(),
+                "arc_n": format(pub.n, "x"), "arc_e": pub.e}
+
+
+def arc_public(keys: KeyStore) -> dict:
+    pub = keys.arc_private_key().public_key().public_numbers()
+    return {"arc_n": format(pub.n, "0512x"), "arc_e": pub.e, "arc_key_id": keys.arc_key_id().hex()}
+
+
+def add_device(data_dir: str | Path, device_id: str, site: str) -> dict:
+    """Provision one device: a fresh random device key, stored (wrapped) at the gateway.
+
+    Returns the device's config dict {"device_id", "site", "device_key" (hex), "arc_n" (hex),
+    "arc_e", "arc_key_id" (hex)}. It holds the device key: write it only to a 0600 file."""
+    from .protocol.envelope import valid_device_id
+
+    if not valid_device_id(device_id):
+        raise ValueError(f"device id {device_id!r} must match [a-z0-9-]{{1,32}} (it is also the MQTT user name)")
+    init_arc(data_dir)
+    device_key = secrets.token_bytes(32)
+    with Store.open(data_dir) as store:
+        store.add_device(device_id, site, device_key)
+        return {"device_id": device_id, "site": site, "device_key": device_key.hex(), **arc_public(store.keys)}
+
+
+def write_config(path: str | Path, config: dict) -> None:
+    """Write a device config (it holds the device key) with mode 0600."""
+    path = Path(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(config, f, indent=2)
+        f.write("\n")
+    os.chmod(path, 0o600)

@@ -1,0 +1,396 @@
+"""Retention: the rules as validated configuration, the sweeper that enforces them, and reconciliation.
+
+Theory of operation
+-------------------
+**When an image is due.** Every image has a deletion day (`kek_day`): the UTC day of its alarm
+plus `image_days` (7), or plus `hold_days` (30) while a police hold covers it. It is due at
+00:00 UTC of that day (`delete_at_ms`), so it is deleted between 6 and 7 days after its
+alarm (29 and 30 under a hold): never later than the rule. Whole days are the unit because
+the data key of every image is wrapped by its deletion day's KEK: when the day starts, all of
+the day's images are due at once, the sweeper deletes them and then destroys the day's KEK.
+There is no moment when an expired image still has a live key (the crypto-shredding test).
+
+**The sweeper** selects `... WHERE delete_at_ms <= now ORDER BY delete_at_ms LIMIT batch` on
+the index `images_by_delete_at`, so a sweep reads only what has expired: when nothing has,
+it is one index probe, whatever is stored. For each batch it
+  1. truncates then unlinks each blob (space held by an open descriptor comes back),
+  2. fsyncs the blob directories,
+  3. deletes the rows and appends one audit record per image (key id, content hash) in one
+     transaction.
+Files go first: a crash after (1) leaves due rows whose files are gone; they are still due,
+so the next sweep (the gateway sweeps at start) finishes them. A crash can never leave a
+file without a row, and never a not-yet-due row without its file.
+After the images, every KEK whose day has started and that no image row still names is
+destroyed (audited first, then destroyed: a crash in between repeats the audit record, it
+never skips the destruction). Then activity-log records of customers whose relationship
+ended more than `activity_years` ago are purged in batches.
+
+**Never for disk space.** Nothing here deletes anything before it is due. When the disk
+fills, ingest stops and logs `INGEST STOPPED` (gateway.service); evidence under a hold is
+never traded for space.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import audit
+from .keystore import fsync_dir
+from .store import Store, day_start_ms
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover
+    import tomli as tomllib
+
+# The longest any image may be kept: 30 days after its alarm, under a police hold. This is the
+# ceiling the ARC promises households in its privacy policy (design rule 4) and the basis on
+# which it keeps these images at all (GDPR art. 5(1)(e), storage limitation: no longer than the
+# stated purpose needs). It is a product and contractual commitment, not a figure taken from a
+# statute; counsel may set a lower ceiling in configuration, never a higher one.
+LEGAL_MAX_HOLD_DAYS = 30
+CONFIG_FILE = "retention.toml"
+SWEEPER = "retention-sweeper"
+
+
+class RetentionConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    image_days: int = 7          # an image is due 7 days after its alarm's day
+    hold_days: int = 30          # ... or 30 under a police hold, never more (LEGAL_MAX_HOLD_DAYS)
+    activity_years: int = 3      # activity log: kept until 3 years after the relationship ends
+    sweep_interval_s: float = 60.0
+    batch: int = 500
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        for name in ("image_days", "hold_days", "activity_years", "batch"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise RetentionConfigError(f"retention {name} must be a whole number >= 1, got {v!r}")
+        if self.hold_days > LEGAL_MAX_HOLD_DAYS:
+            raise RetentionConfigError(
+                f"retention hold_days = {self.hold_days} is above the legal maximum of {LEGAL_MAX_HOLD_DAYS} "
+                "days after the alarm: a police hold can never keep an image longer (see docs/OPERATING.md)")
+        if self.image_days > self.hold_days:
+            raise RetentionConfigError(f"retention image_days = {self.image_days} is longer than hold_days = "
+                                       f"{self.hold_days}: a hold must not shorten retention")
+        if not (isinstance(self.sweep_interval_s, (int, float)) and 0 < self.sweep_interval_s <= 3600):
+            raise RetentionConfigError(f"retention sweep_interval_s must be in (0, 3600], got "
+                                       f"{self.sweep_interval_s!r}: a sweep at least every hour")
+
+    @classmethod
+    def load(cls, data_dir: str | Path, **overrides) -> "RetentionPolicy":
+        """Defaults, then `DATA/retention.toml` ([retention] table), then explicit overrides."""
+        values: dict = {}
+        path = Path(data_dir) / CONFIG_FILE
+        if path.exists():
+            try:
+                table = tomllib.loads(path.read_text(encoding="utf-8")).get("retention", {})
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise RetentionConfigError(f"{path} is not valid TOML: {exc}") from None
+            if not isinstance(table, dict):
+                raise RetentionConfigError(f"{path}: 'retention' must be a table ([retention])")
+            unknown = set(table) - {f for f in cls.__dataclass_fields__}
+            if unknown:
+                raise RetentionConfigError(f"{path}: unknown retention settings {sorted(unknown)}")
+            values.update(table)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def as_dict(self) -> dict:
+        return asdict(self) | {"legal_max_hold_days": LEGAL_MAX_HOLD_DAYS}
+
+
+def record_policy(store: Store, policy: RetentionPolicy, now_ms: int, who: str = "gateway") -> bool:
+    """Audit the rules in force when they differ from the last ones recorded. True if recorded."""
+    row = store.db.execute("SELECT detail FROM audit WHERE what = 'configure retention' "
+                           "ORDER BY seq DESC LIMIT 1").fetchone()
+    current = policy.as_dict()
+    import json
+    if row is not None and json.loads(row[0]) == current:
+        return False
+    with store.transaction():
+        audit.append(store, who, "configure retention", "retention rules in force at start "
+                     f"(defaults, {CONFIG_FILE}, command line)", at_ms=now_ms, detail=current)
+    return True
+
+
+# Days and times ----------------------------------------------------------------------------
+def utc_day(ms: int) -> _dt.date:
+    return _dt.datetime.fromtimestamp(ms / 1000, _dt.timezone.utc).date()
+
+
+def day_after(alarm_ms: int, days: int) -> str:
+    return (utc_day(alarm_ms) + _dt.timedelta(days=days)).isoformat()
+
+
+def years_after(ms: int, years: int) -> int:
+    t = _dt.datetime.fromtimestamp(ms / 1000, _dt.timezone.utc)
+    try:
+        t = t.replace(year=t.year + years)
+    except ValueError:  # 29 February
+        t = t.replace(year=t.year + years, day=28)
+    return int(t.timestamp() * 1000)
+
+
+def alarm_ms(store: Store, device: str, alarm_id: str) -> int:
+    row = store.db.execute("SELECT received_at_ms FROM alarms WHERE device = ? AND alarm_id = ?",
+                           (device, alarm_id)).fetchone()
+    if row is None:
+        raise LookupError(f"no alarm {alarm_id} of device {device}")
+    return row[0]
+
+
+# Deleting images ---------------------------------------------------------------------------
+def shred_file(path: Path) -> bool:
+    """Truncate, then unlink. False if the file was already gone."""
+    try:
+        os.truncate(path, 0)
+    except FileNotFoundError:
+        return False
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    return True
+
+
+def delete_images(store: Store, rows: list, who: str, why: str, now_ms: int,
+                  on_files_gone: Callable[[], None] | None = None) -> int:
+    """Files first (truncate + unlink, dirs fsynced), then rows + one audit record each in one commit."""
+    dirs = set()
+    for r in rows:
+        path = store.data_dir / r["blob_path"]
+        shred_file(path)
+        dirs.add(path.parent)
+    for d in sorted(dirs):
+        if d.exists():
+            fsync_dir(d)
+    if on_files_gone:
+        on_files_gone()  # test hook: the crash window between files and rows
+    with store.transaction():
+        for r in rows:
+            store.db.execute("DELETE FROM images WHERE id = ?", (r["id"],))
+            audit.append(store, who, "delete image", why, at_ms=now_ms, subject=r["id"],
+                         key_id=f"kek:{r['kek_day']}", content_hash=r["sha256"],
+                         detail={"device": r["device"], "alarm": r["alarm_id"], "due_at_ms": r["delete_at_ms"],
+                                 "blob": r["blob_path"]})
+    return len(rows)
+
+
+DUE_SQL = ("SELECT id, device, alarm_id, blob_path, kek_day, sha256, delete_at_ms FROM images "
+           "WHERE delete_at_ms <= ? ORDER BY delete_at_ms LIMIT ?")
+
+
+@dataclass
+class SweepReport:
+    images_deleted: int = 0
+    keks_destroyed: list[str] = field(default_factory=list)
+    activity_purged: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class Sweeper:
+    """Deletes what is due, destroys spent KEKs, purges old activity logs. One per data dir."""
+
+    def __init__(self, store: Store, policy: RetentionPolicy | None = None,
+                 clock: Callable[[], float] = time.time, log: Callable[[str], None] | None = None):
+        self.store = store
+        self.policy = policy or RetentionPolicy()
+        self.clock = clock
+        self.log = log or (lambda line: None)
+        self.on_files_gone: Callable[[], None] | None = None  # test hook (crash window)
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def backlog(self) -> int:
+        """Images past their deletion time and still stored: must stay 0 between sweeps."""
+        return self.store.db.execute("SELECT count(*) FROM images WHERE delete_at_ms <= ?",
+                                     (self.now_ms(),)).fetchone()[0]
+
+    def sweep(self, max_batches: int | None = None) -> SweepReport:
+        t0 = time.perf_counter()
+        rep = SweepReport()
+        now = self.now_ms()
+        lock = self.store._lock  # shared with the ingest writer when run inside the gateway
+        while max_batches is None or rep.batches < max_batches:
+            with lock:
+                rows = self.store.db.execute(DUE_SQL, (now, self.policy.batch)).fetchall()
+                if not rows:
+                    break
+                rep.images_deleted += delete_images(self.store, rows, SWEEPER,
+                                                    "retention: its deletion day has come", now,
+                                                    self.on_files_gone)
+            rep.batches += 1
+        with lock:
+            rep.keks_destroyed = self._destroy_spent_keks(now)
+            rep.activity_purged = self._purge_activity(now)
+        self._remove_empty_day_dirs(now)
+        rep.seconds = time.perf_counter() - t0
+        if rep.images_deleted or rep.keks_destroyed or rep.activity_purged:
+            self.log(f"retention sweep: {rep.images_deleted} images deleted, KEKs destroyed: "
+                     f"{', '.join(rep.keks_destroyed) or 'none'}, {rep.activity_purged} activity records purged "
+                     f"in {rep.seconds * 1000:.0f} ms")
+        return rep
+
+    def _destroy_spent_keks(self, now: int) -> list[str]:
+        today = utc_day(now).isoformat()
+        out = []
+        for day in self.store.keys.live_days_until(today):
+            if self.store.db.execute("SELECT 1 FROM images WHERE kek_day = ? LIMIT 1", (day,)).fetchone():
+                continue  # still due rows (a later batch, or a crash): destroyed on the next pass
+            with self.store.transaction():
+                audit.append(self.store, SWEEPER, "destroy kek", "crypto-shredding: every image of the day "
+                             "is deleted, so its key-encryption key is destroyed", at_ms=now,
+                             subject=day, key_id=f"kek:{day}")
+            self.store.keys.destroy(day)
+            out.append(day)
+        return out
+
+    def _purge_activity(self, now: int) -> int:
+        """Activity log of customers whose relationship ended activity_years ago or more."""
+        years = self.policy.activity_years
+        # An end date before `now - years` (conservatively by whole years) is the candidate set;
+        # the exact date check is per customer.
+        cutoff = years_after(now, -years)
+        purged = 0
+        for cust in self.store.db.execute("SELECT id, ended_at_ms FROM customers WHERE ended_at_ms IS NOT NULL "
+                                          "AND ended_at_ms <= ?", (cutoff,)).fetchall():
+            if years_after(cust["ended_at_ms"], years) > now:
+                continue
+            devices = [r[0] for r in self.store.db.execute("SELECT id FROM devices WHERE customer_id = ?",
+                                                           (cust["id"],))]
+            for dev in devices:
+                n = 0
+                with self.store.transaction():
+                    for table, key in (("events", "id"), ("captures", "id")):
+                        n += self.store.db.execute(
+                            f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE device = ? "
+                            "LIMIT ?)", (dev, self.policy.batch * 10)).rowcount
+                    n += self.store.db.execute("DELETE FROM alarm_captures WHERE device = ?", (dev,)).rowcount
+                    held = self.store.db.execute("SELECT 1 FROM images WHERE device = ? LIMIT 1", (dev,)).fetchone()
+                    if not held:
+                        n += self.store.db.execute("DELETE FROM alarms WHERE device = ?", (dev,)).rowcount
+                    if n:
+                        audit.append(self.store, SWEEPER, "purge activity log",
+                                     f"retention: customer relationship ended over {years} years ago",
+                                     at_ms=now, subject=cust["id"], detail={"device": dev, "records": n})
+                purged += n
+        return purged
+
+    def _remove_empty_day_dirs(self, now: int) -> None:
+        today = utc_day(now).isoformat()
+        for d in self.store.blob_dir.iterdir() if self.store.blob_dir.exists() else []:
+            if d.is_dir() and d.name <= today:
+                try:
+                    d.rmdir()  # only if empty
+                except OSError:
+                    pass
+
+
+class SweeperThread:
+    """Runs `Sweeper.sweep` every `policy.sweep_interval_s` (and once at start) until stopped."""
+
+    def __init__(self, sweeper: Sweeper, log: Callable[[str], None]):
+        self.sweeper = sweeper
+        self.log = log
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.sweeps = 0
+        self.last: SweepReport | None = None
+
+    def start(self) -> "SweeperThread":
+        self._thread = threading.Thread(target=self._run, name="vericam-retention", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.last = self.sweeper.sweep()
+                self.sweeps += 1
+            except Exception as exc:  # log and try again next interval; never purge anything else
+                self.log(f"RETENTION SWEEP FAILED: {type(exc).__name__}: {exc}; retrying in "
+                         f"{self.sweeper.policy.sweep_interval_s:.0f} s")
+            self._stop.wait(self.sweeper.policy.sweep_interval_s)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout)
+            self._thread = None
+
+
+# Reconciliation ----------------------------------------------------------------------------
+@dataclass
+class Reconciliation:
+    files_without_rows: list[str] = field(default_factory=list)
+    rows_without_files: list[str] = field(default_factory=list)      # not yet due: evidence lost
+    due_rows_without_files: list[str] = field(default_factory=list)  # a sweep interrupted: it finishes them
+    repaired: int = 0
+
+    @property
+    def clean(self) -> bool:
+        return not (self.files_without_rows or self.rows_without_files or self.due_rows_without_files)
+
+    def as_dict(self) -> dict:
+        return asdict(self) | {"clean": self.clean}
+
+
+def reconcile(store: Store, repair: bool = False, now_ms: int | None = None, who: str = "reconcile",
+              min_file_age_s: float = 60.0) -> Reconciliation:
+    """Check blob files against image rows (a full scan: run it daily, not per sweep).
+
+    Files younger than `min_file_age_s` are skipped: the ingest writes a blob just before the
+    row that names it commits. With `repair`, orphan files are shredded and rows without files
+    are deleted, each audited."""
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    rec = Reconciliation()
+    rows = {r["blob_path"]: r for r in store.db.execute(
+        "SELECT id, device, alarm_id, blob_path, kek_day, sha256, delete_at_ms FROM images")}
+    cutoff = time.time() - min_file_age_s
+    orphans = []
+    if store.blob_dir.exists():
+        for day in sorted(store.blob_dir.iterdir()):
+            if not day.is_dir():
+                continue
+            for f in sorted(day.iterdir()):
+                rel = str(f.relative_to(store.data_dir))
+                if rel not in rows and f.stat().st_mtime < cutoff:
+                    orphans.append(f)
+                    rec.files_without_rows.append(rel)
+    missing = []
+    for rel, r in rows.items():
+        if not (store.data_dir / rel).exists():
+            missing.append(r)
+            (rec.due_rows_without_files if r["delete_at_ms"] <= now else rec.rows_without_files).append(r["id"])
+    if repair:
+        if orphans:
+            for f in orphans:
+                shred_file(f)
+            with store.transaction():
+                for f in orphans:
+                    audit.append(store, who, "delete orphan file", "reconcile: a blob file no image row names",
+                                 at_ms=now, subject=str(f.relative_to(store.data_dir)))
+        if missing:
+            with store._lock:
+                delete_images(store, missing, who, "reconcile: the image's blob file is missing", now)
+        rec.repaired = len(orphans) + len(missing)
+    return rec

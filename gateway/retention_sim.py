@@ -1,0 +1,176 @@
+"""Time travel: the real store, sweeper, holds and key store run for weeks under a simulated clock.
+
+Every simulated day each device has an alarm with two images, stored as the ingest stores them.
+Every third alarm is put under a police hold two hours later; of those, some are released on
+day 3 (back on the 7-day schedule), some on day 10 (deleted at once) and the rest run to the
+30-day limit. A "nightly backup" (the database rows and blob files) is taken every day at 03:00.
+
+Every simulated hour the sweeper runs, then the rules are checked:
+- the oldest image without a hold is at most `image_days` old, the oldest held one at most
+  `hold_days` (ages from the alarm);
+- no image is deleted early: unheld ones not before `image_days - 1` days, held ones not
+  before `hold_days - 1` days unless released;
+- no orphans: blob files and image rows agree (`reconcile`);
+- nothing in any backup decrypts with the live key store once its image is gone.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import random
+import secrets
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from . import hold as hold_mod
+from .keystore import KeyStoreError
+from .provision import add_device, init_arc
+from .retention import RetentionPolicy, Sweeper, reconcile
+from .store import Store
+
+HOUR = 3_600_000
+DAY = 24 * HOUR
+DEVICES = ("sim-cam-1", "sim-cam-2")
+
+
+def _store_alarm(store: Store, device: str, at_ms: int, rng: random.Random) -> str:
+    aid, cid = secrets.token_hex(8), secrets.token_hex(8)
+    with store.transaction():
+        alarm = store.note_alarm(device, aid, at_ms)
+        day = store.deletion_day(alarm["received_at_ms"])
+        for i in range(2):
+            jpeg = b"\xff\xd8\xff\xe0" + rng.randbytes(400) + b"\xff\xd9"
+            store.put_image(device, cid, aid, i, at_ms // 1000, jpeg, day, at_ms)
+        store.add_capture(device, cid, aid, "intrusion", at_ms // 1000, "stored", None, "0" * 64, 900, 2, at_ms)
+        store.link_alarm_capture(device, aid, cid)
+    return aid
+
+
+def simulate(days: int = 40, seed: int = 1, data_dir: str | Path | None = None,
+             policy: RetentionPolicy | None = None, progress: Callable[[str], None] | None = None) -> dict:
+    policy = policy or RetentionPolicy(batch=50)
+    rng = random.Random(seed)
+    with tempfile.TemporaryDirectory(prefix="vericam-sim-") as tmp:
+        data = Path(data_dir) if data_dir else Path(tmp) / "gw"
+        init_arc(data)
+        for d in DEVICES:
+            add_device(data, d, "sim-site")
+        start = int(_dt.datetime(2026, 1, 1, tzinfo=_dt.timezone.utc).timestamp() * 1000)
+        clock = [start]
+        store = Store.open(data, policy.image_days)
+        try:
+            return _run(store, policy, rng, days, start, clock, progress or (lambda line: None))
+        finally:
+            store.close()
+
+
+def _run(store, policy, rng, days, start, clock, progress) -> dict:
+    sweeper = Sweeper(store, policy, clock=lambda: clock[0] / 1000)
+    alarm_at: dict[str, int] = {}       # image id -> alarm time
+    plan: list[tuple[int, str, object]] = []  # (at_ms, action, arg)
+    backups: dict[tuple[str, bytes], tuple[str, bytes, str]] = {}  # (image, wrapped) -> (kek, blob, alarm day)
+    held_now: dict[str, int] = {}       # image id -> hold id, while held
+    released: set[str] = set()
+    out = {"days": days, "hours": 0, "alarms": 0, "images_stored": 0, "holds_placed": 0, "holds_released": 0,
+           "violations": 0, "max_age_days_unheld": 0.0, "max_age_days_held": 0.0, "orphans": 0,
+           "premature_deletions": 0, "decryptable_after_expiry": 0, "backups": 0, "keks_destroyed": 0,
+           "images_deleted": 0}
+    decryptable_ids: set[str] = set()
+    for day in range(days):
+        for d in DEVICES:
+            plan.append((start + day * DAY + rng.randrange(24) * HOUR + rng.randrange(HOUR), "alarm", d))
+    plan.sort(key=lambda p: p[0])
+    n_alarm = 0
+    for h in range(days * 24 + 1):
+        now = start + h * HOUR
+        clock[0] = now
+        while plan and plan[0][0] <= now:
+            at, action, arg = plan.pop(0)
+            clock[0] = at
+            if action == "alarm":
+                aid = _store_alarm(store, arg, at, rng)
+                out["alarms"] += 1
+                ids = [r[0] for r in store.db.execute("SELECT id FROM images WHERE alarm_id = ?", (aid,))]
+                out["images_stored"] += len(ids)
+                for i in ids:
+                    alarm_at[i] = at
+                n_alarm += 1
+                if n_alarm % 3 == 0:
+                    plan.append((at + 2 * HOUR, "hold", f"{arg}/{aid}"))
+                    plan.sort(key=lambda p: p[0])
+            elif action == "hold":
+                r = hold_mod.place(store, arg, "sim-supervisor", "simulated investigation", f"SIM-{at}", at,
+                                   role="supervisor", policy=policy)
+                out["holds_placed"] += 1
+                for (i,) in store.db.execute("SELECT id FROM images WHERE hold_id = ?", (r["hold"],)):
+                    held_now[i] = r["hold"]
+                k = r["hold"] % 3
+                if k:  # 1: released on day 3 (back on schedule), 2: on day 10 (deleted at once)
+                    plan.append((at + (3 if k == 1 else 10) * DAY, "release", str(r["hold"])))
+                    plan.sort(key=lambda p: p[0])
+            elif action == "release":
+                hold_mod.release(store, arg, "sim-supervisor", "simulated case closed", at, role="supervisor",
+                                 policy=policy)
+                out["holds_released"] += 1
+                for i, hid in list(held_now.items()):
+                    if str(hid) == arg:
+                        released.add(i)
+                        del held_now[i]
+            clock[0] = now
+        before = {r[0] for r in store.db.execute("SELECT id FROM images")}
+        rep = sweeper.sweep()
+        out["images_deleted"] += rep.images_deleted
+        out["keks_destroyed"] += len(rep.keks_destroyed)
+        after = {r[0] for r in store.db.execute("SELECT id FROM images")}
+        for i in before - after:  # deleted by the sweep: never early
+            age = now - alarm_at[i]
+            floor = (policy.image_days - 1) * DAY if (i not in held_now or i in released) else (policy.hold_days - 1) * DAY
+            if age < floor:
+                out["premature_deletions"] += 1
+            held_now.pop(i, None)
+        out["hours"] += 1
+        # The rules, checked from the outside.
+        for held, limit, key in ((False, policy.image_days, "max_age_days_unheld"),
+                                 (True, policy.hold_days, "max_age_days_held")):
+            row = store.db.execute(
+                "SELECT min(a.received_at_ms) FROM images i JOIN alarms a ON a.device = i.device AND "
+                f"a.alarm_id = i.alarm_id WHERE i.hold_id IS {'NOT ' if held else ''}NULL").fetchone()
+            if row[0] is not None:
+                age = (now - row[0]) / DAY
+                out[key] = max(out[key], round(age, 3))
+                if age > limit:
+                    out["violations"] += 1
+        rec = reconcile(store, now_ms=now, min_file_age_s=0)
+        if not rec.clean:
+            out["orphans"] += len(rec.files_without_rows) + len(rec.rows_without_files) + \
+                len(rec.due_rows_without_files)
+        # Nightly backup at 03:00: rows and blob bytes, as a backup tool would copy them.
+        if (now // HOUR) % 24 == 3:
+            out["backups"] += 1
+            for r in store.db.execute("SELECT id, kek_day, wrapped_key, blob_path FROM images"):
+                blob = (store.data_dir / r["blob_path"]).read_bytes()
+                backups.setdefault((r["id"], bytes(r["wrapped_key"])), (r["kek_day"], blob, r["id"]))
+        # Everything gone from the live store must stay undecryptable from every backup.
+        for (i, wrapped), (kek, blob, _) in list(backups.items()):
+            if i in after:
+                continue
+            try:
+                key = store.keys.unwrap(kek, wrapped)
+            except KeyStoreError:  # destroyed (KeyDestroyed) or absent: shredded for good
+                del backups[(i, wrapped)]
+                continue
+            AESGCM(key).decrypt(blob[4:16], blob[16:], i.encode())  # it really decrypts
+            decryptable_ids.add(i)
+        if h % 24 == 0:
+            progress(f"day {h // 24:3d}: {len(after):4d} images stored, {len(held_now):3d} held, "
+                     f"{out['images_deleted']:5d} deleted, {out['keks_destroyed']:3d} KEKs destroyed")
+    out["decryptable_after_expiry"] = len(decryptable_ids)
+    out["violations"] += out["orphans"] + out["premature_deletions"] + out["decryptable_after_expiry"]
+    from . import audit
+    out["audit_ok"] = audit.verify(store).ok
+    if not out["audit_ok"]:
+        out["violations"] += 1
+    return out

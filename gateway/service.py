@@ -1,0 +1,291 @@
+"""The gateway service: an MQTT v5 consumer that feeds `gateway.ingest` and acknowledges late.
+
+Threads: paho's network loop only enqueues (token, topic, payload) and never blocks, because
+the broker may send at most ReceiveMaximum unacknowledged messages, the capacity of the queue.
+One writer thread drains the queue in batches, hands each batch to `Ingest.process_batch` (one
+transaction, committed with files and directories fsynced), THEN acknowledges every message of
+the batch (`client.ack`), THEN publishes the receipts and time messages. A PUBACK therefore
+always means "durable here", and a receipt always means "durable and acknowledged".
+
+The session is persistent (`clean_start=False`, a session expiry, a client id stable per data
+directory), so messages that arrive while the gateway is down wait in the broker. Messages of a
+connection that has since dropped are processed but not acknowledged (their packet ids belong
+to the old connection); the broker delivers them again and the replay window answers them.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from .ingest import BatchResult, Ingest, Message
+from .metrics import Metrics, MetricsServer
+from .store import Store, now_ms
+
+SHARE_GROUP = "vericam-gw"
+SUBSCRIPTION = f"$share/{SHARE_GROUP}/vc/v1/+/up/#"
+CLIENT_ID_FILE = "gateway_id"
+
+
+def stable_client_id(data_dir: Path) -> str:
+    """A client id kept in the data directory, so restarts resume the same MQTT session."""
+    path = data_dir / CLIENT_ID_FILE
+    if path.exists():
+        return path.read_text().strip()
+    cid = "vericam-gw-" + secrets.token_hex(6)
+    path.write_text(cid + "\n")
+    return cid
+
+
+class Gateway:
+    """One gateway process: MQTT consumer, writer thread, store."""
+
+    def __init__(self, data_dir: str | Path, broker_host: str = "127.0.0.1", broker_port: int = 1883,
+                 client_id: str | None = None, retention_days: int | None = None,
+                 log: Callable[[str], None] | None = None, queue_capacity: int = 256,
+                 batch_max: int = 256, batch_wait_s: float = 0.002, session_expiry_s: int = 7 * 24 * 3600,
+                 expire_check_s: float = 5.0, username: str | None = None, password: str | None = None,
+                 metrics_port: int | None = None, sweep_interval_s: float | None = None, sweep: bool = True):
+        self.data_dir = Path(data_dir)
+        self.broker_host = broker_host
+        self.broker_port = broker_port
+        self.retention_days = retention_days
+        self.log = log if log is not None else logging.getLogger("vericam.gateway").info
+        self.queue_capacity = queue_capacity
+        self.batch_max = batch_max
+        self.batch_wait_s = batch_wait_s
+        self.session_expiry_s = session_expiry_s
+        self.expire_check_s = expire_check_s
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.client_id = client_id or stable_client_id(self.data_dir)
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_capacity)
+        self._generation = 0
+        self._accepting = False
+        self._stop = threading.Event()
+        self._busy = False
+        self._connected = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._client: mqtt.Client | None = None
+        self.store: Store | None = None
+        self.ingest: Ingest | None = None
+        self.stats = {"batches": 0, "messages": 0, "stored": 0, "rejected": 0, "max_batch": 0,
+                      "commit_ms_total": 0.0}
+        self.username = username
+        self.password = password
+        self.metrics = Metrics()
+        self.metrics.gauge("vericam_queue_depth", self._queue.qsize)
+        self.metrics.gauge("vericam_retention_backlog_images", self._retention_backlog)
+        self.metrics_port = metrics_port
+        self.sweep_interval_s = sweep_interval_s
+        self.sweep_enabled = sweep
+        self.sweeper = None  # gateway.retention.SweeperThread, started with the gateway
+        self._metrics_server: MetricsServer | None = None
+
+    # Lifecycle -----------------------------------------------------------------------------
+    def start(self, connect_timeout: float = 10.0) -> "Gateway":
+        from .retention import RetentionPolicy, Sweeper, SweeperThread
+
+        # Validated before anything starts: a hold above the legal maximum refuses to run.
+        policy = RetentionPolicy.load(self.data_dir, image_days=self.retention_days,
+                                      sweep_interval_s=self.sweep_interval_s)
+        self.store = Store.open(self.data_dir, policy.image_days)
+        self.ingest = Ingest(self.store, log=self.log)  # raises if there is no ARC key yet
+        from .retention import record_policy
+
+        record_policy(self.store, policy, now_ms())  # a changed retention config is audited
+        if self.sweep_enabled:  # shares the store (and its lock) with the writer thread
+            self.sweeper = SweeperThread(Sweeper(self.store, policy, log=self.log), self.log).start()
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                             protocol=mqtt.MQTTv5, manual_ack=True)
+        if self.username:
+            client.username_pw_set(self.username, self.password)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.reconnect_delay_set(0.2, 5)
+        self._client = client
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.session_expiry_s
+        props.ReceiveMaximum = self.queue_capacity
+        self._accepting = True
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._run, name="vericam-gw-writer", daemon=True)
+        self._worker.start()
+        client.connect_async(self.broker_host, self.broker_port, keepalive=30, clean_start=False,
+                             properties=props)
+        client.loop_start()
+        if self.metrics_port is not None:
+            self._metrics_server = MetricsServer(self.metrics, self.metrics_port).start()
+            self.log(f"metrics on http://127.0.0.1:{self._metrics_server.port}/metrics")
+        if not self._connected.wait(connect_timeout):
+            self.stop()
+            raise ConnectionError(f"gateway could not connect to the broker at {self.broker_host}:"
+                                  f"{self.broker_port} within {connect_timeout} s: is it running?")
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop taking messages, finish (commit and acknowledge) what is queued, disconnect."""
+        self._accepting = False
+        self._stop.set()
+        if self.sweeper:
+            self.sweeper.stop(timeout)
+            self.sweeper = None
+        if self._worker:
+            self._worker.join(timeout)
+            self._worker = None
+        if self._client:
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._client = None
+        if self._metrics_server:
+            self._metrics_server.stop()
+            self._metrics_server = None
+        if self.store:
+            self.store.close()
+            self.store = None
+
+    def _retention_backlog(self) -> int:
+        """Images whose deletion day has passed but which are still stored: must stay 0."""
+        import sqlite3
+        db = sqlite3.connect(f"file:{self.data_dir / 'vericam.sqlite'}?mode=ro", uri=True, timeout=1)
+        try:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(images)")}
+            if "delete_at_ms" in columns:  # retention schema: holds move delete_at_ms
+                return db.execute("SELECT COUNT(*) FROM images WHERE delete_at_ms <= ?",
+                                  (now_ms(),)).fetchone()[0]
+            return db.execute("SELECT COUNT(*) FROM images WHERE kek_day < date('now')").fetchone()[0]
+        finally:
+            db.close()
+
+    def __enter__(self) -> "Gateway":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def wait_idle(self, timeout: float = 10.0, settle_s: float = 0.2) -> bool:
+        """True once the queue has been empty and the writer idle for `settle_s`."""
+        deadline = time.monotonic() + timeout
+        quiet_since = None
+        while time.monotonic() < deadline:
+            if self._queue.empty() and not self._busy:
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since >= settle_s:
+                    return True
+            else:
+                quiet_since = None
+            time.sleep(0.01)
+        return False
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    # paho callbacks (network thread: enqueue only) -------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self.log(f"broker refused the connection: {reason_code}")
+            return
+        self._generation += 1
+        client.subscribe(SUBSCRIPTION, options=mqtt.SubscribeOptions(qos=1))
+        self.log(f"connected to {self.broker_host}:{self.broker_port} as {self.client_id} "
+                 f"(session present: {bool(flags.session_present)})")
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        if any(rc.is_failure for rc in reason_codes):
+            self.log(f"broker refused the subscription {SUBSCRIPTION}: {reason_codes}")
+            return
+        self._connected.set()  # subscribed: from here on nothing a device sends is missed
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._connected.clear()
+        if self._accepting:
+            self.log(f"disconnected from the broker ({reason_code}); reconnecting")
+
+    def _on_message(self, client, userdata, msg) -> None:
+        if not self._accepting:
+            return  # not acknowledged: the broker keeps it for the next session
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = "<invalid utf-8>"
+        self._queue.put(Message(topic, bytes(msg.payload), (self._generation, msg.mid, msg.qos)))
+
+    # Writer thread -------------------------------------------------------------------------
+    def _run(self) -> None:
+        next_expiry = time.monotonic() + self.expire_check_s
+        while True:
+            try:
+                first = self._queue.get(timeout=0.05)
+            except queue.Empty:
+                if self._stop.is_set():
+                    return
+                if time.monotonic() >= next_expiry:
+                    next_expiry = time.monotonic() + self.expire_check_s
+                    self._guarded(self.ingest.expire, [])
+                continue
+            self._busy = True
+            try:
+                batch = [first]
+                deadline = time.monotonic() + self.batch_wait_s
+                while len(batch) < self.batch_max:
+                    try:
+                        batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+                    except queue.Empty:
+                        break
+                self._guarded(lambda: self.ingest.process_batch(batch), batch)
+            finally:
+                self._busy = False
+
+    def _guarded(self, work: Callable[[], BatchResult], batch: list[Message]) -> None:
+        """Run one batch to a commit, retrying while storage fails; then ack, then publish."""
+        delay = 0.1
+        while True:
+            t0 = time.perf_counter()
+            try:
+                result = work()
+                break
+            except Exception as exc:
+                # Nothing of the batch is stored or acknowledged. Ingest stops here until the
+                # storage works again (disk full, say): evidence is never dropped to go on.
+                self.log(f"INGEST STOPPED: could not commit a batch of {len(batch)} messages: "
+                         f"{type(exc).__name__}: {exc}; retrying in {delay:.1f} s. Check the disk "
+                         f"and the database at {self.data_dir}")
+                if self._stop.wait(delay):
+                    return  # stopping: unacknowledged, the broker delivers it again next session
+                delay = min(delay * 2, 5.0)
+        commit_ms = (time.perf_counter() - t0) * 1000
+        client = self._client
+        for msg in batch:
+            generation, mid, qos = msg.token
+            if qos and generation == self._generation and client is not None:
+                client.ack(mid, qos)
+        for out in result.outbound:
+            if client is not None:
+                client.publish(out.topic, out.payload, qos=1)
+        stamp = now_ms()
+        self.store.mark_stored([s.rowid for s in result.stored], stamp)
+        s = self.stats
+        s["batches"] += 1 if batch else 0
+        s["messages"] += len(batch)
+        s["max_batch"] = max(s["max_batch"], len(batch))
+        s["stored"] += len(result.stored)
+        s["rejected"] += sum(result.rejected.values())
+        s["commit_ms_total"] += commit_ms
+        self.metrics.record_batch(len(batch), commit_ms / 1000, result.rejected,
+                                  [(stamp - c.first_chunk_ms) / 1000 for c in result.stored])
+        for c in result.stored:
+            self.log(f"stored capture {c.capture_id[:8]} from {c.device}: {c.frames} frames, "
+                     f"{c.trigger}, {c.size} bytes, alarm {c.alarm_id[:8]}, "
+                     f"{stamp - c.first_chunk_ms} ms after its first chunk")

@@ -1,0 +1,1 @@
+"""The Vericam hardware simulator: it plays the panel, camera, flash, clock and network around the real firmware."""

@@ -1,0 +1,212 @@
+"""Gateway ingest benchmark: durable images per second against raw MQTT throughput of the same payloads.
+
+The load is real protocol traffic: sealed captures of one ~40 KB frame each, from many
+provisioned devices, chunked and enveloped as devices send them (built with the gateway's
+own protocol code, so the simulator never imports firmware). It is published as fast as
+the broker takes it, and measured twice in the same run:
+
+- baseline: paho -> Mosquitto -> paho (MQTT 5, QoS 1), the same messages, nothing stored;
+- gateway:  paho -> Mosquitto -> `vericam gateway run` worker(s), every capture verified,
+  opened, re-encrypted at rest and durable (fsync, commit) before its PUBACK.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from gateway.protocol import capture as cap
+from gateway.protocol import envelope as env
+from gateway.protocol.keys import DeviceKeys
+from gateway.provision import add_device, init_arc
+from gateway.store import Store
+from simulator.bench import percentile
+from simulator.broker import Broker
+
+CHUNK = 2048
+FRAME_BYTES = 40 * 1024
+
+
+def build_load(data: Path, devices: int, captures: int) -> list[list[tuple[str, bytes, bytes]]]:
+    """Per capture: its messages as (topic, payload, capture id). Devices take turns."""
+    configs = [add_device(data, f"bench-{i}", "bench-site") for i in range(devices)]
+    counters = [0] * devices
+    out = []
+    now = int(time.time())
+    for k in range(captures):
+        d = k % devices
+        cfg = configs[d]
+        keys = DeviceKeys.derive(bytes.fromhex(cfg["device_key"]))
+        public = rsa.RSAPublicNumbers(cfg["arc_e"], int(cfg["arc_n"], 16)).public_key()
+        cid, dk = os.urandom(16), os.urandom(32)
+        wrapped = public.encrypt(dk, padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(),
+                                                  label=None))
+        jpeg = b"\xff\xd8\xff\xe0" + os.urandom(FRAME_BYTES - 6) + b"\xff\xd9"
+        sealed = cap.seal([(now, jpeg)], trigger=2, capture_id=cid, captured_at=now,
+                          arc_key_id=bytes.fromhex(cfg["arc_key_id"]), dk=dk, wrapped_key=wrapped,
+                          ivs=[os.urandom(16)])
+        topic = env.topic_for(cfg["device_id"], env.T_CAPTURE)
+        msgs = []
+        for body in cap.split_chunks(sealed, cid, os.urandom(8), CHUNK):
+            counters[d] += 1
+            msgs.append((topic, env.build(env.T_CAPTURE, cfg["device_id"], counters[d], now, body, keys.up, topic),
+                         cid))
+        out.append(msgs)
+    return out
+
+
+class Publisher:
+    """Publishes every message at QoS 1 as fast as the broker acknowledges; notes when each
+    capture's last chunk was acknowledged by the broker."""
+
+    def __init__(self, broker: Broker, inflight: int = 64):
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{time.monotonic_ns()}",
+                                  protocol=mqtt.MQTTv311)
+        self.client.max_inflight_messages_set(inflight)
+        self.client.max_queued_messages_set(0)
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+
+    def publish(self, load) -> dict[bytes, float]:
+        last_sent: dict[bytes, float] = {}
+        infos = []
+        for msgs in load:
+            for topic, payload, cid in msgs:
+                info = self.client.publish(topic, payload, qos=1)
+                infos.append((info, cid))
+        for info, cid in infos:
+            info.wait_for_publish(60)
+            last_sent[cid] = time.time()
+        return last_sent
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def baseline(broker: Broker, load) -> dict:
+    total = sum(len(m) for m in load)
+    got = threading.Event()
+    received = [0]
+
+    def on_message(_c, _u, _m):
+        received[0] += 1
+        if received[0] >= total:
+            got.set()
+
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-sub-{time.monotonic_ns()}",
+                      protocol=mqtt.MQTTv5)
+    sub.on_message = on_message
+    sub.connect(broker.host, broker.port)
+    sub.subscribe("vc/v1/+/up/#", qos=1)
+    sub.loop_start()
+    time.sleep(0.3)
+    pub = Publisher(broker)
+    t0 = time.perf_counter()
+    pub.publish(load)
+    ok = got.wait(300)
+    elapsed = time.perf_counter() - t0
+    pub.close()
+    sub.loop_stop()
+    sub.disconnect()
+    if not ok:
+        raise RuntimeError(f"baseline: {received[0]} of {total} messages arrived")
+    return {"seconds": round(elapsed, 3), "images_per_s": round(len(load) / elapsed, 1),
+            "messages_per_s": round(total / elapsed, 1)}
+
+
+def gateway_run(broker: Broker, data: Path, load, workers: int, log_dir: Path) -> dict:
+    procs = []
+    for w in range(workers):
+        log = open(log_dir / f"gw-{workers}-{w}.log", "ab")
+        procs.append((subprocess.Popen(
+            [sys.executable, "-m", "gateway.commandline", "gateway", "run", "--data", str(data), "--broker",
+             f"{broker.host}:{broker.port}", "--client-id", f"bench-gw-{workers}-{w}", "--sweep-interval", "3600"],
+            stdout=log, stderr=log), log))
+    try:
+        deadline = time.monotonic() + 30
+        for w in range(workers):
+            path = log_dir / f"gw-{workers}-{w}.log"
+            while "gateway running" not in path.read_text(errors="replace"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"gateway worker {w} did not start: {path.read_text()[-1500:]}")
+                time.sleep(0.05)
+        with Store.open(data) as s:
+            before = len(s.list_captures())
+        pub = Publisher(broker)
+        t0 = time.perf_counter()
+        last_sent = pub.publish(load)
+        expected = {m[0][2].hex() for m in load}
+        deadline = time.monotonic() + 300
+        while True:
+            with Store.open(data) as s:
+                rows = s.list_captures()
+            if len(rows) - before >= len(load) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - t0
+        pub.close()
+        ours = [r for r in rows if r["capture_id"] in expected]
+        latencies = []
+        for r in ours:
+            sent = last_sent.get(bytes.fromhex(r["capture_id"]))
+            if sent and r.get("stored_at_ms"):
+                latencies.append(r["stored_at_ms"] - sent * 1000)
+        stored_ids = [r["capture_id"] for r in ours if r.get("status", "stored") == "stored"]
+        return {
+            "workers": workers,
+            "seconds": round(elapsed, 3),
+            "images_per_s": round(len(set(stored_ids)) / elapsed, 1),
+            "broker_to_durable_ms": {"p50": round(percentile(latencies, 50), 1),
+                                     "p99": round(percentile(latencies, 99), 1)},
+            "lost": len(expected - set(stored_ids)),
+            "duplicates": len(stored_ids) - len(set(stored_ids)),
+        }
+    finally:
+        for proc, log in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            log.close()
+
+
+def run_ingest(captures: int = 300, devices: int = 100, workers: tuple[int, ...] = (1, 2)) -> dict:
+    root = Path(tempfile.mkdtemp(prefix="vericam-bench-ingest-"))
+    try:
+        result = {"benchmark": "ingest", "captures": captures, "devices": devices,
+                  "frame_bytes": FRAME_BYTES, "chunk_bytes": CHUNK, "runs": []}
+        base = None
+        for n in workers:
+            # A fresh broker for each worker count: the persistent sessions of the previous
+            # run's workers would stay in the share group and take their share of the chunks
+            # (the pitfall described in docs/OPERATING.md).
+            with Broker(root / f"broker-{n}") as broker:
+                data = root / f"gw-{n}"
+                init_arc(data)
+                load = build_load(data, devices, captures)
+                if base is None:
+                    base = baseline(broker, load)
+                    result["baseline"] = base
+                run = gateway_run(broker, data, load, n, root)
+            run["ratio_to_baseline"] = round(run["images_per_s"] / base["images_per_s"], 3)
+            result["runs"].append(run)
+        if len(result["runs"]) >= 2:
+            result["scaling_2_vs_1"] = round(result["runs"][1]["images_per_s"] /
+                                             max(result["runs"][0]["images_per_s"], 1e-9), 2)
+        return result
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

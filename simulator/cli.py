@@ -1,0 +1,327 @@
+"""Commands of the simulator: `vericam demo`, `vericam sim ...` and `vericam bench ...`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+sim_app = typer.Typer(help="Play scenarios on simulated hardware around the real firmware.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks that print their figures against a baseline measured in the same run.",
+                        no_args_is_help=True)
+
+DEFAULT_WORKDIR = Path("var") / "demo"
+
+
+def _verdict(console: Console, result: dict, json_out: bool) -> None:
+    """Passed or failed, the JSON last line with --json, and exit 1 on failure."""
+    console.print("[green]passed[/]" if result["passed"] else "[red]failed[/]")
+    if json_out:
+        print(json.dumps(result))
+    if not result["passed"]:
+        raise typer.Exit(1)
+
+
+def _emit(result: dict, out: Path | None, json_out: bool) -> None:
+    """A benchmark's figures: to a file for tools with --out, as the last line with --json."""
+    text = json.dumps(result)
+    if out:
+        out.write_text(text + "\n")
+    if json_out:
+        print(text)
+
+
+def demo(
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line."),
+    workdir: Path = typer.Option(DEFAULT_WORKDIR, help="Where the broker, gateway and device keep their files."),
+) -> None:
+    """Play a burglary end to end: Mosquitto, the gateway and one device on real MicroPython.
+
+    The panel is armed, the door zone opens, nobody disarms: the intrusion alarm makes the
+    device capture 3 photos, seal them, and send them to the gateway, which stores them and
+    sends the receipt that lets the device delete its sealed copy.
+    """
+    from simulator.demo import run_demo
+
+    console = Console(stderr=json_out)
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+
+    def echo(t, source, text):
+        console.print(f"[cyan]{t:7.3f}[/] [magenta]{source:>8}[/]  {text}")
+
+    console.rule("Vericam demo: burglary")
+    try:
+        result, stack = run_demo(workdir, keep=True, echo=echo)
+    except Exception as exc:
+        console.print(f"[red]demo failed:[/] {exc}")
+        raise typer.Exit(1)
+    photos = workdir / "arc-photos"
+    photos.mkdir(exist_ok=True)
+    from gateway.store import Store
+    with Store.open(stack.gateway_dir) as s:
+        for row in s.list_images():
+            (photos / f"{row['device']}-{row['capture_id'][:8]}-{row['frame_index']}.jpg").write_bytes(
+                s.read_image(row["id"]))
+    console.rule("Result")
+    console.print(f"photos stored at the ARC:   {result['images_at_arc']} "
+                  f"({result['images_identical']} byte-identical to what the camera took)")
+    console.print(f"alarm to last photo stored: {result['alarm_to_stored_ms']:.0f} ms")
+    console.print(f"captures left on device:    {result['device_captures_left']}")
+    console.print(f"gateway data (encrypted):   {stack.gateway_dir}")
+    console.print(f"photos, decrypted for you:  {photos}/  (demo only; `vericam gateway images "
+                  f"--data {stack.gateway_dir}` lists them)")
+    console.print("see them as an ARC operator would, in the console:")
+    console.print(f"  .venv/bin/vericam users add olivia --role operator --data {stack.gateway_dir}")
+    console.print(f"  .venv/bin/vericam gateway console --data {stack.gateway_dir} --http-cookies"
+                  "   # then open http://127.0.0.1:8080/")
+    ok = result["images_at_arc"] == 3 and result["device_captures_left"] == 0 and result["images_identical"] == 3
+    if json_out:
+        print(json.dumps(result))
+    if not ok:
+        raise typer.Exit(1)
+
+
+@bench_app.command("e2e")
+def bench_e2e(
+    runs: int = typer.Option(20, "--runs", "-n", min=1, max=500, help="Burglaries to play."),
+    json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON on the last line."),
+    out: Path = typer.Option(None, "--out", help="Also write the JSON to this file."),
+) -> None:
+    """Alarm-to-stored latency (p50/p95) of N burglaries, against raw MQTT in the same run.
+
+    The baseline is the raw MQTT round trip of the same bytes, in the same chunks and window,
+    over the same broker, measured between the burglaries."""
+    from rich.progress import Progress
+
+    from simulator.bench import run_e2e
+
+    console = Console(stderr=True)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("burglaries", total=runs)
+        result = run_e2e(runs, progress=lambda done, total: progress.update(task, completed=done))
+    a, b = result["alarm_to_stored_ms"], result["raw_mqtt_round_trip_ms"]
+    console.print(f"alarm -> stored   p50 {a['p50']:8.1f} ms   p95 {a['p95']:8.1f} ms")
+    console.print(f"raw MQTT baseline p50 {b['p50']:8.1f} ms   p95 {b['p95']:8.1f} ms   "
+                  f"({result['sealed_capture_bytes_p50']} bytes per alarm)")
+    console.print(f"ratio             p50 {result['ratio_p50']:8.2f}      p95 {result['ratio_p95']:8.2f}")
+    st = result["stages_p50_ms"]
+    console.print(f"stages (p50)      alarm -> sealed {st['alarm_to_sealed']:.1f} ms, sealed -> stored "
+                  f"{st['sealed_to_stored']:.1f} ms ({result['ratio_sealed_to_stored_p50']:.2f} x baseline)")
+    _emit(result, out, json_out)
+
+
+@sim_app.command("list")
+def sim_list(json_out: bool = typer.Option(False, "--json", help="Print the list as JSON.")) -> None:
+    """List the scenarios in simulator/scenarios/."""
+    from simulator.scenario import list_scenarios
+
+    items = list_scenarios()
+    if json_out:
+        print(json.dumps(items))
+        return
+    console = Console()
+    for item in items:
+        console.print(f"[bold]{item['name']:<22}[/] {item['description']}")
+
+
+@sim_app.command("run")
+def sim_run(
+    scenario: str = typer.Argument(..., help="A scenario name (see `vericam sim list`) or a TOML file."),
+    json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON on the last line."),
+    flash: Path = typer.Option(None, "--flash", help="Keep the device's raw flash image at this path."),
+    workdir: Path = typer.Option(None, help="Keep the run's files here (default: a temporary directory)."),
+) -> None:
+    """Play one scenario and print its timeline; exit 1 when an expectation fails."""
+    from simulator.scenario import ScenarioError, find, run
+    from simulator.timeline import Timeline
+
+    console = Console(stderr=json_out)
+    try:
+        path = find(scenario)
+        console.rule(f"scenario {path.stem}")
+        with console.status("starting the broker, the gateway and the device...") as status:
+            # While it plays, the status line shows the latest entry; the whole timeline
+            # follows as a table.
+            timeline = Timeline(echo=lambda t, source, text: status.update(f"{t:7.3f} {source}: {text}"))
+            result = run(path, workdir, flash, timeline=timeline)
+    except ScenarioError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2)
+    timeline.render(console, title=f"timeline of {path.stem}")
+    console.rule("outcome")
+    for key in ("images_captured", "images_at_arc", "image_bytes_sent_without_alarm",
+                "device_captures_left", "duplicates_stored", "alarms", "technical"):
+        console.print(f"{key:<32} {result.get(key)}")
+    for failure in result["failures"]:
+        console.print(f"[red]FAILED[/] {failure}")
+    _verdict(console, result, json_out)
+
+
+@sim_app.command("fleet")
+def sim_fleet(
+    devices: int = typer.Option(10, "--devices", "-n", min=1, max=2000, help="Devices, each a MicroPython process."),
+    duration: float = typer.Option(60.0, "--duration", min=1.0, help="Seconds of daily life to play."),
+    seed: int = typer.Option(1, "--seed", help="Seed of the households' random daily life."),
+    gap: float = typer.Option(5.0, "--gap", min=0.5, help="Mean idle seconds between a household's episodes."),
+    json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON on the last line."),
+    workdir: Path = typer.Option(None, help="Keep the run's files here (default: a temporary directory)."),
+) -> None:
+    """N devices against one broker and one gateway, with randomised daily life (arm/disarm by
+    random users, intrusions, smoke tests); reports supervision, photos lost and memory per device.
+    Exits 1 when a photo is lost or doubled, or a device is not supervised."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from simulator.fleet import run_fleet
+
+    console = Console(stderr=json_out)
+    with Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        tasks = {"booted": progress.add_task("devices booted", total=devices),
+                 "events": progress.add_task("events played", total=None),
+                 "photos_at_arc": progress.add_task("photos at ARC", total=None)}
+
+        def report(what, done, total):
+            progress.update(tasks[what], completed=done, total=total or None)
+
+        result = run_fleet(devices, duration, seed=seed, workdir=workdir, gap_s=(gap * 0.4, gap * 1.6),
+                           progress=report)
+    rss = result["rss_mb_per_device"]
+    lat = result["alarm_to_stored_ms"]
+    console.print(f"devices {result['devices']}, supervised ok {result['devices_supervised_ok']}; "
+                  f"alarms {result['alarms']} (at ARC {result['alarms_at_arc']})")
+    console.print(f"photos captured {result['images_captured']} ({result['images_captured_for_alarms']} for alarms), "
+                  f"at ARC {result['images_at_arc']}, lost {result['images_lost']}, "
+                  f"duplicates {result['duplicates_stored']}")
+    console.print(f"alarm -> stored p50 {lat.get('p50')} ms, p95 {lat.get('p95')} ms; RSS per device mean "
+                  f"{rss['mean']} MB, max {rss['max']} MB; host CPU busy {result['host']['cpu_busy_pct']} %")
+    _verdict(console, result, json_out)
+
+
+@bench_app.command("uplink")
+def bench_uplink(
+    runs: int = typer.Option(5, "--runs", "-n", min=1, max=100, help="Alarms per link profile."),
+    json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON on the last line."),
+    out: Path = typer.Option(None, "--out", help="Also write the JSON to this file."),
+) -> None:
+    """Delivery of a 3-photo alarm over shaped links, against the link's physical minimum.
+
+    Links: 1 Mbit/s + 100 ms RTT and 256 kbit/s + 300 ms RTT, through the simulator's proxy;
+    delivery is alarm -> receipt at the device."""
+    from rich.progress import Progress
+
+    from simulator.bench_uplink import run_uplink
+
+    console = Console(stderr=True)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("alarms", total=runs * 2)
+        result = run_uplink(runs, progress=lambda done, total: progress.update(task, completed=done))
+    for link in result["links"]:
+        console.print(f"[bold]{link['link']:<14}[/] delivery p50 {link['delivery_ms']['p50']:8.0f} ms   "
+                      f"minimum {link['minimum_ms_p50']:8.0f} ms   ratio p50 {link['ratio_p50']:.2f} "
+                      f"(max {link['ratio_max']:.2f}, goal <= {result['goal_ratio']})")
+        st = link["stages_p50_ms"]
+        console.print(f"{'':<14} alarm -> sealed {st['alarm_to_sealed']:.0f} ms, sealed -> receipt "
+                      f"{st['sealed_to_receipt']:.0f} ms; overhead {link['overhead_bytes_per_photo_p50']} "
+                      f"bytes/photo, {link['overhead_round_trips_p50']:.1f} round trips")
+    _emit(result, out, json_out)
+
+
+@bench_app.command("device")
+def bench_device(
+    json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON on the last line."),
+    out: Path = typer.Option(None, "--out", help="Also write the JSON to this file."),
+) -> None:
+    """The device's heap on real MicroPython: smallest heap for the burglary, peak while sealing.
+
+    The smallest -X heapsize at which the burglary scenario passes (firmware as source and
+    precompiled by mpy-cross), and the peak gc.mem_alloc() while 3 x 60 KB frames are
+    captured and sealed to flash."""
+    from simulator.bench_device import run_bench
+
+    console = Console(stderr=True)
+
+    def progress(kind, heap, ok, secs):
+        console.print(f"  burglary at -X heapsize={heap:>7} ({kind:>6}): {'passes' if ok else 'fails'} ({secs:.1f} s)")
+
+    result = run_bench(progress=progress)
+    mh, sp = result["min_heap_burglary"], result["seal_peak"]
+    kb = lambda n: "n/a" if n is None else f"{n / 1024:.0f} KiB"  # noqa: E731
+    console.print(f"smallest heap for the burglary   source {kb(mh['source'])}   mpy {kb(mh['mpy'])}   "
+                  f"(goal {kb(result['goal_bytes'])} of data heap on an ESP32)")
+    console.print(f"firmware code held in the heap   {kb(result['code_heap'])} (frozen into flash on a board)")
+    bl = result["burglary_live"]
+    console.print(f"agent data in a burglary         at rest {kb(bl['at_rest_less_code'])}, peak "
+                  f"{kb(bl['peak_less_code'])} (live heap less code, sampled every 10 ms after a collect)")
+    console.print(f"seal 3 x 60 KB: live peak {kb(sp['live_peak_mem_alloc'])}, working set "
+                  f"{sp['live_working_set']} bytes; raw peak {kb(sp['raw_peak_mem_alloc'])} of a "
+                  f"{kb(sp['raw_heap_total'])} heap (garbage included)")
+    _emit(result, out, json_out)
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    captures: int = typer.Option(300, "--captures", "-n", min=10, max=20000, help="Captures of one ~40 KB frame."),
+    devices: int = typer.Option(100, "--devices", min=1, max=1000,
+                                help="Provisioned devices sending them, taking turns (a device sends one capture at a time)."),
+    workers: str = typer.Option("1,2", "--workers", help="Gateway worker counts to measure, e.g. 1,2."),
+    json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON on the last line."),
+    out: Path = typer.Option(None, "--out", help="Also write the JSON to this file."),
+) -> None:
+    """Durable images/s of the gateway against raw MQTT throughput of the same payloads."""
+    from simulator.bench_ingest import run_ingest
+
+    console = Console(stderr=True)
+    counts = tuple(int(w) for w in workers.split(",") if w.strip())
+    with console.status("publishing and ingesting..."):
+        result = run_ingest(captures, devices, counts)
+    b = result["baseline"]
+    console.print(f"baseline  raw MQTT       {b['images_per_s']:8.1f} images/s  ({b['messages_per_s']:.0f} msg/s)")
+    for r in result["runs"]:
+        lat = r["broker_to_durable_ms"]
+        console.print(f"gateway   {r['workers']} worker(s)    {r['images_per_s']:8.1f} images/s  "
+                      f"ratio {r['ratio_to_baseline']:.2f}  p50 {lat['p50']:.0f} ms  p99 {lat['p99']:.0f} ms  "
+                      f"lost {r['lost']}  duplicates {r['duplicates']}")
+    if "scaling_2_vs_1" in result:
+        console.print(f"2 workers vs 1: {result['scaling_2_vs_1']:.2f}x")
+    _emit(result, out, json_out)
+
+
+@bench_app.command("fuzz")
+def bench_fuzz(
+    seconds: float = typer.Option(60.0, "--seconds", min=1, help="How long to fuzz, all targets round-robin."),
+    seed: int = typer.Option(None, "--seed", help="RNG seed (printed; default random), to repeat a run."),
+    target: list[str] = typer.Option(None, "--target", help="Only these targets (envelope, chunk, sealed, "
+                                     "reassembler, scenario, retention); repeatable."),
+    json_out: bool = typer.Option(False, "--json", help="Print the counts as JSON on the last line."),
+) -> None:
+    """Mutation fuzz of everything that reads hostile input (envelope parser, chunk parser,
+    sealed-capture opener, reassembler, scenario and retention loaders) for --seconds.
+    Prints inputs tried and outcomes per target; exits 1 if any target crashed."""
+    from simulator.bench_fuzz import run as run_fuzz
+
+    console = Console(stderr=True)
+    console.print(f"fuzzing for {seconds:g} s ...")
+    result = run_fuzz(seconds, seed=seed, targets=target or None)
+    for name, r in result["targets"].items():
+        outcomes = ", ".join(f"{k} {v}" for k, v in r["outcomes"].items())
+        console.print(f"{name:>12}: {r['tried']:>8} inputs, {r['crashes']} crashes   ({outcomes})")
+        for kind, n in r["crash_kinds"].items():
+            console.print(f"{'':>12}  [red]crash[/] {n} x {kind}")
+    console.print(f"{result['inputs']} inputs in {result['seconds']} s (seed {result['seed']}), "
+                  f"{result['crashes']} crashes")
+    if json_out:
+        print(json.dumps(result))
+    if result["crashes"]:
+        raise typer.Exit(1)
+
+
+# `vericam bench retention` is the gateway's own sweeper benchmark, listed here beside the
+# other benchmarks; it is the same command as `vericam retention bench`.
+from gateway.privacy_cli import retention_bench as _retention_bench  # noqa: E402
+
+bench_app.command("retention")(_retention_bench)

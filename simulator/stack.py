@@ -1,0 +1,183 @@
+"""A whole Vericam installation on one machine: broker, gateway process and simulated devices.
+
+`Stack` is what the demo, the scenarios, the benchmarks and the end-to-end tests stand on.
+Every part is the real thing: Mosquitto with the project's configuration, the gateway as
+its own `vericam gateway run` process, and each device as a real MicroPython process
+running `firmware/`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from gateway.provision import add_device, init_arc
+from gateway.store import Store
+from simulator.broker import Broker
+from simulator.device import SimulatedDevice
+from simulator.flash import captures_left
+from simulator.netproxy import NetProxy
+from simulator.panel import Panel
+from simulator.timeline import Timeline
+
+# The device profile of the demo site: the firmware's defaults (photos on disarm and on
+# smoke) plus the triggers that an installer would add for a home with intrusion detection.
+DEMO_TRIGGERS = {
+    "intrusion": {"enabled": True, "frames": 3, "interval_ms": 500},
+    "duress": {"enabled": True},
+    "tamper": {"enabled": True},
+}
+
+
+class StackError(RuntimeError):
+    pass
+
+
+class Stack:
+    def __init__(self, workdir: str | Path | None = None, timeline: Timeline | None = None,
+                 keep: bool = False):
+        self._own = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="vericam-run-")).resolve()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.keep = keep
+        self.timeline = timeline or Timeline()
+        self.broker = Broker(self.workdir / "broker")
+        self.gateway_dir = self.workdir / "gateway"
+        self.gateway_proc: subprocess.Popen | None = None
+        self.devices: dict[str, SimulatedDevice] = {}
+        self.proxies: dict[str, NetProxy] = {}  # device id -> the link between it and the broker
+        self.panels: dict[str, Panel] = {}
+        self.alarm_sent_ms: dict[str, list[float]] = {}
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> "Stack":
+        self.broker.start()
+        self.timeline.add("broker", f"Mosquitto listening on {self.broker.host}:{self.broker.port}")
+        init_arc(self.gateway_dir)
+        self.start_gateway()
+        return self
+
+    def start_gateway(self, timeout: float = 20.0) -> None:
+        log = open(self.workdir / "gateway.log", "ab")
+        argv = [sys.executable, "-m", "gateway.commandline", "gateway", "run",
+                "--data", str(self.gateway_dir), "--broker", f"{self.broker.host}:{self.broker.port}"]
+        self.gateway_proc = subprocess.Popen(argv, stdout=log, stderr=log)
+        ready = self.gateway_dir / "ready"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.gateway_proc.poll() is not None:
+                raise StackError(f"gateway exited with {self.gateway_proc.returncode}: {self.gateway_log()[-2000:]}")
+            if "subscribed" in self.gateway_log() or ready.exists():
+                self.timeline.add("gateway", f"gateway up (pid {self.gateway_proc.pid}), subscribed to the shared group")
+                return
+            time.sleep(0.05)
+        raise StackError(f"gateway not ready within {timeout} s: {self.gateway_log()[-2000:]}")
+
+    def stop_gateway(self, kill: bool = False) -> None:
+        if self.gateway_proc and self.gateway_proc.poll() is None:
+            self.gateway_proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            try:
+                self.gateway_proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.gateway_proc.kill()
+                self.gateway_proc.wait()
+            self.timeline.add("gateway", "gateway killed" if kill else "gateway stopped")
+        self.gateway_proc = None
+
+    def gateway_log(self) -> str:
+        p = self.workdir / "gateway.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def close(self) -> None:
+        for dev in self.devices.values():
+            dev.close()
+        for proxy in self.proxies.values():
+            proxy.close()
+        self.stop_gateway()
+        self.broker.stop()
+        if self._own and not self.keep:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> "Stack":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- devices ------------------------------------------------------------------------------
+
+    def add_device(self, device_id: str, site: str = "demo-site", triggers: dict | None = None,
+                   hold_window_ms: int | None = None, flash_blocks: int = 512,
+                   heapsize: str | None = None, panel_kwargs: dict | None = None,
+                   extra_config: dict | None = None, via_proxy: bool | dict = False) -> SimulatedDevice:
+        """Provision a device and prepare its process (call `boot()` on it).
+
+        `via_proxy` puts a `NetProxy` between the device and the broker: True for an
+        unshaped link, or a dict of `NetProxy` shaping (`latency_ms` one way,
+        `bandwidth_bps`, `loss`). The proxy is `stack.proxies[device_id]` and `dev.proxy`.
+        """
+        config = add_device(self.gateway_dir, device_id, site)
+        proxy = None
+        if via_proxy:
+            shaping = via_proxy if isinstance(via_proxy, dict) else {}
+            proxy = NetProxy(self.broker.host, self.broker.port, name=device_id, **shaping)
+            self.proxies[device_id] = proxy
+            config["broker"] = {"host": proxy.host, "port": proxy.port}
+            desc = ", ".join(f"{k}={v}" for k, v in shaping.items()) or "unshaped"
+            self.timeline.add("network", f"{device_id} reaches the broker through a proxy on port {proxy.port} ({desc})")
+        else:
+            config["broker"] = {"host": self.broker.host, "port": self.broker.port}
+        config["triggers"] = DEMO_TRIGGERS if triggers is None else triggers
+        if hold_window_ms is not None:
+            config["hold_window_ms"] = hold_window_ms
+        config.update(extra_config or {})
+        dev = SimulatedDevice(device_id, self.workdir / "devices" / device_id, config, self.timeline,
+                              flash_blocks=flash_blocks, heapsize=heapsize)
+        dev.proxy = proxy
+        self.devices[device_id] = dev
+
+        def bus(event: str, **fields) -> None:
+            if event in ALARM_EVENTS:
+                self.alarm_sent_ms.setdefault(device_id, []).append(time.time() * 1000)
+            dev.panel(event, **fields)
+
+        self.panels[device_id] = Panel(bus, lambda text: self.timeline.add("panel", text), **(panel_kwargs or {}))
+        return dev
+
+    # -- what the ARC holds -------------------------------------------------------------------
+
+    def store(self) -> Store:
+        return Store.open(self.gateway_dir)
+
+    def images_at_arc(self, device_id: str | None = None) -> list[dict]:
+        with self.store() as s:
+            return s.list_images(device_id)
+
+    def read_images(self, device_id: str | None = None) -> list[bytes]:
+        with self.store() as s:
+            return [s.read_image(row["id"]) for row in s.list_images(device_id)]
+
+    def wait_images(self, device_id: str, count: int, timeout: float = 60.0) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.images_at_arc(device_id)
+            if len(rows) >= count:
+                return rows
+            if time.monotonic() > deadline:
+                raise StackError(f"{len(rows)} of {count} images at the ARC after {timeout} s; "
+                                 f"gateway log: {self.gateway_log()[-1500:]}")
+            time.sleep(0.05)
+
+    def device_captures_left(self, device_id: str) -> int:
+        """Sealed captures on the device's flash, read from the raw image by littlefs-python."""
+        return captures_left(self.devices[device_id].flash_path)
+
+
+ALARM_EVENTS = {"intrusion_alarm", "duress_disarm", "tamper", "sos", "panic", "silent_alarm", "smoke"}

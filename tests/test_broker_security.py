@@ -1,0 +1,361 @@
+"""The production broker configuration, attacked from outside: a real Mosquitto runs exactly what
+`vericam broker-config` wrote, and clients speak to it over verified TLS like devices would."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from gateway.brokerconf import (GATEWAY_USER, SHARE_GROUP, add_device_account, hash_password,
+                                reload_broker, remove_device_account, write_broker_config)
+from simulator.broker import free_port, mosquitto_binary
+
+
+class SecureBroker:
+    def __init__(self, root: Path):
+        self.dir = root / "broker"
+        self.port, self.local_port = free_port(), free_port()
+        self.info = write_broker_config(self.dir, hosts=["localhost", "127.0.0.1"], port=self.port,
+                                        bind="127.0.0.1", local_port=self.local_port,
+                                        run_as="root" if os.geteuid() == 0 else None)
+        self.ca = str(self.dir / "ca.pem")
+        self.gateway_password = json.loads((self.dir / "gateway.secret").read_text())[GATEWAY_USER]
+        self.passwords: dict[str, str] = {}
+        self.proc: subprocess.Popen | None = None
+
+    def add_device(self, device_id: str) -> str:
+        self.passwords[device_id] = add_device_account(self.dir, device_id)
+        return self.passwords[device_id]
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(self.dir / "mosquitto.conf")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.proc.stderr.read().decode()
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start: " + self.log())
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(5)
+
+    def log(self) -> str:
+        p = self.dir / "mosquitto.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+
+@pytest.fixture
+def secure(tmp_path):
+    b = SecureBroker(tmp_path)
+    for dev in ("cam-a", "cam-b"):
+        b.add_device(dev)
+    b.start()
+    yield b
+    b.stop()
+
+
+class Client:
+    """A paho client over TLS that verifies the broker against the generated CA."""
+
+    def __init__(self, broker: SecureBroker, user: str | None, password: str | None, client_id: str = "",
+                 v5: bool = False, tls: bool = True):
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311)
+        if tls:
+            self.c.tls_set(ca_certs=broker.ca)  # CERT_REQUIRED and hostname check are paho's defaults
+        if user is not None:
+            self.c.username_pw_set(user, password)
+        self.connack = threading.Event()
+        self.refused = None
+        self.disconnected = threading.Event()
+        self.messages: list[tuple[str, bytes]] = []
+        self.got = threading.Condition()
+        self.c.on_connect = self._on_connect
+        self.c.on_disconnect = lambda *a: self.disconnected.set()
+        self.c.on_message = self._on_message
+        self.port = broker.port if tls else broker.local_port
+        self.ok = False
+
+    def _on_connect(self, client, userdata, flags, rc, props=None):
+        self.ok = not rc.is_failure
+        self.refused = rc if rc.is_failure else None
+        self.connack.set()
+
+    def _on_message(self, client, userdata, msg):
+        with self.got:
+            self.messages.append((msg.topic, msg.payload))
+            self.got.notify_all()
+
+    def connect(self) -> bool:
+        self.c.reconnect_delay_set(30, 60)  # a refused client must not retry during the test
+        try:
+            self.c.connect("127.0.0.1", self.port, keepalive=30)
+        except OSError:
+            return False
+        self.c.loop_start()
+        self.connack.wait(5)
+        return self.ok
+
+    def subscribe(self, topic: str) -> None:
+        done = threading.Event()
+        self.c.on_subscribe = lambda *a: done.set()
+        self.c.subscribe(topic, qos=1)
+        assert done.wait(5)
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.c.publish(topic, payload, qos=1).wait_for_publish(5)
+
+    def wait_for(self, payload: bytes, timeout: float = 5.0) -> list[tuple[str, bytes]]:
+        with self.got:
+            assert self.got.wait_for(lambda: any(p == payload for _, p in self.messages), timeout), \
+                f"{payload!r} never arrived; got {self.messages}"
+            return list(self.messages)
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+def device(broker: SecureBroker, dev: str, client_id: str | None = None) -> Client:
+    c = Client(broker, dev, broker.passwords[dev], client_id=client_id if client_id is not None else dev)
+    assert c.connect(), f"{dev} could not connect: {broker.log()[-400:]}"
+    return c
+
+
+def gateway(broker: SecureBroker) -> Client:
+    gw = Client(broker, GATEWAY_USER, broker.gateway_password, client_id="gw-test", v5=True)
+    assert gw.connect(), broker.log()[-400:]
+    gw.subscribe(f"$share/{SHARE_GROUP}/vc/v1/+/up/#")
+    return gw
+
+
+def test_no_one_connects_without_the_right_credentials(secure):
+    assert not Client(secure, None, None).connect(), "anonymous access must be off"
+    assert not Client(secure, "cam-a", "not-the-password").connect()
+    assert not Client(secure, "cam-a", secure.passwords["cam-b"]).connect(), "another device's password"
+    assert not Client(secure, "nobody", secure.passwords["cam-a"]).connect()
+    # The loopback listener for the gateway asks for the same credentials.
+    assert not Client(secure, None, None, tls=False).connect()
+    local = Client(secure, GATEWAY_USER, secure.gateway_password, tls=False)
+    assert local.connect()
+    local.close()
+
+
+def test_the_device_listener_speaks_only_tls_with_a_certificate_the_device_can_verify(secure, tmp_path):
+    # Plain MQTT on the TLS port gets nowhere, even with the right credentials.
+    plain = Client(secure, "cam-a", secure.passwords["cam-a"], tls=False)
+    plain.port = secure.port
+    assert not plain.connect()
+    plain.close()
+    # A client that trusts some other CA refuses the broker.
+    from gateway.brokerconf import make_tls
+    (tmp_path / "other").mkdir()
+    make_tls(tmp_path / "other", ["localhost"])
+    other = Client(secure, "cam-a", secure.passwords["cam-a"])
+    other.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="cam-a")
+    other.c.tls_set(ca_certs=str(tmp_path / "other" / "ca.pem"))
+    other.c.username_pw_set("cam-a", secure.passwords["cam-a"])
+    with pytest.raises(Exception):
+        other.c.connect("127.0.0.1", secure.port)
+
+
+def test_a_device_cannot_publish_into_another_devices_subtree(secure):
+    gw = gateway(secure)
+    a, b = device(secure, "cam-a"), device(secure, "cam-b")
+    b_sub = Client(secure, "cam-b", secure.passwords["cam-b"], client_id="cam-b")
+    try:
+        a.publish("vc/v1/cam-b/up/capture", b"forged chunk for cam-b")
+        a.publish("vc/v1/cam-b/up/status", b"forged offline status for cam-b")
+        a.publish("vc/v1/cam-b/down/receipt", b"forged receipt to cam-b")
+        a.publish("vc/v1/cam-a/up/event", b"cam-a speaking for itself")
+        seen = gw.wait_for(b"cam-a speaking for itself")
+        # Messages of one client arrive in order: had the forgeries got through, they would be here.
+        assert seen == [("vc/v1/cam-a/up/event", b"cam-a speaking for itself")]
+    finally:
+        for c in (gw, a, b, b_sub):
+            c.close()
+
+
+def test_a_device_cannot_read_another_devices_receipts_or_config(secure):
+    gw = gateway(secure)
+    a, b = device(secure, "cam-a"), device(secure, "cam-b")
+    try:
+        a.subscribe("vc/v1/cam-a/down/#")
+        for snoop in ("vc/v1/cam-a/down/#", "vc/v1/+/down/#", "vc/v1/+/up/#", "#"):
+            b.subscribe(snoop)
+        b.subscribe("vc/v1/cam-b/down/#")
+        for leaf in ("receipt", "time", "config"):
+            gw.publish(f"vc/v1/cam-a/down/{leaf}", f"for cam-a only: {leaf}".encode())
+        a.publish("vc/v1/cam-a/up/capture", b"cam-a chunk")
+        gw.wait_for(b"cam-a chunk")
+        gw.publish("vc/v1/cam-b/down/receipt", b"for cam-b")
+        got_a = a.wait_for(b"for cam-a only: config")
+        assert [t for t, _ in got_a] == [f"vc/v1/cam-a/down/{leaf}" for leaf in ("receipt", "time", "config")]
+        got_b = b.wait_for(b"for cam-b")
+        assert got_b == [("vc/v1/cam-b/down/receipt", b"for cam-b")], "cam-b saw more than its own receipt"
+    finally:
+        for c in (gw, a, b):
+            c.close()
+
+
+def test_a_device_cannot_push_another_off_the_broker_by_taking_its_client_id(secure):
+    a = device(secure, "cam-a")
+    try:
+        impostor = device(secure, "cam-b", client_id="cam-a")
+        time.sleep(0.5)
+        assert not a.disconnected.is_set(), "cam-b took cam-a's session"
+        impostor.close()
+    finally:
+        a.close()
+
+
+def test_an_oversized_packet_is_refused_before_it_reaches_the_gateway(secure):
+    gw = gateway(secure)
+    a = device(secure, "cam-a")
+    try:
+        a.c.publish("vc/v1/cam-a/up/capture", b"x" * 20000, qos=1)
+        assert a.disconnected.wait(5), "the broker kept a client that sent a 20 kB packet"
+        b = device(secure, "cam-b")
+        b.publish("vc/v1/cam-b/up/event", b"after")
+        assert gw.wait_for(b"after") == [("vc/v1/cam-b/up/event", b"after")]
+        b.close()
+    finally:
+        gw.close()
+        a.close()
+
+
+def test_a_revoked_device_is_disconnected_and_refused_after_a_reload(secure):
+    gw = gateway(secure)
+    a = device(secure, "cam-a")
+    password = secure.passwords["cam-a"]
+    try:
+        assert remove_device_account(secure.dir, "cam-a")
+        assert reload_broker(secure.dir) == [secure.proc.pid]
+        assert a.disconnected.wait(5), "a revoked device stayed connected after the reload"
+        assert not Client(secure, "cam-a", password).connect()
+        # Everyone else carries on.
+        b = device(secure, "cam-b")
+        b.publish("vc/v1/cam-b/up/event", b"still here")
+        gw.wait_for(b"still here")
+        b.close()
+    finally:
+        gw.close()
+        a.close()
+
+
+def test_our_password_hashes_are_the_format_mosquitto_writes(tmp_path):
+    # Same shape as mosquitto_passwd's; that Mosquitto accepts ours is shown by every connect above.
+    salt = bytes(range(12))
+    line = hash_password("secret", salt)
+    kind, iterations, b64salt, b64hash = line.split("$")[1:]
+    assert (kind, iterations) == ("7", "101")
+    import base64
+    assert base64.b64decode(b64salt) == salt and len(base64.b64decode(b64hash)) == 64
+
+
+def test_revocation_reaches_a_broker_that_dropped_to_its_own_user(tmp_path_factory):
+    # In production Mosquitto starts as root and drops to `mosquitto`; it re-reads passwd
+    # and acl on SIGHUP as that user, so provisioning must keep those files readable by it.
+    import pwd
+    import shutil
+    import tempfile
+    if os.geteuid() != 0:
+        pytest.skip("needs root to start Mosquitto as root and let it drop to its own user")
+    try:
+        pwd.getpwnam("mosquitto")
+    except KeyError:
+        pytest.skip("no mosquitto user on this machine")
+    root = Path(tempfile.mkdtemp(prefix="vericam-broker-user-"))
+    os.chmod(root, 0o755)  # mkdtemp is 0700: the dropped broker could not even look inside
+    try:
+        b = SecureBroker.__new__(SecureBroker)
+        b.dir = root / "broker"
+        b.port, b.local_port = free_port(), free_port()
+        write_broker_config(b.dir, hosts=["localhost", "127.0.0.1"], port=b.port, bind="127.0.0.1",
+                            local_port=b.local_port, run_as="mosquitto")
+        os.chmod(b.dir, 0o755)
+        b.ca = str(b.dir / "ca.pem")
+        b.gateway_password = json.loads((b.dir / "gateway.secret").read_text())[GATEWAY_USER]
+        b.passwords = {}
+        b.proc = None
+        b.add_device("cam-a")
+        b.add_device("cam-b")
+        b.start()
+        try:
+            a = device(b, "cam-a")
+            remove_device_account(b.dir, "cam-a")
+            b.add_device("cam-c")  # a device provisioned after the drop is accepted too
+            assert reload_broker(b.dir) == [b.proc.pid]
+            assert a.disconnected.wait(5), "the reload did not take: " + b.log()[-500:]
+            assert not Client(b, "cam-a", b.passwords["cam-a"]).connect()
+            device(b, "cam-c").close()
+            a.close()
+        finally:
+            b.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_running_broker_config_again_keeps_the_ca_and_every_account(tmp_path):
+    out = tmp_path / "broker"
+    write_broker_config(out, hosts=["mq.example.net"], port=free_port(), local_port=None)
+    password = add_device_account(out, "cam-a")
+    before = {name: (out / name).read_bytes() for name in ("ca.pem", "ca.key", "passwd", "gateway.secret")}
+    port = free_port()
+    write_broker_config(out, hosts=["mq.example.net", "mq2.example.net"], port=port, local_port=None,
+                        max_queued=5000)
+    for name, data in before.items():
+        assert (out / name).read_bytes() == data, f"{name} changed"
+    from cryptography import x509
+    server = x509.load_pem_x509_certificate((out / "server.pem").read_bytes())
+    names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName)
+    assert names == ["mq.example.net", "mq2.example.net"], "the server certificate follows the new --host list"
+    conf = (out / "mosquitto.conf").read_text()
+    assert "max_queued_messages 5000" in conf and "allow_anonymous false" in conf
+    assert [ln for ln in conf.splitlines() if ln.startswith("listener ")] == [f"listener {port} 0.0.0.0"]
+    assert stat.S_IMODE((out / "passwd").stat().st_mode) == 0o600
+    assert password not in (out / "passwd").read_text()
+
+
+def test_vericam_gateway_run_logs_in_to_the_locked_down_broker(secure, tmp_path):
+    from gateway.provision import init_arc
+
+    data = tmp_path / "gw"
+    init_arc(data)
+    vericam = str(Path(sys.executable).parent / "vericam")
+    base = [vericam, "gateway", "run", "--data", str(data), "--broker", f"127.0.0.1:{secure.local_port}",
+            "--username", GATEWAY_USER]
+    wrong = tmp_path / "wrong.secret"
+    wrong.write_text("not-the-password\n")
+    refused = subprocess.run(base + ["--password-file", str(wrong)], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "could not connect" in refused.stderr
+    assert "not-the-password" not in refused.stderr
+    proc = subprocess.Popen(base + ["--password-file", str(secure.dir / "gateway.secret")],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        while not any("gateway running" in line for line in lines):
+            line = proc.stderr.readline()
+            assert line, "gateway exited:\n" + "".join(lines)
+            lines.append(line)
+        assert secure.gateway_password not in "".join(lines)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)

@@ -1,0 +1,244 @@
+"""Ingest without a broker: chunks become durable, encrypted images; bad messages are counted, never stored."""
+
+import hashlib
+import os
+import stat
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.ingest import Ingest, Message
+from gateway.keystore import KeyDestroyed
+from gateway.protocol import capture as cap
+from gateway.protocol import envelope as env
+from gateway.provision import add_device, init_arc
+from gateway.store import Store
+
+from test_gateway_vectors import mv
+
+JPEGS = [b"\xff\xd8\xff\xe0" + os.urandom(5000) + b"\xff\xd9", b"\xff\xd8\xff\xe0" + os.urandom(3000) + b"\xff\xd9"]
+
+
+class Captured:
+    def __init__(self):
+        self.lines = []
+
+    def __call__(self, line):
+        self.lines.append(line)
+
+    @property
+    def text(self):
+        return "\n".join(self.lines)
+
+
+@pytest.fixture
+def gw(tmp_path):
+    data = tmp_path / "gw"
+    init_arc(data)
+    config = add_device(data, "cam-1", "site-a")
+    other = add_device(data, "cam-2", "site-b")
+    store = Store.open(data)
+    log = Captured()
+    ingest = Ingest(store, log=log)
+    yield ingest, mv.TestDevice(config, chunk_size=1024), mv.TestDevice(other), log
+    store.close()
+
+
+def run(ingest, messages):
+    return ingest.process_batch([Message(t, p) for t, p in messages])
+
+
+def receipts(device, result):
+    out = []
+    for o in result.outbound:
+        if o.topic.endswith("/down/receipt"):
+            e = device.open_downlink(o.topic, o.payload)
+            out.append(env.parse_receipt_body(e.body))
+    return out
+
+
+def test_a_capture_in_chunks_is_stored_encrypted_and_receipted(gw):
+    ingest, dev, _, _ = gw
+    cid, sealed = dev.seal(JPEGS)
+    msgs = dev.chunk_messages(cid, sealed, alarm_id=b"A" * 8)
+    assert len(msgs) > 3
+    first = run(ingest, msgs[:-1][::-1])  # reordered, and the last chunk in a later batch
+    assert first.outbound == [] and ingest.store.list_images() == []
+    result = run(ingest, msgs[-1:])
+    assert receipts(dev, result) == [(cid, env.RECEIPT_STORED, 2, hashlib.sha256(sealed).digest())]
+    images = ingest.store.list_images("cam-1")
+    assert [ingest.store.read_image(i["id"]) for i in images] == JPEGS
+    assert images[0]["trigger"] == "intrusion" and images[0]["alarm_id"] == (b"A" * 8).hex()
+    for image in images:
+        blob = (ingest.store.data_dir / image["blob_path"]).read_bytes()
+        assert JPEGS[image["frame_index"]][:64] not in blob and JPEGS[image["frame_index"]][100:164] not in blob
+        assert stat.S_IMODE(os.stat(ingest.store.data_dir / image["blob_path"]).st_mode) == 0o600
+    assert ingest.store.spool_size() == 0
+    [capture] = ingest.store.list_captures()
+    assert capture["sha256"] == hashlib.sha256(sealed).hexdigest() and capture["frames"] == 2
+
+
+def test_a_capture_sent_twice_is_stored_once_and_receipted_twice(gw):
+    ingest, dev, _, _ = gw
+    cid, sealed = dev.seal(JPEGS)
+    r1 = run(ingest, dev.chunk_messages(cid, sealed, b"B" * 8))
+    r2 = run(ingest, dev.chunk_messages(cid, sealed, b"B" * 8))  # the device did not get the receipt
+    assert receipts(dev, r1) == receipts(dev, r2) and len(receipts(dev, r2)) == 1
+    assert len(ingest.store.list_images()) == 2 and len(ingest.store.list_captures()) == 1
+
+
+def test_bad_messages_are_counted_by_reason_and_logged_without_payload(gw):
+    ingest, dev, other, log = gw
+    cid, sealed = dev.seal(JPEGS)
+    msgs = dev.chunk_messages(cid, sealed, b"C" * 8)
+    topic, payload = msgs[0]
+    tampered = bytearray(payload)
+    tampered[60] ^= 1
+    wrong_key = mv.TestDevice({**_config(dev), "device_key": os.urandom(32).hex()})
+    stranger = mv.TestDevice({**_config(dev), "device_id": "cam-9"})
+    run(ingest, [
+        (topic, bytes(tampered)),                              # bad_mac
+        wrong_key.chunk_messages(cid, sealed, b"C" * 8)[0],     # bad_mac
+        (topic, payload), (topic, payload),                    # the second is a replay
+        ("vc/v1/cam-2/up/capture", msgs[1][1]),                # topic_mismatch
+        (topic, os.urandom(300)),                              # malformed
+        stranger.status("online"),                             # unknown_device
+        dev.envelope(env.T_EVENT, os.urandom(48), time_s=1),   # stale
+    ])
+    assert ingest.store.rejection_counts() == {"bad_mac": 2, "replay": 1, "topic_mismatch": 1, "malformed": 1,
+                                               "unknown_device": 1, "stale": 1}
+    assert "device=cam-1" in log.text and "topic=vc/v1/cam-1/up/capture" in log.text
+    for _, p in msgs[:2]:
+        assert p[40:56].hex() not in log.text and repr(p[40:56])[2:-1] not in log.text
+    assert dev.keys.up.hex() not in log.text
+    # And a good capture still goes through afterwards.
+    result = run(ingest, msgs[1:])
+    assert receipts(dev, result)[0][1] == env.RECEIPT_STORED
+
+
+def _config(dev):
+    pub = dev.arc_public.public_numbers()
+    return {"device_id": dev.device_id, "device_key": os.urandom(32).hex(), "arc_n": format(pub.n, "x"),
+            "arc_e": pub.e, "arc_key_id": dev.arc_key_id.hex()}
+
+
+def test_a_sealed_capture_that_does_not_open_gets_a_rejected_receipt(gw):
+    ingest, dev, _, _ = gw
+    cid, sealed = dev.seal(JPEGS)
+    bad = bytearray(sealed)
+    bad[-100] ^= 1  # inside the last frame's tag
+    result = run(ingest, dev.chunk_messages(cid, bytes(bad), b"D" * 8))
+    assert receipts(dev, result) == [(cid, env.RECEIPT_REJECTED, 0, hashlib.sha256(bad).digest())]
+    assert ingest.store.list_images() == [] and ingest.store.rejection_counts() == {"bad_capture": 1}
+
+
+def test_reassembly_limits(gw):
+    ingest, dev, _, _ = gw
+    firsts = []
+    for _ in range(5):
+        cid, sealed = dev.seal(JPEGS)
+        firsts.append(dev.chunk_messages(cid, sealed, b"E" * 8)[0])
+    run(ingest, firsts)
+    assert ingest.store.rejection_counts() == {"too_many_captures": 1}
+    too_big = dev.envelope(env.T_CAPTURE, cap.build_chunk(os.urandom(16), b"E" * 8, 5 << 20, 0, 2, b"x" * 100))
+    inconsistent = dev.envelope(env.T_CAPTURE, cap.build_chunk(os.urandom(16), b"E" * 8, 1000, 0, 3, b"x" * 100))
+    run(ingest, [too_big, inconsistent])
+    assert ingest.store.rejection_counts() == {"too_many_captures": 1, "capture_too_large": 1, "malformed": 1}
+
+
+def test_a_partial_capture_expires_and_the_device_is_asked_to_resend(gw):
+    ingest, dev, _, _ = gw
+    cid, sealed = dev.seal(JPEGS)
+    run(ingest, dev.chunk_messages(cid, sealed, b"F" * 8)[:2])
+    assert ingest.expire().outbound == []
+    ingest.spool_expiry_ms = -1
+    result = ingest.expire()
+    assert receipts(dev, result) == [(cid, env.RECEIPT_RESEND, 0, bytes(32))]
+    assert ingest.store.spool_size() == 0
+
+
+def test_events_are_decrypted_and_an_alarm_links_its_captures(gw):
+    ingest, dev, _, _ = gw
+    cid, sealed = dev.seal(JPEGS)
+    aid = os.urandom(8)
+    online = dev.status("online")
+    result = run(ingest, [online,
+                          dev.event({"kind": "disarmed", "slot": 2, "t": 1795299100}),
+                          dev.event({"kind": "alarm", "code": "intrusion", "alarm_id": aid.hex(), "t": 1795300000,
+                                     "captures": [cid.hex()]})] + dev.chunk_messages(cid, sealed, aid))
+    [time_msg] = [o for o in result.outbound if o.topic == "vc/v1/cam-1/down/time"]
+    assert dev.open_downlink(time_msg.topic, time_msg.payload).etype == env.T_TIME
+    events = ingest.store.list_events("cam-1")
+    assert [(e["kind"], e["slot"]) for e in events] == [("disarmed", 2), ("alarm", None)]
+    alarm = ingest.store.first_alarm("cam-1")
+    assert alarm["alarm_id"] == aid.hex() and alarm["code"] == "intrusion" and alarm["captures"] == [cid.hex()]
+    assert alarm["captures_stored"] == 1
+    device = ingest.store.list_devices()[0]
+    assert device["online"] == 1 and device["fw"] == "test"
+    # The last will (counter online + 1, §7), published by the broker long after with its old
+    # time and a counter far below the data counters, still marks the device offline...
+    will = dev.envelope(env.T_STATUS, b'{"state":"offline","fw":"test"}', counter=2, time_s=1)
+    run(ingest, [will])
+    assert ingest.store.list_devices()[0]["online"] == 0
+    # ...and the old online status replayed after it does not bring it back.
+    run(ingest, [online])
+    assert ingest.store.list_devices()[0]["online"] == 0
+    assert ingest.store.rejection_counts() == {"replay": 1}
+
+
+def test_destroying_the_deletion_day_key_shreds_the_images(gw):
+    ingest, dev, _, _ = gw
+    cid, sealed = dev.seal(JPEGS)
+    run(ingest, dev.chunk_messages(cid, sealed, b"G" * 8))
+    images = ingest.store.list_images()
+    assert ingest.store.keys.destroy(images[0]["kek_day"])
+    with pytest.raises(KeyDestroyed):
+        ingest.store.read_image(images[0]["id"])
+    keyfile = ingest.store.data_dir / "keys" / "arc_private.pem"
+    assert stat.S_IMODE(keyfile.stat().st_mode) == 0o600
+
+
+def test_the_replay_window_survives_a_restart(gw, tmp_path):
+    ingest, dev, _, _ = gw
+    msg = dev.event({"kind": "armed", "mode": "away", "slot": 1, "t": 1})
+    run(ingest, [msg])
+    ingest.store.close()
+    store = Store.open(ingest.store.data_dir)
+    again = Ingest(store, log=lambda line: None)
+    run(again, [msg])
+    assert store.rejection_counts() == {"replay": 1}
+    ingest.store = store  # closed by the fixture
+
+
+CHUNK_BODIES = st.builds(
+    cap.build_chunk,
+    st.sampled_from([b"\1" * 16, b"\2" * 16, b"\3" * 16]), st.just(b"\0" * 8),
+    st.integers(min_value=0, max_value=3000), st.integers(min_value=0, max_value=5),
+    st.integers(min_value=0, max_value=5), st.binary(max_size=700),
+) | st.binary(max_size=80)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(st.lists(CHUNK_BODIES, max_size=12))
+def test_arbitrary_chunk_sequences_never_reach_an_internal_error(gw, bodies):
+    ingest, dev, _, _ = gw
+    result = run(ingest, [dev.envelope(env.T_CAPTURE, b) for b in bodies])
+    assert "internal_error" not in result.rejected
+    assert ingest.store.list_images() == []
+
+
+def test_a_capture_arriving_after_its_deletion_day_is_refused_for_good(gw):
+    """A device cut off for longer than the retention period must not bring photos back past it."""
+    ingest, dev, _, log = gw
+    aid = b"L" * 8
+    eight_days_ago = int((__import__("time").time() - 8 * 86400) * 1000)
+    with ingest.store.transaction():
+        ingest.store.note_alarm("cam-1", aid.hex(), eight_days_ago, code="intrusion")
+    cid, sealed = dev.seal(JPEGS)
+    result = run(ingest, dev.chunk_messages(cid, sealed, alarm_id=aid))
+    assert receipts(dev, result) == [(cid, env.RECEIPT_REJECTED, 0, hashlib.sha256(sealed).digest())]
+    assert ingest.store.list_images("cam-1") == []
+    assert ingest.store.rejection_counts().get("expired") == 1
+    assert "internal_error" not in ingest.store.rejection_counts()

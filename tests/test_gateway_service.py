@@ -1,0 +1,197 @@
+"""The gateway as a service against a real Mosquitto: photos arrive, are stored, and are receipted."""
+
+import hashlib
+import json
+import os
+import queue
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway.protocol import envelope as env
+from gateway.provision import add_device, init_arc
+from gateway.service import Gateway
+from gateway.store import Store
+
+from test_gateway_vectors import mv
+
+JPEGS = [b"\xff\xd8\xff\xe0" + os.urandom(9000) + b"\xff\xd9", b"\xff\xd8\xff\xe0" + os.urandom(7000) + b"\xff\xd9"]
+VENV_BIN = Path(sys.executable).parent
+
+
+class DeviceLink:
+    """A device's MQTT side, enough for tests: QoS-1 publish, and its downlink collected."""
+
+    def __init__(self, broker, device: mv.TestDevice):
+        self.device = device
+        self.down: queue.Queue = queue.Queue()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"dev-{device.device_id}",
+                                  protocol=mqtt.MQTTv311)
+        self.client.on_message = lambda c, u, m: self.down.put((m.topic, bytes(m.payload)))
+        self.client.connect(broker.host, broker.port)
+        self.client.subscribe(f"vc/v1/{device.device_id}/down/#", qos=1)
+        self.client.loop_start()
+        time.sleep(0.1)
+
+    def send(self, messages):
+        infos = [self.client.publish(t, p, qos=1) for t, p in messages]
+        for info in infos:
+            info.wait_for_publish(5)
+
+    def next_downlink(self, kind="receipt", timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                topic, payload = self.down.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            e = self.device.open_downlink(topic, payload)
+            if topic.endswith("/" + kind):
+                return env.parse_receipt_body(e.body) if kind == "receipt" else env.parse_time_body(e.body)
+        raise AssertionError(f"no {kind} from the gateway within {timeout} s")
+
+    def close(self):
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+class Log(list):
+    def __call__(self, line):
+        self.append(line)
+
+    @property
+    def text(self):
+        return "\n".join(self)
+
+
+@pytest.fixture
+def site(tmp_path, broker):
+    data = tmp_path / "gw"
+    init_arc(data)
+    config = add_device(data, "cam-1", "site-a")
+    log = Log()
+    gw = Gateway(data, broker.host, broker.port, log=log).start()
+    link = DeviceLink(broker, mv.TestDevice(config, chunk_size=4096))
+    yield gw, link, log, data
+    link.close()
+    gw.stop()
+
+
+def test_an_alarm_capture_arrives_in_chunks_is_stored_and_receipted(site):
+    gw, link, log, data = site
+    dev = link.device
+    link.send([dev.status("online")])
+    assert abs(link.next_downlink("time") - time.time() * 1000) < 5000
+    cid, sealed = dev.seal(JPEGS)
+    t0 = time.monotonic()
+    link.send(dev.chunk_messages(cid, sealed, alarm_id=os.urandom(8)))
+    receipt = link.next_downlink()
+    elapsed_ms = (time.monotonic() - t0) * 1000
+    assert receipt == (cid, env.RECEIPT_STORED, 2, hashlib.sha256(sealed).digest())
+    assert gw.wait_idle()
+    with Store.open(data) as store:  # a reader of its own, as the console would be
+        images = store.list_images("cam-1")
+        assert [store.read_image(i["id"]) for i in images] == JPEGS
+        [capture] = store.list_captures()
+        assert capture["stored_at_ms"] is not None
+    assert any(line.startswith(f"stored capture {cid.hex()[:8]} from cam-1: 2 frames") for line in log)
+    print(f"\n{len(sealed)} bytes in {len(dev.chunk_messages(cid, sealed, b'x' * 8))} chunks: "
+          f"publish to receipt {elapsed_ms:.0f} ms; gateway stats {gw.stats}")
+
+
+def test_a_capture_sent_again_is_stored_once_and_receipted_again(site):
+    gw, link, log, data = site
+    dev = link.device
+    cid, sealed = dev.seal(JPEGS)
+    aid = os.urandom(8)
+    link.send(dev.chunk_messages(cid, sealed, aid))
+    first = link.next_downlink()
+    link.send(dev.chunk_messages(cid, sealed, aid))  # new counters: the device resends after a lost receipt
+    assert link.next_downlink() == first
+    with Store.open(data) as store:
+        assert len(store.list_images()) == 2 and len(store.list_captures()) == 1
+
+
+def test_attacks_and_garbage_are_counted_and_a_good_capture_still_goes_through(site, broker):
+    gw, link, log, data = site
+    dev = link.device
+    cid, sealed = dev.seal(JPEGS)
+    msgs = dev.chunk_messages(cid, sealed, os.urandom(8))
+    tampered = bytearray(msgs[0][1])
+    tampered[-40] ^= 1
+    forger = mv.TestDevice({"device_id": "cam-1", "device_key": os.urandom(32).hex(),
+                            "arc_n": format(dev.arc_public.public_numbers().n, "x"), "arc_e": 65537,
+                            "arc_key_id": dev.arc_key_id.hex()})
+    link.send([(msgs[0][0], bytes(tampered)),
+               forger.event({"kind": "disarmed", "slot": 1, "t": int(time.time())}),
+               ("vc/v1/cam-2/up/capture", msgs[0][1]),
+               ("vc/v1/cam-1/up/event", b"\x00garbage" * 20),
+               msgs[0], msgs[0]])  # the second copy is a replay
+    link.send(msgs[1:])
+    assert link.next_downlink()[1] == env.RECEIPT_STORED
+    assert gw.wait_idle()
+    with Store.open(data) as store:
+        assert store.rejection_counts() == {"bad_mac": 2, "topic_mismatch": 1, "malformed": 1, "replay": 1}
+        assert len(store.list_images()) == 2
+    for _, payload in msgs[:1]:
+        assert payload[40:60].hex() not in log.text and str(payload[40:60])[2:-1] not in log.text
+    assert "garbage" not in log.text
+    assert all("internal_error" not in line for line in log)
+
+
+def test_photos_sent_while_the_gateway_is_down_are_stored_when_it_returns(tmp_path, broker):
+    data = tmp_path / "gw"
+    init_arc(data)
+    config = add_device(data, "cam-1", "site-a")
+    Gateway(data, broker.host, broker.port, log=Log()).start().stop()  # creates its persistent session
+    link = DeviceLink(broker, mv.TestDevice(config))
+    try:
+        cid, sealed = link.device.seal(JPEGS)
+        link.send(link.device.chunk_messages(cid, sealed, os.urandom(8)))  # nobody consumes yet
+        with Gateway(data, broker.host, broker.port, log=Log()):
+            assert link.next_downlink()[:3] == (cid, env.RECEIPT_STORED, 2)
+    finally:
+        link.close()
+
+
+def test_cli_init_add_device_run_and_images(tmp_path, broker):
+    vericam = str(VENV_BIN / "vericam")
+    data, out = tmp_path / "gw", tmp_path / "cam-1.json"
+    run = lambda *args: subprocess.run([vericam, "gateway", *args], capture_output=True, text=True, timeout=60)
+    assert run("init", "--data", str(data)).returncode == 0
+    added = run("add-device", "cam-1", "--site", "site-a", "--data", str(data), "--out", str(out))
+    assert added.returncode == 0, added.stderr
+    config = json.loads(out.read_text())
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert config["device_key"] not in added.stdout + added.stderr
+    assert run("add-device", "Bad_Id", "--site", "x", "--data", str(data)).returncode == 2
+    proc = subprocess.Popen([vericam, "gateway", "run", "--data", str(data), "--broker",
+                             f"{broker.host}:{broker.port}"], stderr=subprocess.PIPE, text=True)
+    head = []
+    while not any("gateway running" in line for line in head):  # subscribed: devices may send
+        line = proc.stderr.readline()
+        assert line, "gateway exited early:\n" + "".join(head)
+        head.append(line)
+    link = DeviceLink(broker, mv.TestDevice(config))
+    try:
+        cid, sealed = link.device.seal(JPEGS)
+        link.send(link.device.chunk_messages(cid, sealed, os.urandom(8)))
+        assert link.next_downlink(timeout=20)[1] == env.RECEIPT_STORED
+    finally:
+        link.close()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+        err = "".join(head) + err
+    assert proc.returncode == 0, err
+    assert f"stored capture {cid.hex()[:8]} from cam-1" in err and "stopped after" in err
+    assert config["device_key"] not in err
+    listed = json.loads(run("images", "--data", str(data), "--json").stdout)
+    assert [(i["device"], i["frame_index"], i["size"]) for i in listed] == [("cam-1", 0, len(JPEGS[0])),
+                                                                            ("cam-1", 1, len(JPEGS[1]))]
