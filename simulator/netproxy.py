@@ -133,7 +133,7 @@ class _Pipe:
                 due = tx + sh.latency_ms / 1000
                 if sh.loss and self.proxy.rng.random() < sh.loss:
                     due += sh.rto_ms / 1000
-                    self.proxy.stats["segments_lost"] += 1
+                    self.proxy.count("segments_lost")
                 due = max(due, self.last_due)  # in order, whatever the shaping did meanwhile
                 self.last_due = due
                 self.queue.append((due, seg))
@@ -176,7 +176,7 @@ class _Pipe:
                     self.queue.popleft()
                     self.queued -= len(seg)
                     self.cv.notify_all()
-                self.proxy.stats["bytes_" + self.name] += len(seg)
+                self.proxy.count("bytes_" + self.name, len(seg))
             else:
                 return
             # The source closed (or the far end failed): pass the close on.
@@ -323,7 +323,7 @@ class NetProxy:
         self.link_up.clear()
         if mode == "reset":
             for conn in self.connections():
-                self.stats["resets"] += 1
+                self.count("resets")
                 conn.close(reset=True)
 
     def restore(self) -> None:
@@ -337,6 +337,24 @@ class NetProxy:
     def connections(self) -> list[_Connection]:
         with self._lock:
             return list(self._conns)
+
+    def count(self, key: str, n: int = 1) -> None:
+        """Add to one of `stats`; pipes of several connections count at once."""
+        with self._lock:
+            self.stats[key] += n
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Wait until every connection has finished both ways, so `stats` holds all it will.
+
+        A peer can see its last byte before the writer that sent it has counted it; read byte
+        counts after this returns True.
+        """
+        deadline = time.monotonic() + timeout
+        while self.connections():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     def close(self) -> None:
         """Stop accepting, close every connection and join the acceptor."""
@@ -367,14 +385,14 @@ class NetProxy:
             except OSError:
                 return
             if self._closing or self.cut_mode == "reset":
-                self.stats["refused"] += 1
+                self.count("refused")
                 _reset(client)
                 continue
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = _Connection(self, client)
             with self._lock:
                 self._conns.add(conn)
-            self.stats["connections"] += 1
+            self.count("connections")
             conn.start()
 
     def _forget(self, conn: _Connection) -> None:

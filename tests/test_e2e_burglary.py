@@ -50,7 +50,12 @@ def test_raw_flash_never_holds_a_plaintext_frame(stack):
     play_burglary(stack)
     dev.stop()
     raw = dev.flash_path.read_bytes()
+    assert dev.frames, "the camera rendered no frame, so this test would prove nothing"
     for _trigger, _i, jpeg in dev.frames:
-        assert b"\xff\xd8\xff" not in raw  # no JPEG start-of-image anywhere
-        for off in range(0, len(jpeg) - 64, 4096):
-            assert jpeg[off:off + 64] not in raw
+        # Every 64-byte window at 4 KiB steps, plus the header and the tail. A 3-byte marker
+        # such as the JPEG SOI is not checked alone: ciphertext holds it by chance (CI saw
+        # that), while a 64-byte run from the frame turns up by chance with odds of 2**-512.
+        windows = [jpeg[:64], jpeg[-64:]]
+        windows += [jpeg[off:off + 64] for off in range(0, len(jpeg) - 64, 4096)]
+        for window in windows:
+            assert window not in raw

@@ -84,6 +84,7 @@ def test_bytes_pass_through_intact_both_ways(echo):
     with NetProxy("127.0.0.1", echo.port) as proxy:
         with socket.create_connection((proxy.host, proxy.port)) as s:
             assert roundtrip(s, payload) == payload
+        assert proxy.wait_idle(), "the connection did not wind down after the client closed"
         assert proxy.stats["bytes_up"] == len(payload)
         assert proxy.stats["bytes_down"] == len(payload)
 
