@@ -78,7 +78,10 @@ def run(data: Path = DATA_OPT,
                                          help="Address of the console (put TLS in front of it beyond localhost)."),
         console_http_cookies: bool = typer.Option(False, "--console-http-cookies",
                                                   help="Session cookies without the Secure flag, for plain "
-                                                  "http from a browser that is not on this machine.")) -> None:
+                                                  "http from a browser that is not on this machine."),
+        sim_time: str = typer.Option(None, "--sim-time", hidden=True,
+                                     help="Simulation only: SCALE@EPOCH_MS, the scaled world clock of a "
+                                     "simulated run (gateway/clock.py).")) -> None:
     """Run the gateway until SIGTERM or SIGINT: verify, store and acknowledge what devices send."""
     from .keystore import KeyStoreError
     from .service import Gateway
@@ -90,6 +93,16 @@ def run(data: Path = DATA_OPT,
     if not host or not port.isdigit():
         typer.echo(f"error: --broker must be HOST:PORT, got {broker!r}", err=True)
         raise typer.Exit(2)
+    clock = None
+    if sim_time is not None:
+        from .clock import sim_clock
+
+        try:
+            clock = sim_clock(sim_time, host)
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2)
+        log.info(f"SIMULATED TIME: the world clock runs {clock.scale} x real time")
     password = None
     if password_file is not None:
         try:
@@ -99,7 +112,7 @@ def run(data: Path = DATA_OPT,
             raise typer.Exit(2)
     gw = Gateway(data, host, int(port), client_id=client_id, retention_days=retention_days, log=log.info,
                  metrics_port=metrics_port, sweep_interval_s=sweep_interval,
-                 username=username, password=password)
+                 username=username, password=password, clock=clock)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

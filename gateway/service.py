@@ -28,7 +28,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from .ingest import BatchResult, Ingest, Message
+from .clock import WorldClock
+from .ingest import SPOOL_EXPIRY_MS, BatchResult, Ingest, Message
 from .metrics import Metrics, MetricsServer
 from .store import Store, now_ms
 
@@ -55,8 +56,11 @@ class Gateway:
                  log: Callable[[str], None] | None = None, queue_capacity: int = 256,
                  batch_max: int = 256, batch_wait_s: float = 0.002, session_expiry_s: int = 7 * 24 * 3600,
                  expire_check_s: float = 5.0, username: str | None = None, password: str | None = None,
-                 metrics_port: int | None = None, sweep_interval_s: float | None = None, sweep: bool = True):
+                 metrics_port: int | None = None, sweep_interval_s: float | None = None, sweep: bool = True,
+                 clock: WorldClock | None = None):
         self.data_dir = Path(data_dir)
+        # The host clock, or a simulated run's scaled world clock (gateway/clock.py).
+        self.clock = clock or WorldClock()
         self.broker_host = broker_host
         self.broker_port = broker_port
         self.retention_days = retention_days
@@ -65,7 +69,8 @@ class Gateway:
         self.batch_max = batch_max
         self.batch_wait_s = batch_wait_s
         self.session_expiry_s = session_expiry_s
-        self.expire_check_s = expire_check_s
+        # Supervision is checked with the expiry: in scaled time, as often in world time.
+        self.expire_check_s = max(0.05, expire_check_s / self.clock.scale)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.client_id = client_id or stable_client_id(self.data_dir)
         self._queue: queue.Queue = queue.Queue(maxsize=queue_capacity)
@@ -99,7 +104,10 @@ class Gateway:
         policy = RetentionPolicy.load(self.data_dir, image_days=self.retention_days,
                                       sweep_interval_s=self.sweep_interval_s)
         self.store = Store.open(self.data_dir, policy.image_days)
-        self.ingest = Ingest(self.store, log=self.log)  # raises if there is no ARC key yet
+        # raises if there is no ARC key yet. An upload takes real time, which does not scale:
+        # the spool expiry (a transport timer) stays 10 real minutes in scaled time.
+        self.ingest = Ingest(self.store, log=self.log, clock=self.clock,
+                             spool_expiry_ms=SPOOL_EXPIRY_MS * self.clock.scale)
         from .retention import record_policy
 
         record_policy(self.store, policy, now_ms())  # a changed retention config is audited
@@ -274,7 +282,7 @@ class Gateway:
         for out in result.outbound:
             if client is not None:
                 client.publish(out.topic, out.payload, qos=1)
-        stamp = now_ms()
+        stamp = int(self.clock() * 1000)
         self.store.mark_stored([s.rowid for s in result.stored], stamp)
         s = self.stats
         s["batches"] += 1 if batch else 0

@@ -135,10 +135,13 @@ def sim_run(
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON on the last line."),
     flash: Path = typer.Option(None, "--flash", help="Keep the device's raw flash image at this path."),
     workdir: Path = typer.Option(None, help="Keep the run's files here (default: a temporary directory)."),
+    time_scale: int = typer.Option(None, "--time-scale", min=1, max=3600,
+                                   help="Play N x faster than real time (default: the scenario's "
+                                   "time_scale, else 1); the device keeps its configuration."),
 ) -> None:
     """Play one scenario and print its timeline; exit 1 when an expectation fails."""
     from simulator.scenario import ScenarioError, find, run
-    from simulator.timeline import Timeline
+    from simulator.timeline import Timeline, clock_text
 
     console = Console(stderr=json_out)
     try:
@@ -147,16 +150,19 @@ def sim_run(
         with console.status("starting the broker, the gateway and the device...") as status:
             # While it plays, the status line shows the latest entry; the whole timeline
             # follows as a table.
-            timeline = Timeline(echo=lambda t, source, text: status.update(f"{t:7.3f} {source}: {text}"))
-            result = run(path, workdir, flash, timeline=timeline)
+            timeline = Timeline(echo=lambda t, source, text: status.update(f"{clock_text(t)} {source}: {text}"))
+            result = run(path, workdir, flash, timeline=timeline, time_scale=time_scale)
     except ScenarioError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2)
     timeline.render(console, title=f"timeline of {path.stem}")
     console.rule("outcome")
     for key in ("images_captured", "images_at_arc", "image_bytes_sent_without_alarm",
-                "device_captures_left", "duplicates_stored", "alarms", "technical"):
+                "device_captures_left", "duplicates_stored", "alarms", "technical", "shred_late_s"):
         console.print(f"{key:<32} {result.get(key)}")
+    if result["time_scale"] != 1:
+        console.print(f"{'time':<32} {result['scenario_s']:.1f} s of scenario time in {result['real_s']:.1f} s "
+                      f"(x{result['time_scale']})")
     for failure in result["failures"]:
         console.print(f"[red]FAILED[/] {failure}")
     _verdict(console, result, json_out)

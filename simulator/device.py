@@ -85,7 +85,7 @@ class SimulatedDevice:
             "--flash", str(self.flash_path),
             "--flash-blocks", str(self.flash_blocks),
             "--provision", str(self.provision_path),
-        ] + list(self.hal_args)
+        ] + self._clock_args() + list(self.hal_args)
         self._log = open(self._stderr_path, "ab")
         self.proc = subprocess.Popen(argv, env=env, stdout=self._log, stderr=self._log,
                                      cwd=str(self.run_dir))
@@ -107,6 +107,13 @@ class SimulatedDevice:
             self._conn = conn
         threading.Thread(target=self._reader, args=(conn,), daemon=True, name=f"hal-{self.device_id}").start()
         self.timeline.add("device", f"booted MicroPython (pid {self.proc.pid})")
+
+    def _clock_args(self) -> list[str]:
+        """hal_sim's world clock: the run's, so that it goes on across reboots (scaled time)."""
+        clock = self.timeline.clock
+        if clock.scale == 1:
+            return []
+        return ["--time-scale", str(clock.scale), "--time-epoch-ms", str(int(clock.epoch_s * 1000))]
 
     def kill(self) -> None:
         """Power cut: SIGKILL, no chance to flush or say goodbye."""
@@ -177,7 +184,9 @@ class SimulatedDevice:
             asked = time.monotonic()
             trigger = msg.get("trigger", "")
             index = int(msg.get("index", 0))
-            jpeg = self.camera.render(TRIGGER_SCENES.get(trigger, "empty"), len(self.frames), time.time(), trigger)
+            # The photo's timestamp overlay shows world time, as the device's clock does.
+            jpeg = self.camera.render(TRIGGER_SCENES.get(trigger, "empty"), len(self.frames),
+                                      self.timeline.clock(), trigger)
             path = self.frames_dir / f"frame-{len(self.frames):04d}.jpg"
             tmp = path.with_suffix(".tmp")
             tmp.write_bytes(jpeg)
@@ -187,6 +196,7 @@ class SimulatedDevice:
             self.timeline.add("camera", f"frame {index} for {trigger}: {len(jpeg) // 1024} KB JPEG")
             self._send({"op": "frame", "path": str(path), "len": len(jpeg)})
         elif op == "trace":
+            msg["rx"] = time.time()  # host time it arrived; its "ms" is the device's world clock
             self.traces.append(msg)
             text = describe_trace(msg)
             if text:
@@ -249,4 +259,4 @@ def describe_trace(msg: dict) -> str | None:
         return f"FLASH FULL: {msg.get('trigger')} photos not taken; technical event raised"
     if what == "mqtt":
         return None if msg.get("level") == "debug" else f"mqtt: {msg.get('msg')}"
-    return f"{what} {json.dumps({k: v for k, v in msg.items() if k not in ('op', 'what', 'ms')})}"
+    return f"{what} {json.dumps({k: v for k, v in msg.items() if k not in ('op', 'what', 'ms', 'rx')})}"

@@ -2,7 +2,8 @@
 
 The panel resolves a PIN to a user slot itself, as a real panel does, so the device only
 ever hears "disarmed by slot 2": a PIN never reaches the firmware, the network or a log.
-Its timers (exit delay, entry delay) run on threads in wall-clock time.
+Its timers (exit delay, entry delay) run on threads, in scenario time: `time_scale` x faster
+than wall-clock time in a scaled run.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ class Panel:
     def __init__(self, bus: Callable[..., None], note: Callable[[str], None],
                  users: dict[int, str] | None = None, duress_pin: str = "9999",
                  exit_delay_s: float = 1.0, entry_delay_s: float = 2.0,
-                 zones: dict[str, str] | None = None):
+                 zones: dict[str, str] | None = None, time_scale: int = 1):
         self.bus = bus
+        self.time_scale = time_scale
         self.note = note
         self.users = users or {1: "1234", 2: "2580"}
         self.duress_pin = duress_pin
@@ -141,7 +143,7 @@ class Panel:
 
     def _start_timer(self, delay: float, fn, *args) -> None:
         self._cancel_timer()
-        self._timer = threading.Timer(delay, fn, args)
+        self._timer = threading.Timer(delay / self.time_scale, fn, args)
         self._timer.daemon = True
         self._timer.start()
 

@@ -6,14 +6,23 @@ in order, and an `[expect]` table checked at the end. Steps:
 
     {do = "arm", pin = "2580", mode = "away"}     {do = "disarm", pin = "2580"}
     {do = "open", zone = "door-1"}                {do = "smoke"} / "sos" / "panic" / "tamper"
-    {do = "remove_wall_unit"}                     {wait = 1.5}            (seconds)
+    {do = "remove_wall_unit"}                     {wait = 1.5} / {wait = "4 min"}
     {do = "wait_for", what = "receipt", count = 1, timeout = 30}   (a device trace)
+    {do = "check", what = "shredded", count = 0}  (the device has reported `what` exactly
+                                  `count` times so far; a failed expectation otherwise)
     {do = "stop_gateway"} / "start_gateway" / "restart_broker" / "power_cut" / "boot"
     {do = "cut_link", for_s = 18, mode = "blackhole"}  (mode "reset" resets connections;
                                   without for_s the link stays down until restore_link)
     {do = "restore_link"}
     {do = "shape", latency_ms = 50, bandwidth_bps = 256000, loss = 0.0}
                                   (latency one way; bandwidth_bps = 0 lifts the cap)
+
+Scaled time: a top-level `time_scale = N` (or `vericam sim run --time-scale N`) plays the
+scenario N x faster than real time, so that a 5-minute hold window passes in 5 s at N = 60
+while the device keeps its default configuration. Every duration in a step (`wait`,
+`for_s`, `down_s`) and the panel's delays are scenario time; `wait_for`'s `timeout` is a
+guard in real seconds, because uploads and broker round trips take real time at any scale.
+The device, the gateway and the simulator share one world clock (docs/SIMULATOR.md).
 
 The link steps act on the device's network proxy (`simulator/netproxy.py`). It is there
 when `[device] via_proxy` is true or a table of shaping (`{latency_ms, bandwidth_bps,
@@ -24,11 +33,13 @@ Expectations are compared with the run's figures (`images_at_arc`, `images_captu
 The per-trigger tallies `images_captured_by_trigger`, `images_at_arc_by_trigger` and
 `alarms_by_code` are tables ({intrusion = 6, smoke = 2}) compared whole.
 The bytes sent without an alarm are counted by an observer subscribed at the broker, not
-taken from the device's own report.
+taken from the device's own report. An expectation named `<figure>_at_most` is an upper
+bound on that figure (`shred_late_s_at_most = 2`).
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 import time
@@ -45,6 +56,10 @@ from simulator.stack import ALARM_EVENTS, Stack
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 PANEL_ACTIONS = {"smoke", "sos", "panic", "tamper", "remove_wall_unit"}
+MAX_WAIT_S = 24 * 3600  # one step waits at most a day of scenario time
+MAX_TIME_SCALE = 3600
+UNITS = {"ms": 0.001, "s": 1, "sec": 1, "min": 60, "h": 3600}
+DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|min|h)\s*$")
 LINK_STEPS = {"cut_link", "restore_link", "shape"}
 
 
@@ -93,10 +108,24 @@ def load(path: Path) -> dict:
             raise ScenarioError(f"{path}: step {i + 1} has neither 'do' nor 'wait': {step}")
         if "do" in step and not isinstance(step["do"], str):
             raise ScenarioError(f"{path}: step {i + 1}: 'do' must be a string")
-        wait = step.get("wait", 0)
-        if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= 3600:
-            raise ScenarioError(f"{path}: step {i + 1}: 'wait' must be a number of seconds in 0..3600")
+        if "wait" in step:
+            step["wait"] = duration_s(step["wait"], f"{path}: step {i + 1}: 'wait'")
+    scale = data.get("time_scale", 1)
+    if isinstance(scale, bool) or not isinstance(scale, int) or not 1 <= scale <= MAX_TIME_SCALE:
+        raise ScenarioError(f"{path}: 'time_scale' must be a whole number in 1..{MAX_TIME_SCALE}, not {scale!r}")
     return data
+
+
+def duration_s(value, what: str) -> float:
+    """Scenario seconds from a number of seconds or a text such as "4 min", "90 s", "1.5 h"."""
+    if isinstance(value, str):
+        m = DURATION.match(value)
+        if not m:
+            raise ScenarioError(f"{what} must be seconds or a duration such as \"4 min\", not {value!r}")
+        value = float(m.group(1)) * UNITS[m.group(2)]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_WAIT_S:
+        raise ScenarioError(f"{what} must be a duration in 0..{MAX_WAIT_S} s of scenario time, not {value!r}")
+    return float(value)
 
 
 class BrokerObserver:
@@ -128,17 +157,25 @@ class BrokerObserver:
 
 
 def run(path: Path, workdir: Path | None = None, flash_out: Path | None = None, echo=None,
-        timeline=None) -> dict:
+        timeline=None, time_scale: int | None = None) -> dict:
     """Play one scenario; returns its figures, `passed` and the failed expectations.
 
-    Pass a `Timeline` to keep the run's timeline (`Timeline.render` prints it as a table)."""
+    Pass a `Timeline` to keep the run's timeline (`Timeline.render` prints it as a table).
+    `time_scale` overrides the scenario's own (scaled time: see the module's docstring)."""
     from simulator.timeline import Timeline
 
     spec = load(path)
+    if time_scale is not None:
+        if not 1 <= time_scale <= MAX_TIME_SCALE:
+            raise ScenarioError(f"the time scale must be in 1..{MAX_TIME_SCALE}, not {time_scale}")
+        spec["time_scale"] = time_scale
+    scale = spec.get("time_scale", 1)
     dev_spec = spec.get("device", {})
     device_id = dev_spec.get("id", "panel-1")
     timeline = timeline or Timeline(echo=echo)
+    timeline.set_scale(scale)  # scenario time starts now
     stack = Stack(workdir, timeline)
+    step_failures: list[str] = []
     observer = None
     try:
         stack.start()
@@ -162,8 +199,10 @@ def run(path: Path, workdir: Path | None = None, flash_out: Path | None = None, 
         stack.panels[device_id].bus = bus
         dev.boot()
         dev.wait_trace("online", timeout=20)
-        for step in spec.get("step", []):
-            _play(stack, device_id, step)
+        for i, step in enumerate(spec.get("step", [])):
+            failure = _play(stack, device_id, step)
+            if failure:
+                step_failures.append(f"step {i + 1}: {failure}")
         expect = spec.get("expect", {})
         # Let deliveries finish: wait (bounded) for the expected photos and receipts.
         settle = float(spec.get("settle_timeout", 30))
@@ -180,11 +219,14 @@ def run(path: Path, workdir: Path | None = None, flash_out: Path | None = None, 
         if dev.proxy is not None:
             result["link"] = dict(dev.proxy.stats)
         result["scenario"] = spec["name"]
+        result["time_scale"] = scale
+        result["real_s"] = round(time.time() - timeline.t0, 3)
+        result["scenario_s"] = round(timeline.scenario_s(time.time()), 3)
         if flash_out:
             Path(flash_out).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(dev.flash_path, flash_out)
             result["flash_image"] = str(flash_out)
-        failures = _check(expect, result)
+        failures = step_failures + _check(expect, result)
         result["passed"] = not failures
         result["failures"] = failures
         return result
@@ -194,12 +236,18 @@ def run(path: Path, workdir: Path | None = None, flash_out: Path | None = None, 
         stack.close()
 
 
-def _play(stack: Stack, device_id: str, step: dict) -> None:
+def _sleep(stack: Stack, scenario_s: float) -> None:
+    """Let `scenario_s` seconds of scenario time pass (scenario_s / time_scale real seconds)."""
+    time.sleep(scenario_s / stack.timeline.scale)
+
+
+def _play(stack: Stack, device_id: str, step: dict) -> str | None:
+    """Carry out one step; returns what went wrong when a `check` step fails."""
     dev = stack.devices[device_id]
     panel = stack.panels[device_id]
     if "wait" in step and "do" not in step:
-        time.sleep(float(step["wait"]))
-        return
+        _sleep(stack, step["wait"])
+        return None
     do = step["do"]
     if do == "arm":
         panel.arm(str(step.get("pin", "2580")), step.get("mode", "away"))
@@ -211,6 +259,10 @@ def _play(stack: Stack, device_id: str, step: dict) -> None:
         getattr(panel, do)()
     elif do == "wait_for":
         dev.wait_trace(step["what"], int(step.get("count", 1)), timeout=float(step.get("timeout", 30)))
+    elif do == "check":
+        seen, want = dev.trace_count(step["what"]), int(step.get("count", 0))
+        if seen != want:
+            return f"expected {want} x {step['what']!r} by now, the device reported {seen}"
     elif do == "stop_gateway":
         stack.stop_gateway(kill=bool(step.get("kill", False)))
     elif do == "start_gateway":
@@ -218,7 +270,7 @@ def _play(stack: Stack, device_id: str, step: dict) -> None:
     elif do == "restart_broker":
         stack.broker.stop()
         stack.timeline.add("broker", "broker stopped")
-        time.sleep(float(step.get("down_s", 1)))
+        _sleep(stack, duration_s(step.get("down_s", 1), "restart_broker's 'down_s'"))
         stack.broker.start()
         stack.timeline.add("broker", "broker started again")
     elif do == "power_cut":
@@ -229,6 +281,7 @@ def _play(stack: Stack, device_id: str, step: dict) -> None:
         dev.boot()
     else:
         raise ScenarioError(f"unknown step {do!r}")
+    return None
 
 
 def _link_step(stack: Stack, dev, do: str, step: dict) -> None:
@@ -240,7 +293,7 @@ def _link_step(stack: Stack, dev, do: str, step: dict) -> None:
         proxy.cut(mode)
         stack.timeline.add("network", f"link DOWN ({mode})")
         if "for_s" in step:
-            time.sleep(float(step["for_s"]))
+            _sleep(stack, duration_s(step["for_s"], "cut_link's 'for_s'"))
             proxy.restore()
             stack.timeline.add("network", f"link up again after {float(step['for_s']):g} s")
     elif do == "restore_link":
@@ -286,7 +339,21 @@ def _figures(stack: Stack, device_id: str, observer: BrokerObserver) -> dict:
         "technical": sorted({e.get("code") for e in events if e.get("kind") == "technical" and e.get("code")}),
         "shredded_on_device": dev.trace_count("shredded"),
         "receipt_timeouts": dev.trace_count("receipt_timeout"),
+        **_hold_window_timing(dev.traces),
     }
+
+
+def _hold_window_timing(traces: list[dict]) -> dict:
+    """When held captures were shredded against their hold-window end, on the device's clock.
+
+    `shred_late_s`: the latest shred after its window ended, in scenario seconds (None when
+    nothing held was shredded). `shredded_early`: shreds before the window ended; must be 0.
+    """
+    until = {t["capture"]: t["until_ms"] for t in traces if t.get("what") == "held" and "until_ms" in t}
+    late = [t["ms"] - until[t["capture"]] for t in traces
+            if t.get("what") == "shredded" and t.get("capture") in until]
+    return {"shred_late_s": max(late) / 1000 if late else None,
+            "shredded_early": sum(1 for d in late if d < 0)}
 
 
 def _tally(items) -> dict[str, int]:
@@ -299,6 +366,11 @@ def _tally(items) -> dict[str, int]:
 def _check(expect: dict, result: dict) -> list[str]:
     failures = []
     for key, want in expect.items():
+        if key.endswith("_at_most"):
+            got = result.get(key[:-len("_at_most")])
+            if got is None or got > want:
+                failures.append(f"{key[:-len('_at_most')]}: expected at most {want!r}, got {got!r}")
+            continue
         got = result.get(key)
         if isinstance(want, list):
             ok = sorted(want) == sorted(got or [])

@@ -68,6 +68,10 @@ class Stack:
         log = open(self.workdir / "gateway.log", "ab")
         argv = [sys.executable, "-m", "gateway.commandline", "gateway", "run",
                 "--data", str(self.gateway_dir), "--broker", f"{self.broker.host}:{self.broker.port}"]
+        clock = self.timeline.clock
+        if clock.scale != 1:
+            # Scaled time: the gateway reads the devices' world clock (gateway/clock.py).
+            argv += ["--sim-time", f"{clock.scale}@{int(clock.epoch_s * 1000)}"]
         self.gateway_proc = subprocess.Popen(argv, stdout=log, stderr=log)
         ready = self.gateway_dir / "ready"
         deadline = time.monotonic() + timeout
@@ -148,7 +152,8 @@ class Stack:
                 self.alarm_sent_ms.setdefault(device_id, []).append(time.time() * 1000)
             dev.panel(event, **fields)
 
-        self.panels[device_id] = Panel(bus, lambda text: self.timeline.add("panel", text), **(panel_kwargs or {}))
+        self.panels[device_id] = Panel(bus, lambda text: self.timeline.add("panel", text),
+                                       time_scale=self.timeline.scale, **(panel_kwargs or {}))
         return dev
 
     # -- what the ARC holds -------------------------------------------------------------------

@@ -5,12 +5,22 @@ The decisions live elsewhere: what to capture and whether to send or shred is th
 wire format is envelope.py. This module only carries out the actions they return, and owns
 the order in which things leave the device: alarm events first, then photos, then routine
 events (see Uplink).
+
+Two clocks. World time is what the HAL gives: `hal.now_ms()`, `hal.unix_time()` and
+`hal.sleep_ms()`. Everything the rules and the ARC measure runs on it: the hold window,
+the interval between frames, the heartbeat interval, and every timestamp. Transport time
+is the real `time.ticks_ms()`/`asyncio.sleep_ms()`: the receipt timeout, retry pauses, and
+all of the MQTT client's deadlines (keepalive, PUBACK retransmit, connect). On a board the
+two are the same clock. The simulator can run world time N x faster (hal_sim
+`--time-scale`) so that hours of hold windows pass in seconds; transport timers must not
+speed up with it, because the network and the broker do not.
 """
 
 import asyncio
 import hashlib
 import json
 import os
+import time
 
 from vericam import FW_VERSION
 from vericam.counter import MessageCounter
@@ -109,7 +119,7 @@ class Agent:
         self.receipt_timeout_ms = int(self.cfg.get("receipt_timeout_ms", 30000))
         self._timeouts = {}  # capture_id -> receipt timeouts so far: each doubles the next wait
         self.uplink = Uplink()
-        self.awaiting = {}  # capture_id -> (sha256 of what was sent, deadline ms, alarm id)
+        self.awaiting = {}  # capture_id -> (sha256 of what was sent, deadline in ticks_ms, alarm id)
         self.sending = None  # the capture being published right now
         # Allocated once at boot, while the heap is still in one piece.
         self._chunk_buf = bytearray(self.chunk_size)
@@ -251,7 +261,7 @@ class Agent:
             buf = bytearray(READ_PIECE)
             for i in range(frames):
                 if i:
-                    await asyncio.sleep_ms(interval_ms)
+                    await self.hal.sleep_ms(interval_ms)  # world time: the frame interval
                 stream, length = await self.hal.open_frame(trigger, i)
                 try:
                     writer.write_frame(sealer, i, self.hal.unix_time(), stream, length, buf)
@@ -285,18 +295,21 @@ class Agent:
             self._apply(actions)
 
     async def _tick_task(self):
+        # Wakes at the next hold-window end (world time) and at least once a real second,
+        # for the receipt timeouts (transport time).
+        second = 1000 * self.hal.time_scale  # one real second in world ms
         while True:
             now = self.hal.now_ms()
             self._apply(self.policy.on_tick(now))
-            self._check_receipts(now)
+            self._check_receipts(time.ticks_ms())
             deadline = self.policy.next_deadline()
-            wait = 1000 if deadline is None else max(10, min(1000, deadline - now))
-            await asyncio.sleep_ms(wait)
+            wait = second if deadline is None else max(10, min(second, deadline - now))
+            await self.hal.sleep_ms(wait)
 
-    def _check_receipts(self, now):
+    def _check_receipts(self, ticks):
         for cid in list(self.awaiting):
             digest, deadline, alarm_id = self.awaiting[cid]
-            if now >= deadline:
+            if time.ticks_diff(ticks, deadline) >= 0:
                 del self.awaiting[cid]
                 self._timeouts[cid] = self._timeouts.get(cid, 0) + 1
                 self.hal.trace("receipt_timeout", capture=_hex(cid), times=self._timeouts[cid])
@@ -376,7 +389,7 @@ class Agent:
         # after 1, 2, 4, 8, then every 16 receipt timeouts, not every one: resending a
         # whole capture each 30 s would pile copies up at the broker and eat a slow link.
         wait = self.receipt_timeout_ms << min(self._timeouts.get(cid, 0), 4)
-        self.awaiting[cid] = (digest.digest(), self.hal.now_ms() + wait, alarm_id)
+        self.awaiting[cid] = (digest.digest(), time.ticks_add(time.ticks_ms(), wait), alarm_id)
         self.hal.trace("capture_sent", capture=_hex(cid), chunks=count, bytes=total)
         early = self.early.pop(cid, None)
         if early is not None:
@@ -496,7 +509,7 @@ class Agent:
             # section 11 yet, and a heartbeat they would refuse is only noise.
             return
         while True:
-            await asyncio.sleep(interval)
+            await self.hal.sleep_ms(interval * 1000)  # world time: supervision is the ARC's clock
             if not self.mqtt.up.is_set():
                 continue  # a stale heartbeat proves nothing; the next one goes when the link is back
             body = json.dumps({"interval_s": interval, "pending": self.vault.count()}).encode()

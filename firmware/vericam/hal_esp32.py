@@ -1,8 +1,9 @@
 """The ESP32 HAL: camera, panel, smoke detector, WiFi, clock and littlefs flash of an ESP32-CAM-class board.
 
 It offers the agent what hal_sim offers (mount, flash_root, start, send/trace,
-next_panel_event, open_frame, now_ms, unix_time, set_clock_ms, clock_set), so everything
-above it, sealing, vault and uplink, is the code the simulator runs.
+next_panel_event, open_frame, now_ms, unix_time, set_clock_ms, clock_set, sleep_ms,
+time_scale), so everything above it, sealing, vault and uplink, is the code the simulator
+runs.
 
 Hardware it expects, all pins overridable in the "board" object of /config.json:
 
@@ -94,6 +95,8 @@ class Esp32Hal:
         self.clock_set = False
         self._unix_base_ms = 0
         self._ticks_base = time.ticks_ms()
+        # A board lives in real time: its world clock is the clock (hal_sim can scale it).
+        self.time_scale = 1
         self._panel = []
         self._panel_ready = asyncio.Event()
         self._wlan = None
@@ -328,6 +331,10 @@ class Esp32Hal:
 
     def unix_time(self):
         return self.now_ms() // 1000 if self.clock_set else 0
+
+    def sleep_ms(self, ms):
+        """Sleep `ms` of world time, which on a board is real time."""
+        return asyncio.sleep_ms(ms)
 
     def set_clock_ms(self, ms):
         self._ticks_base = time.ticks_ms()

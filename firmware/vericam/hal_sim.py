@@ -107,6 +107,18 @@ class SimHal:
                                  every N ms, as "mem" traces)
           [--no-clock 1]        (boot without time, as a board without RTC before the
                                  gateway's time message; default: the host clock is NTP)
+          [--time-scale N]      (scaled time: the world clock runs N x faster than the host's,
+          [--time-epoch-ms MS]   from the host time MS (default: boot); see "clock" below)
+
+    Scaled time. The simulator can play a scenario N times faster than real time, so that a
+    5-minute hold window passes in 5 s at N = 60, without touching the device's config. Only
+    the *world* clock scales: `now_ms()`, `unix_time()` and `sleep_ms()`, which the agent uses
+    for what happens in the world (hold windows, frame intervals, heartbeats, timestamps).
+    Transport timers (MQTT keepalive and PUBACK retransmit, socket deadlines, the receipt
+    timeout, this control channel) stay on the real `time.ticks_ms()`/`asyncio.sleep_ms()`,
+    because the network, the broker and the CPU do not get N x faster. Every simulated
+    process of a run (device, gateway, simulator) computes the same world time from the host
+    clock: world = epoch + (host - epoch) * N.
     """
 
     name = "sim"
@@ -122,6 +134,10 @@ class SimHal:
         self.flash_delay_us = int(args.get("flash-delay-us", "0"))
         self.mem_probe_ms = int(args.get("mem-probe-ms", "0"))
         self.provision_path = args.get("provision")
+        self.time_scale = int(args.get("time-scale", "1"))
+        if self.time_scale < 1:
+            raise ValueError("--time-scale must be a whole number >= 1, not %d" % self.time_scale)
+        self._epoch_ms = int(args.get("time-epoch-ms", "0")) or _host_ms()
         self.flash_root = FLASH_ROOT
         self._reader = None
         self._writer = None
@@ -219,14 +235,25 @@ class SimHal:
     # -- clock --------------------------------------------------------------------------------
 
     def now_ms(self):
-        # The policy's deadlines run on this: it never jumps when the clock is set.
-        return int(time.time() * 1000)
+        # World time in ms: the host clock, run time_scale x faster from the epoch. The
+        # policy's deadlines run on this: it never jumps when the clock is set.
+        if self.time_scale == 1:
+            return _host_ms()
+        return self._epoch_ms + (_host_ms() - self._epoch_ms) * self.time_scale
 
     def unix_time(self):
         if not self.clock_set:
             return 0
-        return (int(time.time() * 1000) + self._clock_offset_ms) // 1000
+        return (self.now_ms() + self._clock_offset_ms) // 1000
 
     def set_clock_ms(self, ms):
-        self._clock_offset_ms = ms - int(time.time() * 1000)
+        self._clock_offset_ms = ms - self.now_ms()
         self.clock_set = True
+
+    async def sleep_ms(self, ms):
+        """Sleep `ms` of world time: ms / time_scale of real time, rounded up."""
+        await asyncio.sleep_ms((ms + self.time_scale - 1) // self.time_scale)
+
+
+def _host_ms():
+    return time.time_ns() // 1000000
