@@ -339,6 +339,7 @@ def _figures(stack: Stack, device_id: str, observer: BrokerObserver) -> dict:
         "technical": sorted({e.get("code") for e in events if e.get("kind") == "technical" and e.get("code")}),
         "shredded_on_device": dev.trace_count("shredded"),
         "receipt_timeouts": dev.trace_count("receipt_timeout"),
+        "heartbeats_sent": dev.trace_count("heartbeat"),
         **_hold_window_timing(dev.traces),
     }
 

@@ -296,14 +296,16 @@ class Agent:
 
     async def _tick_task(self):
         # Wakes at the next hold-window end (world time) and at least once a real second,
-        # for the receipt timeouts (transport time).
-        second = 1000 * self.hal.time_scale  # one real second in world ms
+        # for the receipt timeouts (transport time). It never sleeps longer than a hold
+        # window either: a capture held while it sleeps has its deadline a window later, so
+        # it is not overslept even when scaled time makes a window shorter than a second.
+        cap = min(1000 * self.hal.time_scale, max(10, self.policy.hold_window_ms))
         while True:
             now = self.hal.now_ms()
             self._apply(self.policy.on_tick(now))
             self._check_receipts(time.ticks_ms())
             deadline = self.policy.next_deadline()
-            wait = second if deadline is None else max(10, min(second, deadline - now))
+            wait = cap if deadline is None else max(10, min(cap, deadline - now))
             await self.hal.sleep_ms(wait)
 
     def _check_receipts(self, ticks):
