@@ -52,7 +52,7 @@ class SimulatedDevice:
         # VERICAM_DEVICE_HEAPSIZE sets the heap of every simulated device that was not given
         # one (`vericam bench device` uses it to play scenarios at a given heap size).
         self.heapsize = heapsize or os.environ.get("VERICAM_DEVICE_HEAPSIZE") or None
-        # More hal_sim arguments, e.g. ["--flash-delay-us", "300"] or ["--no-clock", "1"].
+        # More hal_sim arguments, e.g. ["--no-clock", "1"] or ["--pause-at", "frame1:40", ...].
         self.hal_args: list[str] = []
         self.camera = camera or Camera(device_id)
         self.frames: list[tuple[str, int, bytes]] = []  # (trigger, index, jpeg) as the camera produced them

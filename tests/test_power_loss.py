@@ -1,12 +1,16 @@
 """Power loss while an alarm capture is being written: the vault stays whole and every finished alarm photo reaches the ARC.
 
-The device runs on real MicroPython with its flash slowed down (hal_sim's
-`--flash-delay-us`), so the power can be cut in the middle of a littlefs write. Each round
-boots the device, fires an intrusion alarm with the gateway stopped (so no receipt deletes
-anything), and SIGKILLs the process at a varied point while the frames are sealed onto the
-flash. The raw flash image is then read by littlefs-python, not by the firmware.
+The device runs on real MicroPython with its flash as a littlefs image in a host file. Each
+round boots the device, fires an intrusion alarm with the gateway stopped (so no receipt
+deletes anything), and cuts the power at a chosen point of the series: hal_sim's
+`--pause-at` stops the device dead there (in the middle of a littlefs program or erase,
+with half of it written; or between two frames; or in the writes just after the capture
+is sealed), and the test SIGKILLs the process. The points are chosen, not timed, so the
+test cuts where it says it does on a loaded machine too. The raw flash image is then read
+by littlefs-python, not by the firmware.
 """
 
+import json
 import random
 import time
 
@@ -16,6 +20,23 @@ from simulator.stack import Stack
 DEVICE = "cut-1"
 ROUNDS = 16
 FRAMES = 3
+# Flash writes while one frame is sealed onto the flash (a 40 KB JPEG, programmed in
+# littlefs's 128-byte cache units, and its erases): about 330. Cuts inside a frame pick
+# their write below this, so each lands inside that frame's data.
+WRITES_IN_A_FRAME = 250
+# Writes after `sealed`: the capture's state record becomes "sending" (a small file
+# replaced by rename), before anything is published.
+WRITES_AFTER_SEALED = 3
+
+
+def _plan(rnd, rng):
+    """Where round `rnd` cuts the power: (event, n, what it tests)."""
+    kind = rnd % 4
+    if kind in (0, 1):   # mid-write, inside frame k's data
+        return f"frame{(rnd // 2) % FRAMES}", rng.randint(1, WRITES_IN_A_FRAME), "mid-write"
+    if kind == 2:        # between frames: frame k has arrived, frames before it are written
+        return f"frame{1 + (rnd // 4) % (FRAMES - 1)}", 0, "between frames"
+    return "sealed", 1 + (rnd // 4) % WRITES_AFTER_SEALED, "after sealed"
 
 
 def _sizes(flash_path):
@@ -23,52 +44,54 @@ def _sizes(flash_path):
         return {name: fs.stat("/vault/" + name).size for name in fs.listdir("/vault") if name.endswith(".cap")}
 
 
-def _wait_frames(dev, count, timeout=15.0):
+def _wait_paused(dev, pause, timeout=30.0):
+    """The device's report of where it stopped dead, once it has."""
     deadline = time.monotonic() + timeout
-    while len(dev.frames) < count:
-        assert time.monotonic() < deadline, f"camera asked for {len(dev.frames)} of {count} frames: {dev.log_tail()}"
-        time.sleep(0.005)
+    while not pause.exists():
+        assert dev.proc.poll() is None, f"device exited before its pause point: {dev.log_tail()}"
+        assert time.monotonic() < deadline, f"device never reached its pause point: {dev.traces[-8:]}"
+        time.sleep(0.002)
+    return json.loads(pause.read_text())
 
 
 def test_power_cut_mid_capture_leaves_a_consistent_vault_and_loses_no_finished_alarm_photo(tmp_path):
     rng = random.Random(20261121)
+    pause = tmp_path / "paused.json"
     with Stack(tmp_path / "run") as stack:
         stack.stop_gateway()
         dev = stack.add_device(DEVICE, triggers={"intrusion": {"enabled": True, "frames": FRAMES, "interval_ms": 0}},
                                flash_blocks=1024)
-        dev.hal_args = ["--flash-delay-us", "400"]
         finished = {}      # capture id hex -> sealed size, as the device reported before the cut
-        cut_mid_capture = 0
-        debris_after_cut = 0
+        cuts = {"mid-write": 0, "between frames": 0, "after sealed": 0}
+        debris_after_cut = {"mid-write": 0, "between frames": 0, "after sealed": 0}
         for rnd in range(ROUNDS):
-            since = len(dev.traces)
-            frames_before = len(dev.frames)
+            event, n, kind = _plan(rnd, rng)
+            pause.unlink(missing_ok=True)
+            dev.hal_args = ["--pause-at", f"{event}:{n}", "--pause-file", str(pause)]
+            since, frames_before = len(dev.traces), len(dev.frames)
             dev.boot()
             dev.wait_trace("boot", since=since, timeout=20)
             dev.panel("intrusion_alarm")
-            # Cut while frame k of the series is sealed, at a varied point inside it; every
-            # fourth round lets the series finish and cuts just after, while the capture's
-            # state record is rewritten and it is being published, so that later rounds cut
-            # the power with finished captures on the flash.
-            k = rnd % (FRAMES + 1)
-            if k < FRAMES:
-                _wait_frames(dev, frames_before + k + 1)
-                time.sleep(rng.uniform(0.0, 0.25))
-            else:
-                dev.wait_trace("sealed", since=since, timeout=20)
-                time.sleep(rng.uniform(0.0, 0.05))
-            dev.kill()
+            stopped = _wait_paused(dev, pause)
+            dev.kill()  # SIGKILL while it sits at the chosen point
+            # It stopped where it was told to: inside a write for the mid-write and
+            # after-sealed cuts, before one for the cut between frames.
+            assert (stopped["event"], stopped["n"]) == (event, n)
+            assert (stopped["write"] in ("prog", "erase")) == (n > 0), stopped
             round_traces = dev.traces[since:]
             sealed = [t for t in round_traces if t.get("what") == "sealed"]
-            if not sealed:
-                cut_mid_capture += 1
+            assert bool(sealed) == (kind == "after sealed"), f"round {rnd} ({kind}): {round_traces[-6:]}"
+            # A cut in frame k came before frame k + 1 was asked for: it is in frame k's writes.
+            served = len(dev.frames) - frames_before
+            assert served == (FRAMES if kind == "after sealed" else int(event[5:]) + 1), (rnd, event, n, served)
+            cuts[kind] += 1
             for t in sealed:
                 finished[t["capture"]] = t["bytes"]
 
             # Straight after the cut, before any recovery: every finished capture is whole on
             # the raw flash, and no sealed file lacks its state record.
             listing = vault_listing(dev.flash_path)
-            debris_after_cut += bool(listing["debris"])
+            debris_after_cut[kind] += bool(listing["debris"])
             caps = {n[:-4] for n in listing["captures"]}
             states = {n[:-3] for n in listing["states"]}
             assert caps <= states, f"round {rnd}: sealed file without a state record: {caps - states}"
@@ -76,13 +99,15 @@ def test_power_cut_mid_capture_leaves_a_consistent_vault_and_loses_no_finished_a
             for cid, size in finished.items():
                 assert sizes.get(cid + ".cap") == size, f"round {rnd}: finished capture {cid[:8]} damaged or lost; {dev.traces[-12:]}"
 
-        print(f"{ROUNDS} cuts: {cut_mid_capture} inside a capture, {debris_after_cut} left debris, "
-              f"{len(finished)} captures finished")
-        assert len(finished) >= ROUNDS // (FRAMES + 1), "rounds meant to finish a capture did not"
-        assert cut_mid_capture >= ROUNDS // 2, "the cuts did not land inside captures; the test proves nothing"
-        assert debris_after_cut >= ROUNDS // 3, "the cuts did not land inside writes; the test proves nothing"
+        print(f"{ROUNDS} cuts: {cuts}; left debris: {debris_after_cut}; {len(finished)} captures finished")
+        assert len(finished) == cuts["after sealed"] == ROUNDS // 4
+        # A capture cut off mid-series is a half-written file on the raw flash: the test
+        # really did cut inside the vault's writes, and recovery has work to do.
+        assert debris_after_cut["mid-write"] == cuts["mid-write"]
+        assert debris_after_cut["between frames"] == cuts["between frames"]
 
         # One more boot: recovery removes the debris and keeps exactly the finished captures.
+        dev.hal_args = []
         since = len(dev.traces)
         dev.boot()
         boot = dev.wait_trace("boot", since=since, timeout=20)[0]

@@ -30,12 +30,15 @@ class FileBlockDevice:
     as on an ESP32's SPI flash. Erase sets a block to 0xFF, as NOR flash does.
     """
 
-    def __init__(self, path, size=4096, count=512, delay_us=0):
+    def __init__(self, path, size=4096, count=512):
         self.size = size
         self.count = count
-        # Test knob: every program/erase takes this long, as on a slow SPI flash, so a
-        # power-loss test can cut the power in the middle of a write (tests/test_power_loss.py).
-        self.delay_us = delay_us
+        # Test knob (tests/test_power_loss.py): program and erase operations are counted, and
+        # at op number `tear_at` the first half of the data reaches the flash and then
+        # `on_tear(kind, block)` is called, which never returns: the power goes mid-write.
+        self.ops = 0
+        self.tear_at = None
+        self.on_tear = None
         try:
             self.f = open(path, "r+b")
         except OSError:
@@ -50,11 +53,17 @@ class FileBlockDevice:
         self.f.readinto(buf)
 
     def writeblocks(self, block, buf, offset=None):
-        if self.delay_us:
-            time.sleep_us(self.delay_us)
         self.f.seek(block * self.size + (offset or 0))
+        self._op("prog", block, buf)
         self.f.write(buf)
         self.f.flush()
+
+    def _op(self, kind, block, data):
+        self.ops += 1
+        if self.ops == self.tear_at:
+            self.f.write(data[:len(data) // 2])  # a torn program (or a half-finished erase)
+            self.f.flush()
+            self.on_tear(kind, block)
 
     def ioctl(self, op, arg):
         if op == 4:  # block count
@@ -62,10 +71,10 @@ class FileBlockDevice:
         if op == 5:  # block size
             return self.size
         if op == 6:  # erase
-            if self.delay_us:
-                time.sleep_us(self.delay_us)
             self.f.seek(arg * self.size)
-            self.f.write(b"\xff" * self.size)
+            blank = b"\xff" * self.size
+            self._op("erase", arg, blank)
+            self.f.write(blank)
             return 0
         if op == 3:  # sync
             self.f.flush()
@@ -73,9 +82,9 @@ class FileBlockDevice:
         return 0
 
 
-def mount_flash(path, size=4096, count=512, delay_us=0):
+def mount_flash(path, size=4096, count=512):
     """Mount the flash image at /flash, formatting it on first boot."""
-    bdev = FileBlockDevice(path, size, count, delay_us)
+    bdev = FileBlockDevice(path, size, count)
     try:
         fs = vfs.VfsLfs2(bdev)
     except OSError:
@@ -102,7 +111,9 @@ class SimHal:
     """Hardware as played by the simulator.
 
     argv: --control HOST:PORT --flash IMAGE [--flash-blocks N] [--provision JSON]
-          [--flash-delay-us N]  (tests only: slow flash, to cut power mid-write)
+          [--pause-at WHEN --pause-file PATH]
+                                (tests only: stop the device dead at a chosen flash write, so a
+                                 test can SIGKILL it there; see _pause_point)
           [--mem-probe-ms N]    (benchmarks only: trace gc.mem_alloc() after a collect
                                  every N ms, as "mem" traces)
           [--no-clock 1]        (boot without time, as a board without RTC before the
@@ -131,7 +142,11 @@ class SimHal:
         self.control = (host, int(port))
         self.flash_path = args["flash"]
         self.flash_blocks = int(args.get("flash-blocks", "512"))
-        self.flash_delay_us = int(args.get("flash-delay-us", "0"))
+        self.pause_at = args.get("pause-at")
+        self.pause_file = args.get("pause-file")
+        if self.pause_at and (not self.pause_file or self.pause_at.count(":") != 1):
+            raise ValueError("--pause-at EVENT:N needs --pause-file PATH")
+        self._bdev = None
         self.mem_probe_ms = int(args.get("mem-probe-ms", "0"))
         self.provision_path = args.get("provision")
         self.time_scale = int(args.get("time-scale", "1"))
@@ -153,7 +168,7 @@ class SimHal:
     # -- boot ---------------------------------------------------------------------------------
 
     def mount(self):
-        mount_flash(self.flash_path, 4096, self.flash_blocks, self.flash_delay_us)
+        self._bdev = mount_flash(self.flash_path, 4096, self.flash_blocks)
         cfg = self.flash_root + "/config.json"
         try:
             os.stat(cfg)
@@ -213,6 +228,39 @@ class SimHal:
         fields["what"] = what
         fields["ms"] = self.now_ms()
         self.send(fields)
+        if self.pause_at:
+            self._pause_point(what)
+
+    # -- power-loss test knob -----------------------------------------------------------------
+
+    def _pause_point(self, event):
+        """Arm or take the pause of `--pause-at EVENT:N` (tests/test_power_loss.py).
+
+        EVENT is a trace (`sealed`, ...) or `frameK`, the moment frame K of a series has
+        arrived from the camera, before any of it is written. N = 0 stops there; N > 0 stops
+        inside the Nth flash program/erase after it, with half of that write done. Stopping
+        means: write PATH (JSON: where it stopped), then sleep, stuck, until the test
+        SIGKILLs the process. Writes after a frame arrives or after `sealed` is traced are
+        synchronous, so the Nth one is the same write in every run.
+        """
+        want, n = self.pause_at.split(":")
+        if event != want:
+            return
+        self.pause_at = None  # one pause a boot
+        n = int(n)
+        if n == 0:
+            self._stop_dead(event, n, None, None)
+        else:
+            self._bdev.tear_at = self._bdev.ops + n
+            self._bdev.on_tear = lambda kind, block: self._stop_dead(event, n, kind, block)
+
+    def _stop_dead(self, event, n, kind, block):
+        with open(self.pause_file + ".tmp", "w") as f:
+            f.write(json.dumps({"event": event, "n": n, "write": kind, "block": block, "ops": self._bdev.ops}))
+        os.rename(self.pause_file + ".tmp", self.pause_file)
+        for _ in range(6000):  # a test that forgot us: give up after a minute
+            time.sleep_ms(10)
+        sys.exit(4)
 
     # -- panel --------------------------------------------------------------------------------
 
@@ -230,6 +278,8 @@ class SimHal:
         self.send({"op": "frame?", "trigger": trigger, "index": index})
         await asyncio.wait_for_ms(self._frame_ready.wait(), 10000)
         reply = self._frame_reply
+        if self.pause_at:
+            self._pause_point("frame%d" % index)
         return open(reply["path"], "rb"), int(reply["len"])
 
     # -- clock --------------------------------------------------------------------------------
