@@ -135,7 +135,7 @@ def sim_run(
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON on the last line."),
     flash: Path = typer.Option(None, "--flash", help="Keep the device's raw flash image at this path."),
     workdir: Path = typer.Option(None, help="Keep the run's files here (default: a temporary directory)."),
-    time_scale: int = typer.Option(None, "--time-scale", min=1, max=3600,
+    time_scale: int = typer.Option(None, "--time-scale", min=1, max=600,
                                    help="Play N x faster than real time (default: the scenario's "
                                    "time_scale, else 1); the device keeps its configuration."),
 ) -> None:

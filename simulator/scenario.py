@@ -57,7 +57,7 @@ from simulator.stack import ALARM_EVENTS, Stack
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 PANEL_ACTIONS = {"smoke", "sos", "panic", "tamper", "remove_wall_unit"}
 MAX_WAIT_S = 24 * 3600  # one step waits at most a day of scenario time
-MAX_TIME_SCALE = 3600
+MAX_TIME_SCALE = 600  # beyond it hold windows and supervision no longer resolve (docs/SIMULATOR.md)
 UNITS = {"ms": 0.001, "s": 1, "sec": 1, "min": 60, "h": 3600}
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|min|h)\s*$")
 LINK_STEPS = {"cut_link", "restore_link", "shape"}

@@ -33,12 +33,8 @@ class FileBlockDevice:
     def __init__(self, path, size=4096, count=512):
         self.size = size
         self.count = count
-        # Test knob (tests/test_power_loss.py): program and erase operations are counted, and
-        # at op number `tear_at` the first half of the data reaches the flash and then
-        # `on_tear(kind, block)` is called, which never returns: the power goes mid-write.
-        self.ops = 0
-        self.tear_at = None
-        self.on_tear = None
+        self.ops = 0  # program and erase operations since boot
+        self._tear = None  # (op number, what to call there): see tear()
         try:
             self.f = open(path, "r+b")
         except OSError:
@@ -58,12 +54,18 @@ class FileBlockDevice:
         self.f.write(buf)
         self.f.flush()
 
+    def tear(self, n, then):
+        """Test knob (tests/test_power_loss.py): the nth program or erase from now reaches the
+        flash only half done, and then `then(kind, block)` is called, which never returns."""
+        self._tear = (self.ops + n, then)
+
     def _op(self, kind, block, data):
         self.ops += 1
-        if self.ops == self.tear_at:
+        tear = self._tear
+        if tear is not None and self.ops == tear[0]:
             self.f.write(data[:len(data) // 2])  # a torn program (or a half-finished erase)
             self.f.flush()
-            self.on_tear(kind, block)
+            tear[1](kind, block)
 
     def ioctl(self, op, arg):
         if op == 4:  # block count
@@ -142,10 +144,12 @@ class SimHal:
         self.control = (host, int(port))
         self.flash_path = args["flash"]
         self.flash_blocks = int(args.get("flash-blocks", "512"))
-        self.pause_at = args.get("pause-at")
-        self.pause_file = args.get("pause-file")
-        if self.pause_at and (not self.pause_file or self.pause_at.count(":") != 1):
-            raise ValueError("--pause-at EVENT:N needs --pause-file PATH")
+        self._pause = None  # (event, n, file) of --pause-at, until it is taken
+        if "pause-at" in args:
+            event, _, n = args["pause-at"].partition(":")
+            if not n.isdigit() or "pause-file" not in args:
+                raise ValueError("--pause-at takes EVENT:N and needs --pause-file PATH")
+            self._pause = (event, int(n), args["pause-file"])
         self._bdev = None
         self.mem_probe_ms = int(args.get("mem-probe-ms", "0"))
         self.provision_path = args.get("provision")
@@ -228,7 +232,7 @@ class SimHal:
         fields["what"] = what
         fields["ms"] = self.now_ms()
         self.send(fields)
-        if self.pause_at:
+        if self._pause is not None:
             self._pause_point(what)
 
     # -- power-loss test knob -----------------------------------------------------------------
@@ -243,21 +247,20 @@ class SimHal:
         SIGKILLs the process. Writes after a frame arrives or after `sealed` is traced are
         synchronous, so the Nth one is the same write in every run.
         """
-        want, n = self.pause_at.split(":")
-        if event != want:
+        pause, bdev = self._pause, self._bdev
+        if pause is None or bdev is None or event != pause[0]:
             return
-        self.pause_at = None  # one pause a boot
-        n = int(n)
+        self._pause = None  # one pause a boot
+        _, n, path = pause
         if n == 0:
-            self._stop_dead(event, n, None, None)
+            self._stop_dead(path, event, n, None, None)
         else:
-            self._bdev.tear_at = self._bdev.ops + n
-            self._bdev.on_tear = lambda kind, block: self._stop_dead(event, n, kind, block)
+            bdev.tear(n, lambda kind, block: self._stop_dead(path, event, n, kind, block))
 
-    def _stop_dead(self, event, n, kind, block):
-        with open(self.pause_file + ".tmp", "w") as f:
-            f.write(json.dumps({"event": event, "n": n, "write": kind, "block": block, "ops": self._bdev.ops}))
-        os.rename(self.pause_file + ".tmp", self.pause_file)
+    def _stop_dead(self, path, event, n, kind, block):
+        with open(path + ".tmp", "w") as f:
+            f.write(json.dumps({"event": event, "n": n, "write": kind, "block": block}))
+        os.rename(path + ".tmp", path)
         for _ in range(6000):  # a test that forgot us: give up after a minute
             time.sleep_ms(10)
         sys.exit(4)
@@ -278,7 +281,7 @@ class SimHal:
         self.send({"op": "frame?", "trigger": trigger, "index": index})
         await asyncio.wait_for_ms(self._frame_ready.wait(), 10000)
         reply = self._frame_reply
-        if self.pause_at:
+        if self._pause is not None:
             self._pause_point("frame%d" % index)
         return open(reply["path"], "rb"), int(reply["len"])
 
