@@ -4,7 +4,8 @@ import pytest
 
 from simulator.scenario import find, list_scenarios, run
 
-NAMES = ["burglary", "disarm-no-alarm", "smoke", "duress", "disarm-then-sabotage", "sos", "silent-alarm", "flash-full"]
+NAMES = ["burglary", "disarm-no-alarm", "smoke", "duress", "disarm-then-sabotage", "sos", "silent-alarm", "flash-full",
+         "sabotage-after-4-min"]
 
 
 def test_the_named_scenarios_are_listed():
