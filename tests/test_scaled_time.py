@@ -21,19 +21,15 @@ OUTCOME = ("passed", "images_captured", "images_at_arc", "images_at_arc_by_trigg
            "shredded_on_device", "duplicates_stored", "technical")
 
 
-def _traces(workdir_result, what):
-    return [t for t in workdir_result if t.get("what") == what]
+def _traces(traces, what):
+    return [t for t in traces if t.get("what") == what]
 
 
-@pytest.fixture(scope="module")
-def hold_window_run(tmp_path_factory):
-    """hold-window-ends at 60 x: disarm photos held through the default 5-minute window."""
-    base = tmp_path_factory.mktemp("hold")
-    flash = base / "flash.img"
-    traces = []
+def _run_keeping_traces(name, workdir, time_scale, **kwargs):
+    """Play a scenario; returns its figures and the device's traces (with host arrival times)."""
     from simulator import scenario
 
-    # Keep the device's traces (with their host arrival times) for the timing checks.
+    traces = []
     original = scenario._figures
 
     def figures(stack, device_id, observer):
@@ -42,9 +38,17 @@ def hold_window_run(tmp_path_factory):
 
     scenario._figures = figures
     try:
-        result = run(find("hold-window-ends"), base / "run", flash_out=flash, time_scale=60)
+        return run(find(name), workdir, time_scale=time_scale, **kwargs), traces
     finally:
         scenario._figures = original
+
+
+@pytest.fixture(scope="module")
+def hold_window_run(tmp_path_factory):
+    """hold-window-ends at 60 x: disarm photos held through the default 5-minute window."""
+    base = tmp_path_factory.mktemp("hold")
+    flash = base / "flash.img"
+    result, traces = _run_keeping_traces("hold-window-ends", base / "run", 60, flash_out=flash)
     return result, traces, flash, base / "run"
 
 
@@ -89,6 +93,18 @@ def test_the_same_scenario_at_1x_and_at_60x_has_the_same_outcome(tmp_path):
     assert at_1["passed"], at_1["failures"]
     assert {k: at_1.get(k) for k in OUTCOME} == {k: at_60.get(k) for k in OUTCOME}
     assert at_60["scenario_s"] > 30 * at_60["real_s"]
+
+
+def test_at_600x_an_alarm_upload_fires_no_transport_timer(tmp_path):
+    # 4 minutes after the disarm (0.4 s real) a tamper alarm sends both captures. The upload
+    # takes real time, which is minutes of scenario time; the receipt timeout, PUBACK
+    # retransmit and keepalive run on the real clock, so none of them fires.
+    result, traces = _run_keeping_traces("sabotage-after-4-min", tmp_path / "run", 600)
+    assert result["passed"], result["failures"]
+    assert result["receipt_timeouts"] == 0
+    assert _traces(traces, "resend") == [] and _traces(traces, "uplink_retry") == []
+    assert len(_traces(traces, "online")) == 1, "the MQTT connection dropped during the scaled run"
+    assert result["technical"] == []
 
 
 def _idle_scenario(path, scale, cut_power):
