@@ -117,7 +117,8 @@ def database_target(data_dir: str | Path, db: str | Path | None = None) -> str |
 def bind(data_dir: str | Path, url: str) -> bool:
     """Record `url` as the data directory's metadata database (DATA/database.toml).
 
-    Returns True if it was newly recorded. Refuses to move a data directory whose metadata
+    Returns True if it was newly recorded; records nothing if the server cannot be reached.
+    Refuses to move a data directory whose metadata
     already lives elsewhere: moving evidence between databases is not something to do by flag."""
     data_dir = Path(data_dir)
     check_url(url, allow_password=False)
@@ -130,6 +131,7 @@ def bind(data_dir: str | Path, url: str) -> bool:
     if (data_dir / SQLITE_FILE).exists():
         raise DatabaseError(f"{data_dir} already keeps its metadata in SQLite ({SQLITE_FILE}): moving it "
                             "to PostgreSQL is not supported; start a new data directory for PostgreSQL")
+    connect(url).close()  # an unreachable server is reported now, before anything is recorded
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / CONFIG_FILE).write_text(
         "# Where this gateway keeps its metadata (written by `vericam gateway init --db`).\n"
