@@ -277,3 +277,39 @@ def test_two_gateways_ingesting_the_same_captures_at_once_store_each_exactly_onc
         stored = {r[0] for r in got[0] + got[1] if r[1] == env.RECEIPT_STORED}
         assert stored == {bytes([n]) * 16 for n in range(len(batches))}  # every capture receipted
         assert a.spool_size() == 0
+
+
+# The operator console and data-subject rights, on the same rows -------------------------------
+def test_the_console_and_a_subject_export_and_erasure_work_on_both_engines(tmp_path, engine):
+    import console_seed
+
+    from gateway import subject, users
+    from gateway.console import data as console
+
+    path = tmp_path / "gw"
+    if engine:
+        sqldb.bind(path, engine)
+    console_seed.init(path)
+    aid = console_seed.ingest_alarm(path, frames=3)
+    now = int(time.time() * 1000)
+    with Store.open(path) as store:
+        [queued] = console.alarm_queue(store)
+        assert (queued["alarm_id"], queued["photos"], queued["held"], queued["state"]) == (aid, 3, 0, "new")
+        console.acknowledge(store, "cam-1", aid, "olivia", now)
+        hold.place(store, f"cam-1/{aid}", "sam", "suspect seen", "K-7", now)
+        name, bundle, _meta = console.police_export(store, "cam-1", aid, "sam", now)
+        assert name.endswith(".zip") and len(bundle) > 3 * 1000
+        console.close(store, "cam-1", aid, "olivia", "verified-burglary", "police on site", now)
+        assert console.alarm(store, "cam-1", aid)["handling"]["state"] == "closed"
+        assert {a["kind"] for a in console.activity(store, "Storgatan 12", None, None)} >= {"armed", "alarm"}
+        assert [d["state"] for d in console.devices(store)] == ["online"]
+        assert {u["name"]: u["can_log_in"] for u in users.list_users(store)}["sam"] == 1
+        assert users.authenticate(store, "sam", console_seed.PASSWORDS["sam"]) == "supervisor"
+
+        subject.add_customer(store, "cust-1", "A. Person", "adam", now)
+        subject.link_device(store, "cam-1", "cust-1", "adam", now)
+        exported = subject.export(store, "cust-1", tmp_path / "export", "adam", "access request", now)
+        assert exported["images"] == 3 and subject.verify_manifest(tmp_path / "export") == []
+        erased = subject.erase(store, "cust-1", "adam", "erasure request", now)
+        assert erased["images_erased"] == 0 and "police hold" in erased["kept"][0]["why"]  # the hold keeps them
+        assert audit.verify(store).ok
