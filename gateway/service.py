@@ -276,7 +276,11 @@ class Gateway:
             if client is not None:
                 client.publish(out.topic, out.payload, qos=1)
         stamp = now_ms()
-        self.store.mark_stored([s.rowid for s in result.stored], stamp)
+        try:
+            self.store.mark_stored([s.rowid for s in result.stored], stamp)
+        except Exception as exc:  # bookkeeping only: the batch is durable and acknowledged already
+            self.log(f"could not stamp {len(result.stored)} stored captures with their time: "
+                     f"{type(exc).__name__}: {exc}")
         s = self.stats
         s["batches"] += 1 if batch else 0
         s["messages"] += len(batch)

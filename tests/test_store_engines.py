@@ -313,3 +313,27 @@ def test_the_console_and_a_subject_export_and_erasure_work_on_both_engines(tmp_p
         erased = subject.erase(store, "cust-1", "adam", "erasure request", now)
         assert erased["images_erased"] == 0 and "police hold" in erased["kept"][0]["why"]  # the hold keeps them
         assert audit.verify(store).ok
+
+
+def test_a_lost_postgresql_connection_fails_the_batch_for_a_retry_and_the_next_try_stores_it(tmp_path, pg_url):
+    """Never a verdict on the message: the batch is not stored, not rejected, and goes in on the retry."""
+    import psycopg
+
+    engine = pg_url
+    data = tmp_path / "gw"
+    sqldb.bind(data, pg_url)
+    make_gateway_dir(data)
+
+    dev = mv.TestDevice(configs(data)["cam-1"], chunk_size=4096)
+    cid, sealed = dev.seal(JPEGS)
+    batch = [Message(t, p) for t, p in dev.chunk_messages(cid, sealed, alarm_id=b"D" * 8)]
+    with Store.open(data) as store:
+        ingest = Ingest(store, log=lambda _l: None)
+        pid = store.db.execute("SELECT pg_backend_pid()").fetchone()[0]
+        with psycopg.connect(engine, autocommit=True) as admin:  # the server drops the gateway's session
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(psycopg.OperationalError):
+            ingest.process_batch(batch)
+        done = ingest.process_batch(batch)  # what the service's retry does: a new connection, all of it stored
+        assert receipts(dev, done.outbound) == [(cid, env.RECEIPT_STORED, 2, hashlib.sha256(sealed).digest())]
+        assert store.rejection_counts() == {} and len(store.list_images("cam-1")) == 2
