@@ -259,7 +259,11 @@ class Store:
         self._written: list[Path] = []
         self._key_cache: dict[bytes, DeviceKeys] = {}
         self._audit_head: tuple[int, str] | None = None  # set by gateway.audit.append
-        self.migrate()
+        try:
+            self.migrate()
+        except BaseException:  # a refused schema must not leave the connection and key store open
+            self.close()
+            raise
 
     @classmethod
     def open(cls, data_dir: str | Path, retention_days: int = 7, db: str | Path | None = None) -> "Store":
