@@ -3,7 +3,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 BIN     = $(VENV)/bin
 
-.PHONY: demo test setup mosquitto chromium clean
+.PHONY: demo test setup mosquitto chromium postgresql clean
 
 setup: $(VENV)/.installed mosquitto
 
@@ -19,10 +19,13 @@ mosquitto:
 chromium:
 	@bash tools/ensure-chromium
 
+postgresql:
+	@bash tools/ensure-postgresql
+
 demo: setup
 	$(BIN)/vericam demo
 
-test: setup chromium
+test: setup chromium postgresql
 	$(BIN)/pytest -q
 
 clean:

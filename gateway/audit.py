@@ -52,6 +52,7 @@ def append(store, who: str, what: str, why: str, *, at_ms: int, subject: str | N
         raise RuntimeError("audit.append must run inside store.transaction(), with the change it records")
     if not who or not what or not why:
         raise ValueError("an audit record needs who, what and why")
+    store.db.lock("audit")  # gateways sharing one PostgreSQL database append one at a time
     last = store.db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
     seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
     rec = {"seq": seq, "at_ms": int(at_ms), "who": who, "what": what, "why": why, "subject": subject,

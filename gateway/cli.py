@@ -14,16 +14,46 @@ import typer
 app = typer.Typer(help="Run and manage the gateway at the alarm receiving centre.", no_args_is_help=True)
 
 DATA_OPT = typer.Option(..., "--data", help="The gateway's data directory (database, blobs, keys).")
+DB_OPT = typer.Option(None, "--db", metavar="URL",
+                      help="Keep the metadata in PostgreSQL, e.g. postgresql://127.0.0.1:5432/vericam "
+                      "(password in ~/.pgpass or PGPASSWORD, never in the URL). Recorded in "
+                      "DATA/database.toml, so other commands on DATA find it. Default: SQLite in DATA.")
+
+
+def _fail(msg: str, code: int = 2):
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(code)
+
+
+def _bind_db(data: Path, db: str | None) -> None:
+    """Record `--db` for the data directory, or say clearly why not (never the password)."""
+    from .sqldb import DatabaseError, bind
+
+    if db is None:
+        return
+    try:
+        bind(data, db)
+    except DatabaseError as exc:
+        _fail(str(exc))
 
 
 @app.command()
-def init(data: Path = DATA_OPT) -> None:
-    """Create the data directory and the ARC key pair (kept if it exists)."""
-    from .provision import init_arc
+def init(data: Path = DATA_OPT, db: str = DB_OPT) -> None:
+    """Create the data directory, the metadata schema and the ARC key pair (kept if they exist).
 
-    info = init_arc(data)
+    Run it again after an upgrade: it applies any pending schema migrations."""
+    from .provision import init_arc
+    from .sqldb import DatabaseError
+    from .store import StoreError
+
+    _bind_db(data, db)
+    try:
+        info = init_arc(data)
+    except (DatabaseError, StoreError) as exc:
+        _fail(str(exc), 1)
     what = "created" if info["created"] else "kept the existing"
-    typer.echo(f"{what} ARC key {info['arc_key_id']} in {data / 'keys'}")
+    typer.echo(f"{what} ARC key {info['arc_key_id']} in {data / 'keys'}; metadata in {info['database']} "
+               f"(schema version {info['schema_version']})")
 
 
 @app.command("add-device")
@@ -59,6 +89,7 @@ def _broker_password(path: Path, username: str | None) -> str:
 
 @app.command()
 def run(data: Path = DATA_OPT,
+        db: str = DB_OPT,
         broker: str = typer.Option("127.0.0.1:1883", "--broker", help="MQTT broker HOST:PORT."),
         retention_days: int = typer.Option(None, "--retention-days", help="Days an image is kept after its "
                                             "alarm (default: DATA/retention.toml, else 7)."),
@@ -85,6 +116,8 @@ def run(data: Path = DATA_OPT,
     """Run the gateway until SIGTERM or SIGINT: verify, store and acknowledge what devices send."""
     from .keystore import KeyStoreError
     from .service import Gateway
+    from .sqldb import DatabaseError
+    from .store import StoreError
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(message)s", stream=sys.stderr)
@@ -110,18 +143,21 @@ def run(data: Path = DATA_OPT,
         except (OSError, ValueError) as exc:
             typer.echo(f"error: cannot take the broker password from {password_file}: {exc}", err=True)
             raise typer.Exit(2)
+    _bind_db(data, db)
     gw = Gateway(data, host, int(port), client_id=client_id, retention_days=retention_days, log=log.info,
                  metrics_port=metrics_port, sweep_interval_s=sweep_interval,
-                 username=username, password=password, clock=clock)
+                 username=username, password=password, clock=clock, db=db)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
         gw.start()
-    except (KeyStoreError, ConnectionError, ValueError) as exc:  # ValueError: retention config refused
+    except (KeyStoreError, ConnectionError, ValueError, DatabaseError, StoreError) as exc:
+        # ValueError: retention config refused; DatabaseError: metadata database unreachable
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1)
-    log.info(f"gateway running on {data}, subscribed to the devices of {broker}")
+    log.info(f"gateway running on {data} (metadata: {gw.store.db.describe()}), "
+             f"subscribed to the devices of {broker}")
     console = None
     if console_port is not None:
         from .console.server import ConsoleServer
@@ -153,9 +189,9 @@ def console(data: Path = DATA_OPT,
                                               help="Session cookies without the Secure flag, for plain http.")) -> None:
     """Serve only the operator console on the stored data, without taking messages from a broker."""
     from .console.server import ConsoleServer
-    from .store import Store
+    from .store import Store, is_initialised
 
-    if not (data / "vericam.sqlite").exists():
+    if not is_initialised(data):
         typer.echo(f"error: no gateway data in {data}: run `vericam gateway init --data {data}`", err=True)
         raise typer.Exit(2)
     Store.open(data).close()  # apply any pending migrations before the console reads
@@ -179,9 +215,9 @@ def images(data: Path = DATA_OPT,
            device: str = typer.Option(None, "--device", help="Only this device's images."),
            as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """List the stored images (metadata only; images are shown in the operator console)."""
-    from .store import Store
+    from .store import Store, is_initialised
 
-    if not (data / "vericam.sqlite").exists():
+    if not is_initialised(data):
         typer.echo(f"error: no gateway data in {data}: run `vericam gateway init --data {data}`", err=True)
         raise typer.Exit(2)
     with Store.open(data) as store:

@@ -38,8 +38,14 @@ def _load_commands() -> None:
 
 
 def main() -> None:
+    from .sqldb import DatabaseError
+
     _load_commands()
-    app()
+    try:
+        app()
+    except DatabaseError as exc:  # unreachable or misconfigured metadata database: a message, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -109,9 +109,9 @@ def place(store: Store, target: str, by: str, reason: str, case: str, now_ms: in
         if held:
             raise HoldError(f"{len(held)} of the images are already under hold #{held[0]['hold_id']}: "
                             "release it first or add this case to it")
-        cur = store.db.execute("INSERT INTO holds (case_ref, reason, placed_by, role_source, placed_at_ms, target) "
-                               "VALUES (?, ?, ?, ?, ?, ?)", (case, reason, by, role_source, now_ms, target))
-        hold_id = cur.lastrowid
+        hold_id = store.db.execute("INSERT INTO holds (case_ref, reason, placed_by, role_source, placed_at_ms, "
+                                   "target) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                                   (case, reason, by, role_source, now_ms, target)).fetchone()[0]
         until = {}
         for r in rows:
             day = day_after(_alarm_time(store, r), policy.hold_days)

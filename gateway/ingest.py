@@ -121,6 +121,11 @@ class Ingest:
             self._reject(exc.reason, msg.topic, str(exc), result)
             if isinstance(exc, Replay):
                 self._replayed_chunk(msg, result)
+        except self.store.db.OperationalError:
+            # The database itself failed (locked, full, connection lost, deadlock with another
+            # gateway): not this message's fault. The whole batch fails, is not acknowledged,
+            # and the service retries it.
+            raise
         except Exception as exc:  # a bug must cost one message, never the worker
             self._reject("internal_error", msg.topic,
                          f"{type(exc).__name__} at {_where(exc)}: report this as a gateway bug", result)
@@ -200,8 +205,9 @@ class Ingest:
                 raise Malformed("capture id in the chunks differs from the one in the sealed header")
         except ProtocolError as exc:
             # The capture itself is bad: remember that, so a resend gets the same answer.
-            self.store.add_capture(device, cid, aid, None, None, "rejected", exc.reason, sha, len(sealed), 0,
-                                   first_ms)
+            if self.store.add_capture(device, cid, aid, None, None, "rejected", exc.reason, sha, len(sealed), 0,
+                                      first_ms) is None:
+                return self._claimed_elsewhere(device, cid, result)
             self._reject(exc.reason, env_mod.topic_for(device, T_CAPTURE), str(exc), result)
             self._receipt(device, bytes.fromhex(cid), RECEIPT_REJECTED, 0, bytes.fromhex(sha), result)
             return
@@ -211,20 +217,31 @@ class Ingest:
             # The alarm's photos are already past retention (the device was cut off for longer
             # than the retention period): storing them would break the promise, and the day's
             # key may be destroyed. Refuse them for good, so the device deletes its copy.
-            self.store.add_capture(device, cid, aid, opened.trigger_name, opened.captured_at, "rejected",
-                                   "expired", sha, len(sealed), 0, first_ms)
+            if self.store.add_capture(device, cid, aid, opened.trigger_name, opened.captured_at, "rejected",
+                                      "expired", sha, len(sealed), 0, first_ms) is None:
+                return self._claimed_elsewhere(device, cid, result)
             self._reject("expired", env_mod.topic_for(device, T_CAPTURE),
                          f"capture {cid[:8]} of alarm {aid[:8]} arrived after its deletion day {kek_day}", result)
             self._receipt(device, opened.capture_id, RECEIPT_REJECTED, 0, bytes.fromhex(sha), result)
             return
-        for frame in opened.frames:
-            self.store.put_image(device, cid, aid, frame.index, frame.t, frame.jpeg, kek_day, at_ms)
+        # Claim the capture before writing any image: its unique key is what dedups it when
+        # another gateway of the `$share` group completes the same capture at the same time.
         rowid = self.store.add_capture(device, cid, aid, opened.trigger_name, opened.captured_at, "stored", None,
                                        sha, len(sealed), len(opened.frames), first_ms)
+        if rowid is None:
+            return self._claimed_elsewhere(device, cid, result)
+        for frame in opened.frames:
+            self.store.put_image(device, cid, aid, frame.index, frame.t, frame.jpeg, kek_day, at_ms)
         self.store.link_alarm_capture(device, aid, cid)
         result.stored.append(StoredCapture(device, cid, aid, opened.trigger_name, len(opened.frames),
                                            len(sealed), rowid, first_ms))
         self._receipt(device, opened.capture_id, RECEIPT_STORED, len(opened.frames), bytes.fromhex(sha), result)
+
+    def _claimed_elsewhere(self, device: str, cid: str, result: BatchResult) -> None:
+        """Another writer committed this capture while we assembled it: answer with its outcome."""
+        done = self.store.capture(device, cid)
+        if done is not None:
+            self._receipt_for(done, result)
 
     def _event(self, env: Envelope, at_ms: int) -> None:
         keys = self.store.device_keys(env.device_id)

@@ -36,9 +36,9 @@ def _fail(msg: str, code: int = 2):
 
 @contextlib.contextmanager
 def _store(data: Path) -> Iterator:
-    from .store import Store
+    from .store import Store, is_initialised
 
-    if not (data / "vericam.sqlite").exists():
+    if not is_initialised(data):
         _fail(f"no gateway data in {data}: run `vericam gateway init --data {data}`")
     with Store.open(data) as store:
         yield store

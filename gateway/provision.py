@@ -14,13 +14,15 @@ from .store import Store
 def init_arc(data_dir: str | Path) -> dict:
     """Create the data directory, its schema and the ARC key pair if missing.
 
-    Returns {"created": bool, "arc_key_id": hex, "arc_n": hex, "arc_e": int}."""
+    Returns {"created": bool, "arc_key_id": hex, "arc_n": hex, "arc_e": int, "database": str,
+    "schema_version": int}."""
     data_dir = Path(data_dir)
     with Store.open(data_dir) as store:
         created = store.keys.create_arc_key()
         pub = store.keys.arc_private_key().public_key().public_numbers()
         return {"created": created, "arc_key_id": store.keys.arc_key_id().hex(),
-                "arc_n": format(pub.n, "x"), "arc_e": pub.e}
+                "arc_n": format(pub.n, "x"), "arc_e": pub.e, "database": store.db.describe(),
+                "schema_version": store.schema_version()}
 
 
 def arc_public(keys: KeyStore) -> dict:

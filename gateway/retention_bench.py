@@ -36,12 +36,12 @@ def _fill(store: Store, n: int, day: str, chunk: int = 20_000) -> None:
             rel = f"blobs/{day}/{i}.vcb"
             with open(store.data_dir / rel, "wb") as f:
                 f.write(BLOB)
-            rows.append((i, rel, day, due))
+            rows.append((i, rel, day, b"\x00", due))
         with store.transaction():
             store.db.executemany(
                 "INSERT INTO images (id, device, capture_id, alarm_id, frame_index, frame_t, sha256, size, blob_path, "
                 "kek_day, wrapped_key, stored_at_ms, delete_at_ms) VALUES (?, 'bench', 'c', 'a', 0, 0, "
-                "'0000000000000000000000000000000000000000000000000000000000000000', 64, ?, ?, x'00', 0, ?)", rows)
+                "'0000000000000000000000000000000000000000000000000000000000000000', 64, ?, ?, ?, 0, ?)", rows)
         done += k
 
 

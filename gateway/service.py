@@ -57,10 +57,11 @@ class Gateway:
                  batch_max: int = 256, batch_wait_s: float = 0.002, session_expiry_s: int = 7 * 24 * 3600,
                  expire_check_s: float = 5.0, username: str | None = None, password: str | None = None,
                  metrics_port: int | None = None, sweep_interval_s: float | None = None, sweep: bool = True,
-                 clock: WorldClock | None = None):
+                 clock: WorldClock | None = None, db: str | None = None):
         self.data_dir = Path(data_dir)
         # The host clock, or a simulated run's scaled world clock (gateway/clock.py).
         self.clock = clock or WorldClock()
+        self.db = db  # None: DATA/database.toml, else SQLite in the data directory (gateway.sqldb)
         self.broker_host = broker_host
         self.broker_port = broker_port
         self.retention_days = retention_days
@@ -103,7 +104,7 @@ class Gateway:
         # Validated before anything starts: a hold above the legal maximum refuses to run.
         policy = RetentionPolicy.load(self.data_dir, image_days=self.retention_days,
                                       sweep_interval_s=self.sweep_interval_s)
-        self.store = Store.open(self.data_dir, policy.image_days)
+        self.store = Store.open(self.data_dir, policy.image_days, db=self.db)
         # raises if there is no ARC key yet. An upload takes real time, which does not scale:
         # the spool expiry (a transport timer) stays 10 real minutes in scaled time.
         self.ingest = Ingest(self.store, log=self.log, clock=self.clock,
@@ -164,15 +165,14 @@ class Gateway:
             self.store = None
 
     def _retention_backlog(self) -> int:
-        """Images whose deletion day has passed but which are still stored: must stay 0."""
-        import sqlite3
-        db = sqlite3.connect(f"file:{self.data_dir / 'vericam.sqlite'}?mode=ro", uri=True, timeout=1)
+        """Images whose deletion day has passed but which are still stored: must stay 0.
+
+        Read on a connection of its own: the scrape must not wait for the writer's batch."""
+        from . import sqldb
+
+        db = sqldb.connect(sqldb.database_target(self.data_dir, self.db), readonly=True)
         try:
-            columns = {row[1] for row in db.execute("PRAGMA table_info(images)")}
-            if "delete_at_ms" in columns:  # retention schema: holds move delete_at_ms
-                return db.execute("SELECT COUNT(*) FROM images WHERE delete_at_ms <= ?",
-                                  (now_ms(),)).fetchone()[0]
-            return db.execute("SELECT COUNT(*) FROM images WHERE kek_day < date('now')").fetchone()[0]
+            return db.execute("SELECT COUNT(*) FROM images WHERE delete_at_ms <= ?", (now_ms(),)).fetchone()[0]
         finally:
             db.close()
 
@@ -283,7 +283,11 @@ class Gateway:
             if client is not None:
                 client.publish(out.topic, out.payload, qos=1)
         stamp = int(self.clock() * 1000)
-        self.store.mark_stored([s.rowid for s in result.stored], stamp)
+        try:
+            self.store.mark_stored([s.rowid for s in result.stored], stamp)
+        except Exception as exc:  # bookkeeping only: the batch is durable and acknowledged already
+            self.log(f"could not stamp {len(result.stored)} stored captures with their time: "
+                     f"{type(exc).__name__}: {exc}")
         s = self.stats
         s["batches"] += 1 if batch else 0
         s["messages"] += len(batch)

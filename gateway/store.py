@@ -1,18 +1,21 @@
-"""The metadata store and image vault: SQLite (WAL) rows, encrypted blob files, versioned schema.
+"""The metadata store and image vault: SQL rows (SQLite or PostgreSQL), encrypted blobs, versioned schema.
 
 Layout under the data directory:
-- `vericam.sqlite`: devices, the chunk spool, captures, images, events, alarms, rejections.
+- `vericam.sqlite`: devices, the chunk spool, captures, images, events, alarms, rejections;
+  or, when `database.toml` names one, the same tables in PostgreSQL (`gateway.sqldb`).
 - `blobs/<deletion day>/<image id>.vcb`: one file per image, `b"VCB1" || nonce(12) ||
   AES-256-GCM(data_key, nonce, jpeg, aad=image id)`. The data key is random per image and is
   kept only wrapped under the KEK of the image's deletion day (see `gateway.keystore`).
 - `keys/`: the key store, kept apart so that it can be backed up and destroyed apart.
 
 Durability order for an image: blob written to a temp file, fsynced, renamed, directory fsynced
-(`sync_dirs`, once per batch), then the row committed with `synchronous=FULL`. Only then does
-the ingest acknowledge the MQTT message and send the receipt.
+(`sync_dirs`, once per batch), then the row committed with `synchronous=FULL` (SQLite) or a
+synchronous commit (PostgreSQL). Only then does the ingest acknowledge the MQTT message and
+send the receipt.
 
 The writer (the ingest's one worker thread) and readers (CLI, demo, tests) each open their own
-`Store`; WAL lets them run side by side.
+`Store`; WAL (or PostgreSQL's MVCC) lets them run side by side. Several gateway processes may
+share one PostgreSQL database: unique keys with `ON CONFLICT` keep a capture stored once.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ import hashlib
 import json
 import os
 import secrets
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -31,11 +33,12 @@ from typing import Iterator
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from . import sqldb
 from .keystore import KeyStore, fsync_dir
 from .protocol.envelope import ReplayWindow
 from .protocol.keys import DeviceKeys
 
-DB_FILE = "vericam.sqlite"
+DB_FILE = sqldb.SQLITE_FILE
 BLOB_MAGIC = b"VCB1"
 
 
@@ -43,7 +46,8 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-# Ordered migrations: index i brings the schema from version i to i+1. Append, never edit.
+# Ordered migrations: index i brings the schema from version i to i+1. Append, never edit,
+# and append the PostgreSQL text of the same step to gateway.schema_pg.PG_MIGRATIONS.
 MIGRATIONS: list[str] = [
     # 1: the thin slice.
     """
@@ -220,17 +224,10 @@ def day_start_ms(day: str) -> int:
     return int(_dt.datetime(d.year, d.month, d.day, tzinfo=_dt.timezone.utc).timestamp() * 1000)
 
 
-def _statements(script: str) -> Iterator[str]:
-    """Split a migration into statements; a trigger body's own `;` does not end its statement."""
-    buf = ""
-    for part in script.split(";"):
-        buf += part + ";"
-        if sqlite3.complete_statement(buf):
-            if buf.strip(" \n;"):
-                yield buf
-            buf = ""
-    if buf.strip(" \n;"):
-        yield buf
+def is_initialised(data_dir: str | Path) -> bool:
+    """True once `vericam gateway init` (or any Store.open) has set up this data directory."""
+    data_dir = Path(data_dir)
+    return (data_dir / DB_FILE).exists() or (data_dir / sqldb.CONFIG_FILE).exists()
 
 
 class StoreError(Exception):
@@ -238,31 +235,39 @@ class StoreError(Exception):
 
 
 class Store:
-    """Metadata DB + blob vault + key store of one gateway data directory."""
+    """Metadata DB + blob vault + key store of one gateway data directory.
 
-    def __init__(self, data_dir: str | Path, retention_days: int = 7):
+    `db` overrides where the metadata lives (a `postgresql://` URL or a SQLite path); by
+    default it is the URL in DATA/database.toml, else DATA/vericam.sqlite. Raises
+    `sqldb.DatabaseError` with a readable message if that database cannot be reached."""
+
+    def __init__(self, data_dir: str | Path, retention_days: int = 7, db: str | Path | None = None):
         self.data_dir = Path(data_dir)
+        self.db_target = sqldb.database_target(self.data_dir, db)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.blob_dir = self.data_dir / "blobs"
         self.blob_dir.mkdir(exist_ok=True)
         self.retention_days = retention_days
-        self.keys = KeyStore.open(self.data_dir)
         self._lock = threading.RLock()
-        self.db = sqlite3.connect(self.data_dir / DB_FILE, check_same_thread=False,
-                                  isolation_level=None, timeout=30)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db = sqldb.connect(self.db_target)
+        try:
+            self.keys = KeyStore.open(self.data_dir)
+        except BaseException:
+            self.db.close()
+            raise
         self._dirty_dirs: set[Path] = set()
         self._written: list[Path] = []
         self._key_cache: dict[bytes, DeviceKeys] = {}
         self._audit_head: tuple[int, str] | None = None  # set by gateway.audit.append
-        self.migrate()
+        try:
+            self.migrate()
+        except BaseException:  # a refused schema must not leave the connection and key store open
+            self.close()
+            raise
 
     @classmethod
-    def open(cls, data_dir: str | Path, retention_days: int = 7) -> "Store":
-        return cls(data_dir, retention_days)
+    def open(cls, data_dir: str | Path, retention_days: int = 7, db: str | Path | None = None) -> "Store":
+        return cls(data_dir, retention_days, db)
 
     def close(self) -> None:
         with self._lock:
@@ -281,41 +286,46 @@ class Store:
         row = self.db.execute("SELECT max(version) FROM schema_version").fetchone()
         return row[0] or 0
 
+    def migrations(self) -> list[str]:
+        """This engine's text of the numbered migrations (the same numbers on both engines)."""
+        if self.db.engine == "postgresql":
+            from .schema_pg import PG_MIGRATIONS
+
+            return PG_MIGRATIONS
+        return MIGRATIONS
+
     def migrate(self) -> int:
-        """Apply the migrations this DB has not seen yet, each in its own transaction."""
-        with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                version = self.schema_version()
-                if version > len(MIGRATIONS):
-                    raise StoreError(f"database schema {version} is newer than this gateway knows "
-                                     f"({len(MIGRATIONS)}): upgrade the gateway")
-                for i in range(version, len(MIGRATIONS)):
-                    for stmt in _statements(MIGRATIONS[i]):
-                        self.db.execute(stmt)
-                    self.db.execute("INSERT INTO schema_version (version) VALUES (?)", (i + 1,))
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            return len(MIGRATIONS)
+        """Apply the migrations this DB has not seen yet, all in one transaction.
+
+        Two gateways starting at once on one PostgreSQL database take turns on an advisory
+        lock, so the second finds the schema done; on SQLite BEGIN IMMEDIATE does the same."""
+        migrations = self.migrations()
+        with self._lock, self.db.transaction():
+            self.db.lock("migrate")
+            version = self.schema_version()
+            if version > len(migrations):
+                raise StoreError(f"database schema {version} is newer than this gateway knows "
+                                 f"({len(migrations)}): upgrade the gateway")
+            for i in range(version, len(migrations)):
+                self.db.executescript(migrations[i])
+                self.db.execute("INSERT INTO schema_version (version) VALUES (?)", (i + 1,))
+            return len(migrations)
 
     # Transactions --------------------------------------------------------------------------
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        """One write transaction; blob directories are fsynced before the commit."""
+    def transaction(self, durable: bool = True) -> Iterator[None]:
+        """One write transaction; blob directories are fsynced before the commit.
+
+        `durable=False` is for bookkeeping only: the commit may skip its own flush."""
         with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
             self._written = []
             try:
-                yield
-                self.sync_dirs()
-                self.db.execute("COMMIT")
+                with self.db.transaction(durable):
+                    yield
+                    self.sync_dirs()
                 if self._audit_head is not None:  # anchor the committed chain head (gateway.audit)
                     self.keys.anchor_audit(*self._audit_head)
             except BaseException:
-                if self.db.in_transaction:
-                    self.db.execute("ROLLBACK")
                 for path in self._written:  # rows rolled back: their blobs must not linger
                     with contextlib.suppress(OSError):
                         path.unlink()
@@ -389,7 +399,8 @@ class Store:
         return keys
 
     def replay_window(self, device_id: str) -> ReplayWindow:
-        row = self.db.execute("SELECT counter_high, counter_bitmap FROM devices WHERE id = ?",
+        # Locked till the commit on PostgreSQL: two gateways must not both accept one counter.
+        row = self.db.execute("SELECT counter_high, counter_bitmap FROM devices WHERE id = ?" + self.db.for_update,
                               (device_id,)).fetchone()
         return ReplayWindow(row[0], int(row[1], 16)) if row else ReplayWindow()
 
@@ -402,7 +413,7 @@ class Store:
         return row[0] if row else -1
 
     def touch_device(self, device_id: str, at_ms: int, clock_unset: bool = False) -> None:
-        self.db.execute("UPDATE devices SET last_seen_ms = max(coalesce(last_seen_ms, 0), ?), "
+        self.db.execute("UPDATE devices SET last_seen_ms = greatest(coalesce(last_seen_ms, 0), ?), "
                         "clock_unset = ? WHERE id = ?", (at_ms, int(clock_unset), device_id))
 
     def set_status(self, device_id: str, online: bool, fw: str | None, at_ms: int, counter: int) -> None:
@@ -418,7 +429,8 @@ class Store:
     # Rejections ----------------------------------------------------------------------------
     def count_rejection(self, reason: str, at_ms: int | None = None) -> None:
         self.db.execute("INSERT INTO rejections (reason, count, last_at_ms) VALUES (?, 1, ?) "
-                        "ON CONFLICT (reason) DO UPDATE SET count = count + 1, last_at_ms = excluded.last_at_ms",
+                        "ON CONFLICT (reason) DO UPDATE SET count = rejections.count + 1, "
+                        "last_at_ms = excluded.last_at_ms",
                         (reason, at_ms or now_ms()))
 
     def rejection_counts(self) -> dict[str, int]:
@@ -427,8 +439,9 @@ class Store:
     # Chunk spool ---------------------------------------------------------------------------
     def spool_chunk(self, device: str, capture_id: str, idx: int, count: int, total: int,
                     alarm_id: str, data: bytes, at_ms: int) -> None:
-        self.db.execute("INSERT OR IGNORE INTO chunks (device, capture_id, idx, count, total, alarm_id, "
-                        "data, received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        self.db.execute("INSERT INTO chunks (device, capture_id, idx, count, total, alarm_id, "
+                        "data, received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                        "ON CONFLICT (device, capture_id, idx) DO NOTHING",
                         (device, capture_id, idx, count, total, alarm_id, data, at_ms))
 
     def spool_state(self, device: str, capture_id: str) -> dict | None:
@@ -460,26 +473,26 @@ class Store:
     def note_alarm(self, device: str, alarm_id: str, at_ms: int, code: str | None = None,
                    t: int | None = None) -> dict:
         self.db.execute("INSERT INTO alarms (device, alarm_id, code, t, received_at_ms) VALUES (?, ?, ?, ?, ?) "
-                        "ON CONFLICT (device, alarm_id) DO UPDATE SET code = coalesce(excluded.code, code), "
-                        "t = coalesce(excluded.t, t)", (device, alarm_id, code, t, at_ms))
+                        "ON CONFLICT (device, alarm_id) DO UPDATE SET code = coalesce(excluded.code, alarms.code), "
+                        "t = coalesce(excluded.t, alarms.t)", (device, alarm_id, code, t, at_ms))
         return dict(self.db.execute("SELECT * FROM alarms WHERE device = ? AND alarm_id = ?",
                                     (device, alarm_id)).fetchone())
 
     def link_alarm_capture(self, device: str, alarm_id: str, capture_id: str) -> None:
-        self.db.execute("INSERT OR IGNORE INTO alarm_captures (device, alarm_id, capture_id) VALUES (?, ?, ?)",
-                        (device, alarm_id, capture_id))
+        self.db.execute("INSERT INTO alarm_captures (device, alarm_id, capture_id) VALUES (?, ?, ?) "
+                        "ON CONFLICT (device, alarm_id, capture_id) DO NOTHING", (device, alarm_id, capture_id))
 
     def add_event(self, device: str, event: dict, at_ms: int, clock_unset: bool) -> int:
         slot = event.get("slot")
         t = event.get("t")
-        cur = self.db.execute(
+        row = self.db.execute(
             "INSERT INTO events (device, alarm_id, kind, code, slot, t, clock_unset, received_at_ms, json) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (device, _str_or_none(event.get("alarm_id")), str(event["kind"]), _str_or_none(event.get("code")),
              slot if isinstance(slot, int) and not isinstance(slot, bool) else None,
              t if isinstance(t, int) and not isinstance(t, bool) else None,
-             int(clock_unset), at_ms, json.dumps(event, separators=(",", ":"), sort_keys=True)))
-        return cur.lastrowid
+             int(clock_unset), at_ms, json.dumps(event, separators=(",", ":"), sort_keys=True))).fetchone()
+        return row[0]
 
     # Captures and images -------------------------------------------------------------------
     def capture(self, device: str, capture_id: str) -> dict | None:
@@ -526,29 +539,30 @@ class Store:
 
     def add_capture(self, device: str, capture_id: str, alarm_id: str, trigger: str | None,
                     captured_at: int | None, status: str, reason: str | None, sha256: str, size: int,
-                    frames: int, received_at_ms: int) -> int:
-        cur = self.db.execute(
+                    frames: int, received_at_ms: int) -> int | None:
+        """Claim (device, capture_id) with this outcome; None if it is already claimed.
+
+        The unique key decides, not a read before the write: when two gateways finish the
+        same capture at once, the second waits for the first's commit and gets None."""
+        row = self.db.execute(
             "INSERT INTO captures (device, capture_id, alarm_id, trigger, captured_at, status, reason, sha256, "
-            "size, frames, received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "size, frames, received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (device, capture_id) DO NOTHING RETURNING id",
             (device, capture_id, alarm_id, trigger, captured_at, status, reason, sha256, size, frames,
-             received_at_ms))
-        return cur.lastrowid
+             received_at_ms)).fetchone()
+        return None if row is None else row[0]
 
     def mark_stored(self, capture_rowids: list[int], at_ms: int) -> None:
         """Stamp `stored_at_ms` after the commit that made the captures durable.
 
-        This stamp is bookkeeping, not evidence, so it is committed without an fsync of its own
-        (WAL, synchronous=NORMAL); the next batch's commit makes it durable."""
+        This stamp is bookkeeping, not evidence, so it is committed without a flush of its own
+        (SQLite synchronous=NORMAL, PostgreSQL synchronous_commit=off); a later commit makes it
+        durable."""
         if not capture_rowids:
             return
-        with self._lock:
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            try:
-                with self.transaction():
-                    self.db.executemany("UPDATE captures SET stored_at_ms = ? WHERE id = ?",
-                                        [(at_ms, r) for r in capture_rowids])
-            finally:
-                self.db.execute("PRAGMA synchronous=FULL")
+        with self.transaction(durable=False):
+            self.db.executemany("UPDATE captures SET stored_at_ms = ? WHERE id = ?",
+                                [(at_ms, r) for r in capture_rowids])
 
     # Queries (demo, CLI, tests) ------------------------------------------------------------
     def list_images(self, device: str | None = None) -> list[dict]:

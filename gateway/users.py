@@ -80,4 +80,5 @@ def role_of(store: Store, name: str) -> str | None:
 
 def list_users(store: Store) -> list[dict]:
     return [dict(r) for r in store.db.execute(
-        "SELECT name, role, created_at_ms, disabled, password_hash IS NOT NULL AS can_log_in FROM users ORDER BY name")]
+        "SELECT name, role, created_at_ms, disabled, CASE WHEN password_hash IS NULL THEN 0 ELSE 1 END AS can_log_in "
+        "FROM users ORDER BY name")]

@@ -41,7 +41,7 @@ class StackError(RuntimeError):
 
 class Stack:
     def __init__(self, workdir: str | Path | None = None, timeline: Timeline | None = None,
-                 keep: bool = False):
+                 keep: bool = False, db_url: str | None = None):
         self._own = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="vericam-run-")).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -49,6 +49,7 @@ class Stack:
         self.timeline = timeline or Timeline()
         self.broker = Broker(self.workdir / "broker")
         self.gateway_dir = self.workdir / "gateway"
+        self.db_url = db_url  # None: the gateway keeps its metadata in SQLite in gateway_dir
         self.gateway_proc: subprocess.Popen | None = None
         self.devices: dict[str, SimulatedDevice] = {}
         self.proxies: dict[str, NetProxy] = {}  # device id -> the link between it and the broker
@@ -60,6 +61,10 @@ class Stack:
     def start(self) -> "Stack":
         self.broker.start()
         self.timeline.add("broker", f"Mosquitto listening on {self.broker.host}:{self.broker.port}")
+        if self.db_url:
+            from gateway.sqldb import bind
+
+            bind(self.gateway_dir, self.db_url)  # init, add_device and store() then find it too
         init_arc(self.gateway_dir)
         self.start_gateway()
         return self
@@ -72,6 +77,8 @@ class Stack:
         if clock.scale != 1:
             # Scaled time: the gateway reads the devices' world clock (gateway/clock.py).
             argv += ["--sim-time", f"{clock.scale}@{int(clock.epoch_s * 1000)}"]
+        if self.db_url:
+            argv += ["--db", self.db_url]
         self.gateway_proc = subprocess.Popen(argv, stdout=log, stderr=log)
         ready = self.gateway_dir / "ready"
         deadline = time.monotonic() + timeout

@@ -1,11 +1,56 @@
-"""Shared fixtures: a real Mosquitto with the project's config, and the MicroPython runner."""
+"""Shared fixtures: a real Mosquitto with the project's config, a real PostgreSQL, and the MicroPython runner."""
+
+import os
+import secrets
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from simulator.broker import Broker
+
+# The server tools/ensure-postgresql sets up (`make test` runs it): its loopback test role may
+# create and drop databases. VERICAM_TEST_PG (with PGPASSWORD) points the tests elsewhere.
+PG_ADMIN_URL = os.environ.get("VERICAM_TEST_PG") or "postgresql://vericam_test@127.0.0.1:5432/postgres"
+if not os.environ.get("VERICAM_TEST_PG"):
+    os.environ.setdefault("PGPASSWORD", "vericam_test")  # libpq reads it; gateway subprocesses inherit it
 
 
 @pytest.fixture
 def broker(tmp_path):
     with Broker(tmp_path / "broker") as b:
         yield b
+
+
+def _pg_admin():
+    import psycopg
+
+    from gateway.sqldb import redact
+
+    try:
+        return psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"no PostgreSQL server for the tests at {redact(PG_ADMIN_URL)}: {' '.join(str(exc).split())}. "
+                    "Run tools/ensure-postgresql (make test does), or set VERICAM_TEST_PG", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def pg_database():
+    """A fresh PostgreSQL database for this test module (vericam_t_<random>), dropped after it."""
+    name = f"vericam_t_{secrets.token_hex(6)}"
+    with _pg_admin() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield urlunsplit(urlsplit(PG_ADMIN_URL)._replace(path=f"/{name}"))
+    with _pg_admin() as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url(pg_database):
+    """The module's PostgreSQL database with an empty schema: each test starts from version 0."""
+    import psycopg
+
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute("SET lock_timeout = '10s'")  # a test that left a connection open fails, not hangs
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+    return pg_database

@@ -16,9 +16,9 @@ DATA_OPT = typer.Option(..., "--data", help="The gateway's data directory.")
 
 
 def _store(data: Path):
-    from ..store import Store
+    from ..store import Store, is_initialised
 
-    if not (data / "vericam.sqlite").exists():
+    if not is_initialised(data):
         typer.echo(f"error: no gateway data in {data}: run `vericam gateway init --data {data}`", err=True)
         raise typer.Exit(2)
     return Store.open(data)
