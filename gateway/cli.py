@@ -14,16 +14,49 @@ import typer
 app = typer.Typer(help="Run and manage the gateway at the alarm receiving centre.", no_args_is_help=True)
 
 DATA_OPT = typer.Option(..., "--data", help="The gateway's data directory (database, blobs, keys).")
+BLOBS_OPT = typer.Option(None, "--blobs", help="Where sealed images go: s3://BUCKET/PREFIX for an S3-compatible "
+                         "store, or a directory (default: DATA/blobs). Recorded in DATA/blobs.toml.")
+S3_ENDPOINT_OPT = typer.Option(None, "--s3-endpoint", help="URL of the S3-compatible endpoint, e.g. "
+                               "https://minio.arc.example:9000 (default: AWS S3).")
+S3_REGION_OPT = typer.Option(None, "--s3-region", help="Region of the bucket (default: us-east-1).")
+S3_CREDS_OPT = typer.Option(None, "--s3-credentials-file", help="AWS-style credentials file ([default] "
+                            "aws_access_key_id, aws_secret_access_key); default: AWS_ACCESS_KEY_ID/"
+                            "AWS_SECRET_ACCESS_KEY or ~/.aws/credentials. Never printed.")
+
+
+def _blob_option(data: Path, blobs: str | None, endpoint: str | None, region: str | None,
+                 credentials_file: Path | None) -> str | None:
+    """Check and record --blobs (and its --s3-* options) if given; exits with a clear error if refused."""
+    from .blobstore import BlobConfig, BlobStoreError
+    from .provision import configure_blobs
+
+    if blobs is None:
+        if endpoint or region or credentials_file:
+            typer.echo("error: --s3-endpoint, --s3-region and --s3-credentials-file need --blobs s3://BUCKET/PREFIX",
+                       err=True)
+            raise typer.Exit(2)
+        return None
+    config = BlobConfig(url=blobs, endpoint=endpoint, region=region,
+                        credentials_file=str(credentials_file.resolve()) if credentials_file else None)
+    try:
+        return configure_blobs(data, config)
+    except BlobStoreError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
 
 
 @app.command()
-def init(data: Path = DATA_OPT) -> None:
-    """Create the data directory and the ARC key pair (kept if it exists)."""
+def init(data: Path = DATA_OPT, blobs: str = BLOBS_OPT, s3_endpoint: str = S3_ENDPOINT_OPT,
+         s3_region: str = S3_REGION_OPT, s3_credentials_file: Path = S3_CREDS_OPT) -> None:
+    """Create the data directory and the ARC key pair (kept if it exists); say where images go."""
     from .provision import init_arc
 
     info = init_arc(data)
     what = "created" if info["created"] else "kept the existing"
     typer.echo(f"{what} ARC key {info['arc_key_id']} in {data / 'keys'}")
+    where = _blob_option(data, blobs, s3_endpoint, s3_region, s3_credentials_file)
+    if where:
+        typer.echo(f"images will be stored in {where}")
 
 
 @app.command("add-device")
@@ -63,6 +96,8 @@ def run(data: Path = DATA_OPT,
         retention_days: int = typer.Option(None, "--retention-days", help="Days an image is kept after its "
                                             "alarm (default: DATA/retention.toml, else 7)."),
         client_id: str = typer.Option(None, "--client-id", help="MQTT client id (default: stable per data dir)."),
+        blobs: str = BLOBS_OPT, s3_endpoint: str = S3_ENDPOINT_OPT, s3_region: str = S3_REGION_OPT,
+        s3_credentials_file: Path = S3_CREDS_OPT,
         sweep_interval: float = typer.Option(None, "--sweep-interval", help="Seconds between retention sweeps "
                                              "(default: DATA/retention.toml, else 60)."),
         verbose: bool = typer.Option(False, "--verbose", "-v"),
@@ -80,6 +115,7 @@ def run(data: Path = DATA_OPT,
                                                   help="Session cookies without the Secure flag, for plain "
                                                   "http from a browser that is not on this machine.")) -> None:
     """Run the gateway until SIGTERM or SIGINT: verify, store and acknowledge what devices send."""
+    from .blobstore import BlobStoreError
     from .keystore import KeyStoreError
     from .service import Gateway
 
@@ -90,6 +126,7 @@ def run(data: Path = DATA_OPT,
     if not host or not port.isdigit():
         typer.echo(f"error: --broker must be HOST:PORT, got {broker!r}", err=True)
         raise typer.Exit(2)
+    _blob_option(data, blobs, s3_endpoint, s3_region, s3_credentials_file)
     password = None
     if password_file is not None:
         try:
@@ -105,7 +142,7 @@ def run(data: Path = DATA_OPT,
         signal.signal(sig, lambda *_: stop.set())
     try:
         gw.start()
-    except (KeyStoreError, ConnectionError, ValueError) as exc:  # ValueError: retention config refused
+    except (KeyStoreError, ConnectionError, ValueError, BlobStoreError) as exc:  # ValueError: retention config
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1)
     log.info(f"gateway running on {data}, subscribed to the devices of {broker}")

@@ -99,6 +99,13 @@ class Gateway:
         policy = RetentionPolicy.load(self.data_dir, image_days=self.retention_days,
                                       sweep_interval_s=self.sweep_interval_s)
         self.store = Store.open(self.data_dir, policy.image_days)
+        try:  # a missing bucket or wrong credentials refuse to start, with the store's own words
+            self.store.blobs.check()
+        except Exception:
+            self.store.close()
+            self.store = None
+            raise
+        self.log(f"images are stored in {self.store.blobs.describe()}")
         self.ingest = Ingest(self.store, log=self.log)  # raises if there is no ARC key yet
         from .retention import record_policy
 
