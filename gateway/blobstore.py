@@ -279,7 +279,7 @@ class S3BlobStore(BlobStore):
         if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError,
                             bx.ConnectionClosedError)):
             return BlobStoreError(f"{what}: the object store {place} is unreachable ({type(exc).__name__}); "
-                                  "nothing was acknowledged, the broker delivers it again")
+                                  "check the endpoint, the network and the store's health")
         if code in ("NoSuchBucket",) or (status == 404 and what.startswith("check")):
             return BlobStoreError(f"{what}: bucket {self.bucket!r} does not exist at {place}: create it "
                                   "(versioning off, see docs/OPERATING.md)")

@@ -33,6 +33,7 @@ from .protocol.envelope import (RECEIPT_REJECTED, RECEIPT_RESEND, RECEIPT_STORED
                                 T_RECEIPT, T_STATUS, T_TIME, Envelope)
 from .protocol.errors import (CaptureTooLarge, Malformed, ProtocolError, Replay, TooManyCaptures)
 from .protocol.event import decrypt_event, parse_status
+from .blobstore import BlobStoreError
 from .store import Store, now_ms
 
 MAX_CAPTURES_IN_FLIGHT = 4
@@ -121,6 +122,8 @@ class Ingest:
             self._reject(exc.reason, msg.topic, str(exc), result)
             if isinstance(exc, Replay):
                 self._replayed_chunk(msg, result)
+        except BlobStoreError:  # storage, not the message, failed: the batch is not acknowledged
+            raise
         except Exception as exc:  # a bug must cost one message, never the worker
             self._reject("internal_error", msg.topic,
                          f"{type(exc).__name__} at {_where(exc)}: report this as a gateway bug", result)

@@ -267,8 +267,8 @@ class Gateway:
                 # Nothing of the batch is stored or acknowledged. Ingest stops here until the
                 # storage works again (disk full, say): evidence is never dropped to go on.
                 self.log(f"INGEST STOPPED: could not commit a batch of {len(batch)} messages: "
-                         f"{type(exc).__name__}: {exc}; retrying in {delay:.1f} s. Check the disk "
-                         f"and the database at {self.data_dir}")
+                         f"{type(exc).__name__}: {exc}; retrying in {delay:.1f} s. Check the disk, "
+                         f"the database at {self.data_dir} and the blob store")
                 if self._stop.wait(delay):
                     return  # stopping: unacknowledged, the broker delivers it again next session
                 delay = min(delay * 2, 5.0)
