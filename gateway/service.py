@@ -28,6 +28,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from .blobstore import FileBlobStore
 from .ingest import BatchResult, Ingest, Message
 from .metrics import Metrics, MetricsServer
 from .store import Store, now_ms
@@ -105,7 +106,8 @@ class Gateway:
             self.store.close()
             self.store = None
             raise
-        self.log(f"images are stored in {self.store.blobs.describe()}")
+        default = isinstance(self.store.blobs, FileBlobStore) and self.store.blobs.root == self.store.blob_dir
+        self.log(f"images are stored in {'files under DATA/blobs' if default else self.store.blobs.describe()}")
         self.ingest = Ingest(self.store, log=self.log)  # raises if there is no ARC key yet
         from .retention import record_policy
 

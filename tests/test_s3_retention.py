@@ -1,4 +1,4 @@
-"""Retention and reconciliation with the images in an S3 bucket (moto's server over HTTP)."""
+"""Retention and reconciliation with the images in an S3 bucket (moto and SeaweedFS, over HTTP)."""
 
 import pytest
 
@@ -26,7 +26,8 @@ def sweep_at(store, at_ms):
 
 
 def test_a_due_days_objects_are_deleted_its_kek_destroyed_and_stray_objects_of_the_day_go_too(
-        tmp_path, s3_server, s3_env):
+        tmp_path, any_s3, s3_env):
+    s3_server = any_s3
     data, bucket = s3_gateway_dir(tmp_path, s3_server)
     with Store.open(data) as store:
         due = seed(store, "cam-1", ALARM, frames=3)
@@ -50,7 +51,8 @@ def test_a_due_days_objects_are_deleted_its_kek_destroyed_and_stray_objects_of_t
             "blobs/2026-01-17/" + "ab" * 16 + ".vcb"]
 
 
-def test_reconciliation_reports_objects_without_rows_and_rows_without_objects(tmp_path, s3_server, s3_env):
+def test_reconciliation_reports_objects_without_rows_and_rows_without_objects(tmp_path, any_s3, s3_env):
+    s3_server = any_s3
     data, bucket = s3_gateway_dir(tmp_path, s3_server)
     with Store.open(data) as store:
         ids = seed(store, "cam-1", ALARM, frames=3)
