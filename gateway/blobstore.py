@@ -35,6 +35,8 @@ from pathlib import Path, PurePosixPath
 from typing import Iterable, Iterator
 from urllib.parse import urlsplit
 
+from .keystore import fsync_dir
+
 try:  # Python 3.11+
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover
@@ -122,14 +124,6 @@ class BlobStore:
 
 
 # Files ---------------------------------------------------------------------------------------
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class FileBlobStore(BlobStore):
     """`DATA/blobs/<day>/<image id>.vcb`: one file per image, the layout of every data dir so far."""
 
@@ -260,7 +254,7 @@ class S3BlobStore(BlobStore):
         config = Config(signature_version="s3v4", connect_timeout=connect_timeout_s, read_timeout=read_timeout_s,
                         retries={"max_attempts": attempts, "mode": "standard"},
                         s3={"addressing_style": "path" if endpoint else "auto"})
-        self.client = boto3.session.Session().client("s3", endpoint_url=endpoint, region_name=self.region,
+        self.client = boto3.Session().client("s3", endpoint_url=endpoint, region_name=self.region,
                                                      config=config, **creds)
 
     def describe(self) -> str:
