@@ -255,7 +255,7 @@ class S3BlobStore(BlobStore):
                         retries={"max_attempts": attempts, "mode": "standard"},
                         s3={"addressing_style": "path" if endpoint else "auto"})
         self.client = boto3.Session().client("s3", endpoint_url=endpoint, region_name=self.region,
-                                                     config=config, **creds)
+                                             config=config, **creds)
 
     def describe(self) -> str:
         where = f" at {self.endpoint}" if self.endpoint else ""
