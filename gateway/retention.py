@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import audit
-from .blobstore import key_of, path_of
+from .blobstore import BlobStoreError, key_of, path_of
 from .store import Store, day_start_ms
 
 try:  # Python 3.11+
@@ -288,13 +288,17 @@ class Sweeper:
         if len(day) != 10:  # a hold KEK (`DAY/hold-N`) has no key prefix of its own
             return
         stray = []
-        for info in self.store.blobs.list(day + "/"):
-            image_id = info.key.rsplit("/", 1)[-1].split(".", 1)[0]
-            if not self.store.db.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone():
-                stray.append(info.key)  # held images keep their key here and still have a row
-        if not stray:
+        try:
+            for info in self.store.blobs.list(day + "/"):
+                image_id = info.key.rsplit("/", 1)[-1].split(".", 1)[0]
+                if not self.store.db.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone():
+                    stray.append(info.key)  # held images keep their key here and still have a row
+            if not stray:
+                return
+            self.store.blobs.delete(stray)
+        except BlobStoreError as exc:  # the KEK is gone already: `reconcile` finds what is left
+            self.log(f"retention: could not clear the blobs of {day} that no row names: {exc}")
             return
-        self.store.blobs.delete(stray)
         with self.store.transaction():
             for key in stray:
                 audit.append(self.store, SWEEPER, "delete orphan file", "retention: a blob of a shredded day "
