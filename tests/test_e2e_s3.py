@@ -3,16 +3,20 @@ real-MicroPython firmware, and an S3 endpoint on 127.0.0.1 reached by boto3 over
 S3 server, and SeaweedFS, a real S3-compatible object store."""
 
 import hashlib
+import os
 import subprocess
 import sys
 import time
 
 import pytest
 
-from gateway.blobstore import key_of
+from gateway.blobstore import BlobConfig, BlobStoreError, key_of
+from gateway.provision import configure_blobs
+from gateway.store import Store
 from s3server import MotoS3, SeaweedS3, weed_binary
 from simulator.demo import DEVICE, play_burglary
 from simulator.stack import Stack
+from test_retention import ALARM, make_gateway_dir, seed
 
 PREFIX = "arc-1/images"
 
@@ -110,8 +114,6 @@ def vericam(*args, env=None):
 
 
 def test_a_bad_url_a_missing_bucket_or_an_unreachable_store_are_refused_at_init(tmp_path, s3_server, s3_env):
-    import os
-
     data = str(tmp_path / "gw")
     out = vericam("gateway", "init", "--data", data, "--blobs", "ftp://images/x", env=dict(os.environ))
     assert out.returncode == 2 and "s3://BUCKET/PREFIX" in out.stderr
@@ -134,11 +136,6 @@ def test_a_bad_url_a_missing_bucket_or_an_unreachable_store_are_refused_at_init(
 
 @pytest.mark.parametrize("engine", ["file", "s3"])
 def test_switching_engines_under_stored_images_is_refused(tmp_path, s3_server, s3_env, engine):
-    from gateway.blobstore import BlobConfig, BlobStoreError
-    from gateway.provision import configure_blobs
-    from test_retention import ALARM, make_gateway_dir, seed
-    from gateway.store import Store
-
     data = make_gateway_dir(tmp_path / "gw")
     s3 = BlobConfig(f"s3://{s3_server.new_bucket()}/arc", s3_server.endpoint)
     if engine == "s3":

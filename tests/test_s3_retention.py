@@ -6,7 +6,7 @@ from gateway import audit
 from gateway.blobstore import BlobConfig, BlobStoreError, key_of
 from gateway.keystore import KeyDestroyed
 from gateway.provision import configure_blobs
-from gateway.retention import Sweeper, RetentionPolicy, reconcile
+from gateway.retention import RetentionPolicy, Sweeper, reconcile
 from gateway.store import Store
 from s3server import MotoS3
 from test_retention import ALARM, DAY, DUE, make_gateway_dir, seed
