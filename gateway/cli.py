@@ -37,9 +37,41 @@ def _bind_db(data: Path, db: str | None) -> None:
         _fail(str(exc))
 
 
+BLOBS_OPT = typer.Option(None, "--blobs", help="Where sealed images go: s3://BUCKET/PREFIX for an S3-compatible "
+                         "store, or a directory (default: DATA/blobs). Recorded in DATA/blobs.toml.")
+S3_ENDPOINT_OPT = typer.Option(None, "--s3-endpoint", help="URL of the S3-compatible endpoint, e.g. "
+                               "https://minio.arc.example:9000 (default: AWS S3).")
+S3_REGION_OPT = typer.Option(None, "--s3-region", help="Region of the bucket (default: us-east-1).")
+S3_CREDS_OPT = typer.Option(None, "--s3-credentials-file", help="AWS-style credentials file ([default] "
+                            "aws_access_key_id, aws_secret_access_key); default: AWS_ACCESS_KEY_ID/"
+                            "AWS_SECRET_ACCESS_KEY or ~/.aws/credentials. Never printed.")
+
+
+def _blob_option(data: Path, blobs: str | None, endpoint: str | None, region: str | None,
+                 credentials_file: Path | None) -> str | None:
+    """Check and record --blobs (and its --s3-* options) if given; exits with a clear error if refused."""
+    from .blobstore import BlobConfig, BlobStoreError
+    from .provision import configure_blobs
+
+    if blobs is None:
+        if endpoint or region or credentials_file:
+            typer.echo("error: --s3-endpoint, --s3-region and --s3-credentials-file need --blobs s3://BUCKET/PREFIX",
+                       err=True)
+            raise typer.Exit(2)
+        return None
+    config = BlobConfig(url=blobs, endpoint=endpoint, region=region,
+                        credentials_file=str(credentials_file.resolve()) if credentials_file else None)
+    try:
+        return configure_blobs(data, config)
+    except BlobStoreError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+
+
 @app.command()
-def init(data: Path = DATA_OPT, db: str = DB_OPT) -> None:
-    """Create the data directory, the metadata schema and the ARC key pair (kept if they exist).
+def init(data: Path = DATA_OPT, db: str = DB_OPT, blobs: str = BLOBS_OPT, s3_endpoint: str = S3_ENDPOINT_OPT,
+         s3_region: str = S3_REGION_OPT, s3_credentials_file: Path = S3_CREDS_OPT) -> None:
+    """Create the data directory, metadata schema and ARC key pair (kept if they exist); say where images go.
 
     Run it again after an upgrade: it applies any pending schema migrations."""
     from .provision import init_arc
@@ -54,6 +86,9 @@ def init(data: Path = DATA_OPT, db: str = DB_OPT) -> None:
     what = "created" if info["created"] else "kept the existing"
     typer.echo(f"{what} ARC key {info['arc_key_id']} in {data / 'keys'}; metadata in {info['database']} "
                f"(schema version {info['schema_version']})")
+    where = _blob_option(data, blobs, s3_endpoint, s3_region, s3_credentials_file)
+    if where:
+        typer.echo(f"images will be stored in {where}")
 
 
 @app.command("add-device")
@@ -94,6 +129,8 @@ def run(data: Path = DATA_OPT,
         retention_days: int = typer.Option(None, "--retention-days", help="Days an image is kept after its "
                                             "alarm (default: DATA/retention.toml, else 7)."),
         client_id: str = typer.Option(None, "--client-id", help="MQTT client id (default: stable per data dir)."),
+        blobs: str = BLOBS_OPT, s3_endpoint: str = S3_ENDPOINT_OPT, s3_region: str = S3_REGION_OPT,
+        s3_credentials_file: Path = S3_CREDS_OPT,
         sweep_interval: float = typer.Option(None, "--sweep-interval", help="Seconds between retention sweeps "
                                              "(default: DATA/retention.toml, else 60)."),
         verbose: bool = typer.Option(False, "--verbose", "-v"),
@@ -114,6 +151,7 @@ def run(data: Path = DATA_OPT,
                                      help="Simulation only: SCALE@EPOCH_MS, the scaled world clock of a "
                                      "simulated run (gateway/clock.py).")) -> None:
     """Run the gateway until SIGTERM or SIGINT: verify, store and acknowledge what devices send."""
+    from .blobstore import BlobStoreError
     from .keystore import KeyStoreError
     from .service import Gateway
     from .sqldb import DatabaseError
@@ -144,6 +182,7 @@ def run(data: Path = DATA_OPT,
             typer.echo(f"error: cannot take the broker password from {password_file}: {exc}", err=True)
             raise typer.Exit(2)
     _bind_db(data, db)
+    _blob_option(data, blobs, s3_endpoint, s3_region, s3_credentials_file)
     gw = Gateway(data, host, int(port), client_id=client_id, retention_days=retention_days, log=log.info,
                  metrics_port=metrics_port, sweep_interval_s=sweep_interval,
                  username=username, password=password, clock=clock, db=db)
@@ -152,8 +191,9 @@ def run(data: Path = DATA_OPT,
         signal.signal(sig, lambda *_: stop.set())
     try:
         gw.start()
-    except (KeyStoreError, ConnectionError, ValueError, DatabaseError, StoreError) as exc:
-        # ValueError: retention config refused; DatabaseError: metadata database unreachable
+    except (KeyStoreError, ConnectionError, ValueError, DatabaseError, StoreError, BlobStoreError) as exc:
+        # ValueError: retention config refused; DatabaseError: metadata database unreachable;
+        # BlobStoreError: the image store is missing or refuses our credentials
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1)
     log.info(f"gateway running on {data} (metadata: {gw.store.db.describe()}), "

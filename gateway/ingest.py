@@ -33,6 +33,7 @@ from .protocol.envelope import (RECEIPT_REJECTED, RECEIPT_RESEND, RECEIPT_STORED
                                 T_RECEIPT, T_STATUS, T_TIME, Envelope)
 from .protocol.errors import (CaptureTooLarge, Malformed, ProtocolError, Replay, TooManyCaptures)
 from .protocol.event import decrypt_event, parse_status
+from .blobstore import BlobStoreError
 from .store import Store, now_ms
 
 MAX_CAPTURES_IN_FLIGHT = 4
@@ -121,10 +122,10 @@ class Ingest:
             self._reject(exc.reason, msg.topic, str(exc), result)
             if isinstance(exc, Replay):
                 self._replayed_chunk(msg, result)
-        except self.store.db.OperationalError:
-            # The database itself failed (locked, full, connection lost, deadlock with another
-            # gateway): not this message's fault. The whole batch fails, is not acknowledged,
-            # and the service retries it.
+        except (self.store.db.OperationalError, BlobStoreError):
+            # Storage itself failed, not this message: the database (locked, full, connection
+            # lost, deadlock with another gateway) or the blob store (disk full, object store
+            # unreachable). The whole batch fails, is not acknowledged, and the service retries it.
             raise
         except Exception as exc:  # a bug must cost one message, never the worker
             self._reject("internal_error", msg.topic,

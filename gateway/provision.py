@@ -7,6 +7,7 @@ import os
 import secrets
 from pathlib import Path
 
+from .blobstore import BlobConfig, configure, open_blobstore
 from .keystore import KeyStore
 from .store import Store
 
@@ -23,6 +24,24 @@ def init_arc(data_dir: str | Path) -> dict:
         return {"created": created, "arc_key_id": store.keys.arc_key_id().hex(),
                 "arc_n": format(pub.n, "x"), "arc_e": pub.e, "database": store.db.describe(),
                 "schema_version": store.schema_version()}
+
+
+def configure_blobs(data_dir: str | Path, config: BlobConfig) -> str:
+    """Check that blobs can be stored where `config` says, then record it in DATA/blobs.toml.
+
+    Refuses (BlobStoreError) a bad URL, an unreachable store, a missing bucket, wrong
+    credentials, or moving a data directory that already has images. Returns where blobs go."""
+    config = config.validate()
+    blobs = open_blobstore(data_dir, config)
+    try:
+        blobs.check()
+        where = blobs.describe()
+    finally:
+        blobs.close()
+    with Store.open(data_dir) as store:
+        has_images = store.db.execute("SELECT 1 FROM images LIMIT 1").fetchone() is not None
+    configure(data_dir, config, has_images)
+    return where
 
 
 def arc_public(keys: KeyStore) -> dict:

@@ -13,16 +13,21 @@ There is no moment when an expired image still has a live key (the crypto-shredd
 **The sweeper** selects `... WHERE delete_at_ms <= now ORDER BY delete_at_ms LIMIT batch` on
 the index `images_by_delete_at`, so a sweep reads only what has expired: when nothing has,
 it is one index probe, whatever is stored. For each batch it
-  1. truncates then unlinks each blob (space held by an open descriptor comes back),
-  2. fsyncs the blob directories,
-  3. deletes the rows and appends one audit record per image (key id, content hash) in one
+  1. deletes the blobs (`gateway.blobstore`: files are truncated then unlinked, so space held
+     by an open descriptor comes back, and their directories fsynced; S3 objects go in
+     DeleteObjects batches of up to 1000),
+  2. deletes the rows and appends one audit record per image (key id, content hash) in one
      transaction.
 Files go first: a crash after (1) leaves due rows whose files are gone; they are still due,
 so the next sweep (the gateway sweeps at start) finishes them. A crash can never leave a
 file without a row, and never a not-yet-due row without its file.
 After the images, every KEK whose day has started and that no image row still names is
 destroyed (audited first, then destroyed: a crash in between repeats the audit record, it
-never skips the destruction). Then activity-log records of customers whose relationship
+never skips the destruction). Then the day's key prefix (`DAY/`) is cleared of any blob that no
+row names, such as one whose row was rolled back while the object store was down: it is
+ciphertext under a KEK that no longer exists, and it is deleted and audited. Blobs of images
+under a police hold stay under their first deletion day's prefix and still have rows, so they
+are kept. Then activity-log records of customers whose relationship
 ended more than `activity_years` ago are purged in batches.
 
 **Never for disk space.** Nothing here deletes anything before it is due. When the disk
@@ -33,7 +38,6 @@ never traded for space.
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -41,7 +45,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import audit
-from .keystore import fsync_dir
+from .blobstore import BlobStoreError, key_of, path_of
 from .store import Store, day_start_ms
 
 try:  # Python 3.11+
@@ -154,30 +158,12 @@ def alarm_ms(store: Store, device: str, alarm_id: str) -> int:
 
 
 # Deleting images ---------------------------------------------------------------------------
-def shred_file(path: Path) -> bool:
-    """Truncate, then unlink. False if the file was already gone."""
-    try:
-        os.truncate(path, 0)
-    except FileNotFoundError:
-        return False
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    return True
-
-
 def delete_images(store: Store, rows: list, who: str, why: str, now_ms: int,
                   on_files_gone: Callable[[], None] | None = None) -> int:
-    """Files first (truncate + unlink, dirs fsynced), then rows + one audit record each in one commit."""
-    dirs = set()
-    for r in rows:
-        path = store.data_dir / r["blob_path"]
-        shred_file(path)
-        dirs.add(path.parent)
-    for d in sorted(dirs):
-        if d.exists():
-            fsync_dir(d)
+    """Blobs first (durably gone), then rows + one audit record each in one commit.
+
+    If the blob store fails, BlobStoreError is raised before any row changes: still due, retried."""
+    store.blobs.delete([key_of(r["blob_path"]) for r in rows])
     if on_files_gone:
         on_files_gone()  # test hook: the crash window between files and rows
     with store.transaction():
@@ -242,7 +228,9 @@ class Sweeper:
         with lock:
             rep.keks_destroyed = self._destroy_spent_keks(now)
             rep.activity_purged = self._purge_activity(now)
-        self._remove_empty_day_dirs(now)
+            for day in rep.keks_destroyed:
+                self._clear_day_prefix(day, now)
+        self.store.blobs.tidy(utc_day(now).isoformat())
         rep.seconds = time.perf_counter() - t0
         if rep.images_deleted or rep.keks_destroyed or rep.activity_purged:
             self.log(f"retention sweep: {rep.images_deleted} images deleted, KEKs destroyed: "
@@ -295,14 +283,26 @@ class Sweeper:
                 purged += n
         return purged
 
-    def _remove_empty_day_dirs(self, now: int) -> None:
-        today = utc_day(now).isoformat()
-        for d in self.store.blob_dir.iterdir() if self.store.blob_dir.exists() else []:
-            if d.is_dir() and d.name <= today:
-                try:
-                    d.rmdir()  # only if empty
-                except OSError:
-                    pass
+    def _clear_day_prefix(self, day: str, now: int) -> None:
+        """After day's KEK is destroyed: delete the blobs under `DAY/` that no image row names."""
+        if len(day) != 10:  # a hold KEK (`DAY/hold-N`) has no key prefix of its own
+            return
+        stray = []
+        try:
+            for info in self.store.blobs.list(day + "/"):
+                image_id = info.key.rsplit("/", 1)[-1].split(".", 1)[0]
+                if not self.store.db.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone():
+                    stray.append(info.key)  # held images keep their key here and still have a row
+            if not stray:
+                return
+            self.store.blobs.delete(stray)
+        except BlobStoreError as exc:  # the KEK is gone already: `reconcile` finds what is left
+            self.log(f"retention: could not clear the blobs of {day} that no row names: {exc}")
+            return
+        with self.store.transaction():
+            for key in stray:
+                audit.append(self.store, SWEEPER, "delete orphan file", "retention: a blob of a shredded day "
+                             "that no image row names", at_ms=now, subject=path_of(key), key_id=f"kek:{day}")
 
 
 class SweeperThread:
@@ -356,39 +356,35 @@ class Reconciliation:
 
 def reconcile(store: Store, repair: bool = False, now_ms: int | None = None, who: str = "reconcile",
               min_file_age_s: float = 60.0) -> Reconciliation:
-    """Check blob files against image rows (a full scan: run it daily, not per sweep).
+    """Check blobs (files or objects) against image rows (a full scan: run it daily, not per sweep).
 
-    Files younger than `min_file_age_s` are skipped: the ingest writes a blob just before the
-    row that names it commits. With `repair`, orphan files are shredded and rows without files
-    are deleted, each audited."""
+    Blobs younger than `min_file_age_s` are skipped: the ingest writes a blob just before the
+    row that names it commits. With `repair`, orphan blobs are deleted and rows without blobs
+    are deleted, each audited. Blobs are reported as `blobs/<key>`, whatever the engine."""
     now = int(time.time() * 1000) if now_ms is None else now_ms
     rec = Reconciliation()
-    rows = {r["blob_path"]: r for r in store.db.execute(
+    rows = {key_of(r["blob_path"]): r for r in store.db.execute(
         "SELECT id, device, alarm_id, blob_path, kek_day, sha256, delete_at_ms FROM images")}
     cutoff = time.time() - min_file_age_s
     orphans = []
-    if store.blob_dir.exists():
-        for day in sorted(store.blob_dir.iterdir()):
-            if not day.is_dir():
-                continue
-            for f in sorted(day.iterdir()):
-                rel = str(f.relative_to(store.data_dir))
-                if rel not in rows and f.stat().st_mtime < cutoff:
-                    orphans.append(f)
-                    rec.files_without_rows.append(rel)
+    present = set()
+    for info in store.blobs.list():  # listed after the rows: a committed row's blob is listed
+        present.add(info.key)
+        if info.key not in rows and info.modified_s < cutoff:
+            orphans.append(info.key)
+            rec.files_without_rows.append(path_of(info.key))
     missing = []
-    for rel, r in rows.items():
-        if not (store.data_dir / rel).exists():
+    for key, r in rows.items():
+        if key not in present:
             missing.append(r)
             (rec.due_rows_without_files if r["delete_at_ms"] <= now else rec.rows_without_files).append(r["id"])
     if repair:
         if orphans:
-            for f in orphans:
-                shred_file(f)
+            store.blobs.delete(orphans)
             with store.transaction():
-                for f in orphans:
-                    audit.append(store, who, "delete orphan file", "reconcile: a blob file no image row names",
-                                 at_ms=now, subject=str(f.relative_to(store.data_dir)))
+                for key in orphans:
+                    audit.append(store, who, "delete orphan file", "reconcile: a blob no image row names",
+                                 at_ms=now, subject=path_of(key))
         if missing:
             with store._lock:
                 delete_images(store, missing, who, "reconcile: the image's blob file is missing", now)

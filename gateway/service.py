@@ -28,6 +28,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from .blobstore import FileBlobStore
 from .clock import WorldClock
 from .ingest import SPOOL_EXPIRY_MS, BatchResult, Ingest, Message
 from .metrics import Metrics, MetricsServer
@@ -105,6 +106,14 @@ class Gateway:
         policy = RetentionPolicy.load(self.data_dir, image_days=self.retention_days,
                                       sweep_interval_s=self.sweep_interval_s)
         self.store = Store.open(self.data_dir, policy.image_days, db=self.db)
+        try:  # a missing bucket or wrong credentials refuse to start, with the store's own words
+            self.store.blobs.check()
+        except Exception:
+            self.store.close()
+            self.store = None
+            raise
+        default = isinstance(self.store.blobs, FileBlobStore) and self.store.blobs.root == self.store.blob_dir
+        self.log(f"images are stored in {'files under DATA/blobs' if default else self.store.blobs.describe()}")
         # raises if there is no ARC key yet. An upload takes real time, which does not scale:
         # the spool expiry (a transport timer) stays 10 real minutes in scaled time.
         self.ingest = Ingest(self.store, log=self.log, clock=self.clock,
@@ -268,8 +277,8 @@ class Gateway:
                 # Nothing of the batch is stored or acknowledged. Ingest stops here until the
                 # storage works again (disk full, say): evidence is never dropped to go on.
                 self.log(f"INGEST STOPPED: could not commit a batch of {len(batch)} messages: "
-                         f"{type(exc).__name__}: {exc}; retrying in {delay:.1f} s. Check the disk "
-                         f"and the database at {self.data_dir}")
+                         f"{type(exc).__name__}: {exc}; retrying in {delay:.1f} s. Check the disk, "
+                         f"the database at {self.data_dir} and the blob store")
                 if self._stop.wait(delay):
                     return  # stopping: unacknowledged, the broker delivers it again next session
                 delay = min(delay * 2, 5.0)

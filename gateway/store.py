@@ -6,12 +6,14 @@ Layout under the data directory:
 - `blobs/<deletion day>/<image id>.vcb`: one file per image, `b"VCB1" || nonce(12) ||
   AES-256-GCM(data_key, nonce, jpeg, aad=image id)`. The data key is random per image and is
   kept only wrapped under the KEK of the image's deletion day (see `gateway.keystore`).
+  Or the same blobs as objects `<deletion day>/<image id>.vcb` in an S3-compatible bucket,
+  when `blobs.toml` says so: `gateway.blobstore` is the one place that knows where blobs live.
 - `keys/`: the key store, kept apart so that it can be backed up and destroyed apart.
 
 Durability order for an image: blob written to a temp file, fsynced, renamed, directory fsynced
-(`sync_dirs`, once per batch), then the row committed with `synchronous=FULL` (SQLite) or a
-synchronous commit (PostgreSQL). Only then does the ingest acknowledge the MQTT message and
-send the receipt.
+(`sync_dirs`, once per batch) -- or for S3 a PutObject that succeeded -- then the row committed
+with `synchronous=FULL` (SQLite) or a synchronous commit (PostgreSQL). Only then does the
+ingest acknowledge the MQTT message and send the receipt.
 
 The writer (the ingest's one worker thread) and readers (CLI, demo, tests) each open their own
 `Store`; WAL (or PostgreSQL's MVCC) lets them run side by side. Several gateway processes may
@@ -24,7 +26,6 @@ import contextlib
 import datetime as _dt
 import hashlib
 import json
-import os
 import secrets
 import threading
 import time
@@ -34,7 +35,8 @@ from typing import Iterator
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from . import sqldb
-from .keystore import KeyStore, fsync_dir
+from .blobstore import BlobStore, BlobStoreError, key_of, open_blobstore
+from .keystore import KeyStore
 from .protocol.envelope import ReplayWindow
 from .protocol.keys import DeviceKeys
 
@@ -239,24 +241,31 @@ class Store:
 
     `db` overrides where the metadata lives (a `postgresql://` URL or a SQLite path); by
     default it is the URL in DATA/database.toml, else DATA/vericam.sqlite. Raises
-    `sqldb.DatabaseError` with a readable message if that database cannot be reached."""
+    `sqldb.DatabaseError` with a readable message if that database cannot be reached.
+    `blobs` overrides where image blobs live; by default DATA/blobs.toml, else DATA/blobs."""
 
-    def __init__(self, data_dir: str | Path, retention_days: int = 7, db: str | Path | None = None):
+    def __init__(self, data_dir: str | Path, retention_days: int = 7, db: str | Path | None = None,
+                 blobs: BlobStore | None = None):
         self.data_dir = Path(data_dir)
         self.db_target = sqldb.database_target(self.data_dir, db)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.blob_dir = self.data_dir / "blobs"
         self.blob_dir.mkdir(exist_ok=True)
+        self.blobs = blobs if blobs is not None else open_blobstore(self.data_dir)  # DATA/blobs.toml
         self.retention_days = retention_days
         self._lock = threading.RLock()
-        self.db = sqldb.connect(self.db_target)
+        try:
+            self.db = sqldb.connect(self.db_target)
+        except BaseException:
+            self.blobs.close()
+            raise
         try:
             self.keys = KeyStore.open(self.data_dir)
         except BaseException:
             self.db.close()
+            self.blobs.close()
             raise
-        self._dirty_dirs: set[Path] = set()
-        self._written: list[Path] = []
+        self._written: list[str] = []  # blob keys put in this transaction
         self._key_cache: dict[bytes, DeviceKeys] = {}
         self._audit_head: tuple[int, str] | None = None  # set by gateway.audit.append
         try:
@@ -266,13 +275,15 @@ class Store:
             raise
 
     @classmethod
-    def open(cls, data_dir: str | Path, retention_days: int = 7, db: str | Path | None = None) -> "Store":
-        return cls(data_dir, retention_days, db)
+    def open(cls, data_dir: str | Path, retention_days: int = 7, db: str | Path | None = None,
+             blobs: BlobStore | None = None) -> "Store":
+        return cls(data_dir, retention_days, db, blobs)
 
     def close(self) -> None:
         with self._lock:
             self.db.close()
             self.keys.close()
+            self.blobs.close()
 
     def __enter__(self) -> "Store":
         return self
@@ -326,9 +337,7 @@ class Store:
                 if self._audit_head is not None:  # anchor the committed chain head (gateway.audit)
                     self.keys.anchor_audit(*self._audit_head)
             except BaseException:
-                for path in self._written:  # rows rolled back: their blobs must not linger
-                    with contextlib.suppress(OSError):
-                        path.unlink()
+                self.blobs.discard(self._written)  # rows rolled back: their blobs must not linger
                 raise
             finally:
                 self._written = []
@@ -346,19 +355,14 @@ class Store:
         except BaseException:
             self.db.execute("ROLLBACK TO msg")
             self.db.execute("RELEASE msg")
-            for path in self._written[mark:]:
-                with contextlib.suppress(OSError):
-                    path.unlink()
+            self.blobs.discard(self._written[mark:])
             del self._written[mark:]
             raise
         self.db.execute("RELEASE msg")
 
     def sync_dirs(self) -> None:
-        for d in sorted(self._dirty_dirs):
-            fsync_dir(d)
-        if self._dirty_dirs:
-            fsync_dir(self.blob_dir)
-        self._dirty_dirs.clear()
+        """Group commit: make this batch's blobs durable (files: fsync their directories) before the rows."""
+        self.blobs.sync()
 
     # Devices -------------------------------------------------------------------------------
     def add_device(self, device_id: str, site: str, device_key: bytes) -> None:
@@ -511,8 +515,9 @@ class Store:
         data_key = secrets.token_bytes(32)
         nonce = secrets.token_bytes(12)
         blob = BLOB_MAGIC + nonce + AESGCM(data_key).encrypt(nonce, jpeg, image_id.encode())
-        rel = Path("blobs") / kek_day / f"{image_id}.vcb"
-        self._write_blob(self.data_dir / rel, blob)
+        key = f"{kek_day}/{image_id}.vcb"
+        self._write_blob(key, blob)
+        rel = Path("blobs") / key  # the row's blob_path: `blobs/<key>` whatever the engine
         wrapped = self.keys.wrap(kek_day, data_key)
         self.db.execute(
             "INSERT INTO images (id, device, capture_id, alarm_id, frame_index, frame_t, sha256, size, "
@@ -522,20 +527,10 @@ class Store:
              len(jpeg), str(rel), kek_day, wrapped, at_ms, day_start_ms(kek_day)))
         return image_id
 
-    def _write_blob(self, path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        self._dirty_dirs.add(path.parent)
-        self._written.append(path)
+    def _write_blob(self, key: str, data: bytes) -> None:
+        """Durable when it returns (a file's name at `sync_dirs`); raises BlobStoreError otherwise."""
+        self._written.append(key)  # before the put: a half-done put is cleaned up on rollback too
+        self.blobs.put(key, data)
 
     def add_capture(self, device: str, capture_id: str, alarm_id: str, trigger: str | None,
                     captured_at: int | None, status: str, reason: str | None, sha256: str, size: int,
@@ -583,7 +578,10 @@ class Store:
         if row is None:
             raise StoreError(f"no image {image_id}")
         data_key = self.keys.unwrap(row["kek_day"], bytes(row["wrapped_key"]))
-        blob = (self.data_dir / row["blob_path"]).read_bytes()
+        try:
+            blob = self.blobs.get(key_of(row["blob_path"]))
+        except BlobStoreError as exc:  # the console and the CLI show StoreErrors as they are
+            raise StoreError(f"image {image_id}: {exc}") from exc
         if blob[:4] != BLOB_MAGIC or len(blob) < 4 + 12 + 16:
             raise StoreError(f"blob of image {image_id} is not a Vericam blob: the file was replaced")
         jpeg = AESGCM(data_key).decrypt(blob[4:16], blob[16:], image_id.encode())

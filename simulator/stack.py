@@ -41,11 +41,14 @@ class StackError(RuntimeError):
 
 class Stack:
     def __init__(self, workdir: str | Path | None = None, timeline: Timeline | None = None,
-                 keep: bool = False, db_url: str | None = None):
+                 keep: bool = False, db_url: str | None = None, blobs_args: list[str] | None = None):
         self._own = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="vericam-run-")).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.keep = keep
+        # e.g. ["--blobs", "s3://BUCKET/PREFIX", "--s3-endpoint", URL]; credentials come from the
+        # environment the gateway process inherits (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
+        self.blobs_args = list(blobs_args or [])
         self.timeline = timeline or Timeline()
         self.broker = Broker(self.workdir / "broker")
         self.gateway_dir = self.workdir / "gateway"
@@ -72,7 +75,8 @@ class Stack:
     def start_gateway(self, timeout: float = 20.0) -> None:
         log = open(self.workdir / "gateway.log", "ab")
         argv = [sys.executable, "-m", "gateway.commandline", "gateway", "run",
-                "--data", str(self.gateway_dir), "--broker", f"{self.broker.host}:{self.broker.port}"]
+                "--data", str(self.gateway_dir), "--broker", f"{self.broker.host}:{self.broker.port}",
+                *self.blobs_args]
         clock = self.timeline.clock
         if clock.scale != 1:
             # Scaled time: the gateway reads the devices' world clock (gateway/clock.py).
