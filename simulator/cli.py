@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 sim_app = typer.Typer(help="Play scenarios on simulated hardware around the real firmware.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that print their figures against a baseline measured in the same run.",
@@ -125,8 +126,13 @@ def sim_list(json_out: bool = typer.Option(False, "--json", help="Print the list
         print(json.dumps(items))
         return
     console = Console()
+    width = max((len(item["name"]) for item in items), default=0) + 2
     for item in items:
-        console.print(f"[bold]{item['name']:<22}[/] {item['description']}")
+        if "error" in item:
+            console.print(f"[bold]{escape(item['name']):<{width}}[/] [red]does not load:[/] {escape(item['error'])}")
+            continue
+        scale = f" [dim](x{item['time_scale']})[/]" if item["time_scale"] != 1 else ""
+        console.print(f"[bold]{escape(item['name']):<{width}}[/]{escape(item['description'])}{scale}")
 
 
 @sim_app.command("run")
@@ -153,7 +159,7 @@ def sim_run(
             timeline = Timeline(echo=lambda t, source, text: status.update(f"{clock_text(t)} {source}: {text}"))
             result = run(path, workdir, flash, timeline=timeline, time_scale=time_scale)
     except ScenarioError as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2)
     timeline.render(console, title=f"timeline of {path.stem}")
     console.rule("outcome")
@@ -164,7 +170,7 @@ def sim_run(
         console.print(f"{'time':<32} {result['scenario_s']:.1f} s of scenario time in {result['real_s']:.1f} s "
                       f"(x{result['time_scale']})")
     for failure in result["failures"]:
-        console.print(f"[red]FAILED[/] {failure}")
+        console.print(f"[red]FAILED[/] {escape(failure)}")
     _verdict(console, result, json_out)
 
 
