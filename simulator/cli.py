@@ -117,8 +117,10 @@ def bench_e2e(
 
 
 @sim_app.command("list")
-def sim_list(json_out: bool = typer.Option(False, "--json", help="Print the list as JSON.")) -> None:
-    """List the scenarios in simulator/scenarios/."""
+def sim_list(json_out: bool = typer.Option(False, "--json", help="Print the list as JSON: name, description, "
+                                           "path, time_scale, steps (and error for a file that does not load).")
+             ) -> None:
+    """List the scenarios in simulator/scenarios/: name, description and time scale."""
     from simulator.scenario import list_scenarios
 
     items = list_scenarios()
@@ -138,14 +140,19 @@ def sim_list(json_out: bool = typer.Option(False, "--json", help="Print the list
 @sim_app.command("run")
 def sim_run(
     scenario: str = typer.Argument(..., help="A scenario name (see `vericam sim list`) or a TOML file."),
-    json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON on the last line."),
+    json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON on the last line of "
+                                  "stdout (the timeline goes to stderr)."),
     flash: Path = typer.Option(None, "--flash", help="Keep the device's raw flash image at this path."),
     workdir: Path = typer.Option(None, help="Keep the run's files here (default: a temporary directory)."),
     time_scale: int = typer.Option(None, "--time-scale", min=1, max=600,
                                    help="Play N x faster than real time (default: the scenario's "
                                    "time_scale, else 1); the device keeps its configuration."),
 ) -> None:
-    """Play one scenario and print its timeline; exit 1 when an expectation fails."""
+    """Play one scenario on the real firmware, broker and gateway; print its timeline and outcome.
+
+    Exit 0 when every expectation holds, 1 when one fails, 2 when the scenario file is wrong
+    (the message names the file, the step and the key). How to write one: docs/SIMULATOR.md.
+    """
     from simulator.scenario import ScenarioError, find, run
     from simulator.timeline import Timeline, clock_text
 
