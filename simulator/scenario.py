@@ -24,6 +24,10 @@ while the device keeps its default configuration. Every duration in a step (`wai
 guard in real seconds, because uploads and broker round trips take real time at any scale.
 The device, the gateway and the simulator share one world clock (docs/SIMULATOR.md).
 
+`load` checks a whole file before anything starts (every key, step, zone, trigger, `what`
+and expectation, and their types) and raises `ScenarioError` naming the file, the step and
+the key: `vericam sim run` exits 2 on it.
+
 The link steps act on the device's network proxy (`simulator/netproxy.py`). It is there
 when `[device] via_proxy` is true or a table of shaping (`{latency_ms, bandwidth_bps,
 loss}`), and whenever a step needs it.

@@ -162,3 +162,17 @@ def test_asking_the_panel_for_the_impossible_is_a_scenario_error(tmp_path):
     path.write_text('name = "twice"\n' + GOOD_STEPS.replace("wait = 1.2", "wait = 0.1") + '[[step]]\ndo = "arm"\npin = "1234"\n')
     with pytest.raises(ScenarioError, match=r"twice.toml: step 3 \(arm\): the panel refused: cannot arm while exit_delay"):
         run(path, tmp_path / "run")
+
+
+@pytest.mark.xfail(strict=True, reason="product issue (docs/SIMULATOR.md, Known limits): after a link cut longer "
+                   "than 5 minutes the device retransmits the alarm event with its first stamp and the gateway "
+                   "refuses it as stale, so the photos reach the ARC but no alarm is logged")
+def test_an_alarm_published_into_a_link_cut_longer_than_5_minutes_is_logged_at_the_arc(tmp_path):
+    text = find("smoke-during-link-cut").read_text()
+    assert 'wait = "100 s"' in text
+    path = tmp_path / "long-cut.toml"
+    path.write_text(text.replace('wait = "100 s"', 'wait = "9 min"').replace(
+        'technical = ["supervision_lost", "supervision_restored"]\n', ""))
+    result = run(path, tmp_path / "run")
+    assert result["images_at_arc_by_trigger"] == {"smoke": 2}, "the photos themselves must arrive"
+    assert result["alarms"] == ["smoke"], result["failures"]
