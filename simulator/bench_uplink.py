@@ -47,7 +47,7 @@ def _one_alarm(stack: Stack, dev, proxy, profile: dict) -> dict:
     panel.arm("2580")
     time.sleep(0.2)  # exit delay of 0.05 s, and the armed event through the slow link
     up0, down0 = proxy.stats["bytes_up"], proxy.stats["bytes_down"]
-    panel.open_zone("pir-1")  # instant zone: the alarm fires at once
+    panel.open_zone("pir-1")  # interior zone, armed away: the alarm fires at once
     dev.wait_trace("receipt", n_receipts + 1, timeout=120)
     up, down = proxy.stats["bytes_up"] - up0, proxy.stats["bytes_down"] - down0
     dev.wait_trace("alarm", n_alarms + 1, timeout=5)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 sim_app = typer.Typer(help="Play scenarios on simulated hardware around the real firmware.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that print their figures against a baseline measured in the same run.",
@@ -116,8 +117,10 @@ def bench_e2e(
 
 
 @sim_app.command("list")
-def sim_list(json_out: bool = typer.Option(False, "--json", help="Print the list as JSON.")) -> None:
-    """List the scenarios in simulator/scenarios/."""
+def sim_list(json_out: bool = typer.Option(False, "--json", help="Print the list as JSON: name, description, "
+                                           "path, time_scale, steps (and error for a file that does not load).")
+             ) -> None:
+    """List the scenarios in simulator/scenarios/: name, description and time scale."""
     from simulator.scenario import list_scenarios
 
     items = list_scenarios()
@@ -125,21 +128,31 @@ def sim_list(json_out: bool = typer.Option(False, "--json", help="Print the list
         print(json.dumps(items))
         return
     console = Console()
+    width = max((len(item["name"]) for item in items), default=0) + 2
     for item in items:
-        console.print(f"[bold]{item['name']:<22}[/] {item['description']}")
+        if "error" in item:
+            console.print(f"[bold]{escape(item['name']):<{width}}[/] [red]does not load:[/] {escape(item['error'])}")
+            continue
+        scale = f" [dim](x{item['time_scale']})[/]" if item["time_scale"] != 1 else ""
+        console.print(f"[bold]{escape(item['name']):<{width}}[/]{escape(item['description'])}{scale}")
 
 
 @sim_app.command("run")
 def sim_run(
     scenario: str = typer.Argument(..., help="A scenario name (see `vericam sim list`) or a TOML file."),
-    json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON on the last line."),
+    json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON on the last line of "
+                                  "stdout (the timeline goes to stderr)."),
     flash: Path = typer.Option(None, "--flash", help="Keep the device's raw flash image at this path."),
     workdir: Path = typer.Option(None, help="Keep the run's files here (default: a temporary directory)."),
     time_scale: int = typer.Option(None, "--time-scale", min=1, max=600,
                                    help="Play N x faster than real time (default: the scenario's "
                                    "time_scale, else 1); the device keeps its configuration."),
 ) -> None:
-    """Play one scenario and print its timeline; exit 1 when an expectation fails."""
+    """Play one scenario on the real firmware, broker and gateway; print its timeline and outcome.
+
+    Exit 0 when every expectation holds, 1 when one fails, 2 when the scenario file is wrong
+    (the message names the file, the step and the key). How to write one: docs/SIMULATOR.md.
+    """
     from simulator.scenario import ScenarioError, find, run
     from simulator.timeline import Timeline, clock_text
 
@@ -153,7 +166,7 @@ def sim_run(
             timeline = Timeline(echo=lambda t, source, text: status.update(f"{clock_text(t)} {source}: {text}"))
             result = run(path, workdir, flash, timeline=timeline, time_scale=time_scale)
     except ScenarioError as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2)
     timeline.render(console, title=f"timeline of {path.stem}")
     console.rule("outcome")
@@ -164,7 +177,7 @@ def sim_run(
         console.print(f"{'time':<32} {result['scenario_s']:.1f} s of scenario time in {result['real_s']:.1f} s "
                       f"(x{result['time_scale']})")
     for failure in result["failures"]:
-        console.print(f"[red]FAILED[/] {failure}")
+        console.print(f"[red]FAILED[/] {escape(failure)}")
     _verdict(console, result, json_out)
 
 

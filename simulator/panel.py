@@ -11,7 +11,11 @@ from __future__ import annotations
 import threading
 from typing import Callable
 
-ZONE_KINDS = ("entry", "instant")  # entry: starts the entry delay; instant: alarms at once
+# entry: starts the entry delay; instant: alarms at once; interior: alarms at once when armed
+# away, and is bypassed when armed home (the household moves about inside).
+ZONE_KINDS = ("entry", "instant", "interior")
+# The panel every scenario has: a door (entry zone), an interior motion detector and a window.
+ZONES = {"door-1": "entry", "pir-1": "interior", "window-1": "instant"}
 
 
 class PanelError(ValueError):
@@ -32,7 +36,7 @@ class Panel:
         self.duress_pin = duress_pin
         self.exit_delay_s = exit_delay_s
         self.entry_delay_s = entry_delay_s
-        self.zones = zones or {"door-1": "entry", "pir-1": "instant", "window-1": "instant"}
+        self.zones = zones or dict(ZONES)
         for name, kind in self.zones.items():
             if kind not in ZONE_KINDS:
                 raise PanelError(f"zone {name}: kind must be one of {ZONE_KINDS}, not {kind!r}")
@@ -101,6 +105,9 @@ class Panel:
             self.note(f"zone {zone} opened")
             if self.state != "armed":
                 return
+            if kind == "interior" and self.mode == "home":
+                self.note(f"zone {zone} bypassed (armed home)")
+                return
             if kind == "entry":
                 self.state = "entry_delay"
                 self.note(f"entry delay {self.entry_delay_s:g} s")
@@ -146,6 +153,11 @@ class Panel:
         self._timer = threading.Timer(delay / self.time_scale, fn, args)
         self._timer.daemon = True
         self._timer.start()
+
+    def close(self) -> None:
+        """Stop the exit or entry delay that is running, if any: the panel is switched off."""
+        with self._lock:
+            self._cancel_timer()
 
     def _cancel_timer(self) -> None:
         if self._timer:

@@ -24,6 +24,10 @@ while the device keeps its default configuration. Every duration in a step (`wai
 guard in real seconds, because uploads and broker round trips take real time at any scale.
 The device, the gateway and the simulator share one world clock (docs/SIMULATOR.md).
 
+`load` checks a whole file before anything starts (every key, step, zone, trigger, `what`
+and expectation, and their types) and raises `ScenarioError` naming the file, the step and
+the key: `vericam sim run` exits 2 on it.
+
 The link steps act on the device's network proxy (`simulator/netproxy.py`). It is there
 when `[device] via_proxy` is true or a table of shaping (`{latency_ms, bandwidth_bps,
 loss}`), and whenever a step needs it.
@@ -39,6 +43,8 @@ bound on that figure (`shred_late_s_at_most = 2`).
 
 from __future__ import annotations
 
+import difflib
+import importlib.util
 import re
 import shutil
 import threading
@@ -52,6 +58,9 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
+from simulator.panel import ZONES as PANEL_ZONES
+from simulator.device import DeviceError
+from simulator.panel import PanelError
 from simulator.stack import ALARM_EVENTS, Stack
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
@@ -62,31 +71,93 @@ UNITS = {"ms": 0.001, "s": 1, "sec": 1, "min": 60, "h": 3600}
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|min|h)\s*$")
 LINK_STEPS = {"cut_link", "restore_link", "shape"}
 
+# What a scenario file may say. `load` checks a file against these before anything starts,
+# so that a typo is an error naming the file, the step and the key (exit 2), never a
+# traceback in the middle of a run or a key silently ignored.
+TOP_KEYS = {"name", "description", "settle_timeout", "settle", "time_scale", "device", "step", "expect"}
+DEVICE_KEYS = {"id", "triggers", "hold_window_ms", "flash_blocks", "exit_delay_s", "entry_delay_s",
+               "via_proxy", "config"}
+TRIGGER_KEYS = {"enabled", "frames", "interval_ms", "sends"}
+# step -> {key: kind}; kinds: pin, mode, zone, what, count, timeout, duration, bool, number,
+# cut_mode, loss. Keys marked required are listed in STEP_REQUIRED.
+STEP_KEYS: dict[str, dict[str, str]] = {
+    "arm": {"pin": "pin", "mode": "mode"},
+    "disarm": {"pin": "pin"},
+    "open": {"zone": "zone"},
+    **{action: {} for action in sorted(PANEL_ACTIONS)},
+    "wait_for": {"what": "what", "count": "count", "timeout": "timeout"},
+    "check": {"what": "what", "count": "count0"},
+    "stop_gateway": {"kill": "bool"},
+    "start_gateway": {},
+    "restart_broker": {"down_s": "duration"},
+    "power_cut": {},
+    "boot": {},
+    "cut_link": {"for_s": "duration", "mode": "cut_mode"},
+    "restore_link": {},
+    "shape": {"latency_ms": "number", "bandwidth_bps": "number", "loss": "loss"},
+}
+STEP_REQUIRED = {"arm": ("pin",), "disarm": ("pin",), "open": ("zone",), "wait_for": ("what",),
+                 "check": ("what",)}
+# Every trace the firmware can report (`hal.trace("...")` in firmware/vericam/*.py; the test
+# suite checks that this list and the firmware agree): what `wait_for` and `check` can count.
+DEVICE_TRACES = {
+    "alarm", "boot", "camera_failed", "camera_missing", "capture_failed", "capture_sent", "clock_set",
+    "downlink_rejected", "event_sent", "flash_full", "heartbeat", "heartbeat_failed", "held", "mem",
+    "mqtt", "ntp", "ntp_failed", "online", "panel", "panel_garbled", "panel_rejected", "receipt",
+    "receipt_ignored", "receipt_timeout", "refused_by_arc", "resend", "sealed", "send", "shredded",
+    "smoke", "technical", "time_refused", "uplink_retry", "wifi_connecting", "wifi_error",
+    "wifi_unconfigured", "wifi_up",
+}
+# The run's figures (see `_figures` and `run`) and the kind of value each is compared with.
+FIGURES = {
+    "images_captured": "int", "images_at_arc": "int", "duplicates_stored": "int", "captures_at_arc": "int",
+    "image_bytes_sent_without_alarm": "int", "capture_bytes_at_broker": "int",
+    "device_captures_left": "int", "alarms": "list", "alarms_by_code": "table",
+    "images_captured_by_trigger": "table", "images_at_arc_by_trigger": "table", "technical": "list",
+    "shredded_on_device": "int", "receipt_timeouts": "int", "heartbeats_sent": "int",
+    "shred_late_s": "number", "shredded_early": "int", "device_online": "bool", "link": "table",
+    "scenario": "str", "time_scale": "int", "real_s": "number", "scenario_s": "number",
+}
+
 
 class ScenarioError(ValueError):
     pass
 
 
 def list_scenarios() -> list[dict]:
+    """The scenarios in simulator/scenarios/: name, description, path, time_scale, steps.
+
+    A file that does not load is listed with its `error` instead of hiding the others."""
     out = []
     for path in sorted(SCENARIO_DIR.glob("*.toml")):
-        data = load(path)
-        out.append({"name": data["name"], "file": str(path), "description": data.get("description", "")})
+        try:
+            data = load(path)
+        except ScenarioError as exc:
+            out.append({"name": path.stem, "description": "", "path": str(path), "error": str(exc)})
+            continue
+        out.append({"name": data["name"], "description": data.get("description", ""), "path": str(path),
+                    "time_scale": data.get("time_scale", 1), "steps": len(data.get("step", []))})
     return out
 
 
 def find(name_or_path: str) -> Path:
+    """A scenario file from its path, its file name in simulator/scenarios/ or its `name`."""
     p = Path(name_or_path)
-    if p.exists():
+    if p.is_file():
         return p
     candidate = SCENARIO_DIR / f"{name_or_path}.toml"
     if candidate.exists():
         return candidate
-    known = ", ".join(s["name"] for s in list_scenarios())
+    listed = list_scenarios()
+    for item in listed:
+        if item["name"] == name_or_path:
+            return Path(item["path"])
+    known = ", ".join(s["name"] for s in listed)
     raise ScenarioError(f"no scenario {name_or_path!r}: give a file or one of: {known}")
 
 
 def load(path: Path) -> dict:
+    """Read a scenario file and check every key of it; a `ScenarioError` names what is wrong."""
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -95,25 +166,180 @@ def load(path: Path) -> dict:
         raise ScenarioError(f"{path}: cannot read it: {exc.strerror}") from None
     if not isinstance(data.get("name"), str):
         raise ScenarioError(f"{path}: a scenario needs a name (a string)")
+    _no_unknown(data, TOP_KEYS, f"{path}", "top-level key", "[device], [[step]] and [expect] are tables")
+    for key in ("settle_timeout", "settle"):
+        if key in data:
+            _number(data[key], f"{path}: '{key}'", low=0)
     for table in ("device", "expect"):
         if not isinstance(data.get(table, {}), dict):
             raise ScenarioError(f"{path}: '{table}' must be a table ([{table}])")
+    _check_device(path, data.get("device", {}))
     steps = data.get("step", [])
     if not isinstance(steps, list):
         raise ScenarioError(f"{path}: 'step' must be an array of tables ([[step]])")
     for i, step in enumerate(steps):
-        if not isinstance(step, dict):
-            raise ScenarioError(f"{path}: step {i + 1} is not a table")
-        if "do" not in step and "wait" not in step:
-            raise ScenarioError(f"{path}: step {i + 1} has neither 'do' nor 'wait': {step}")
-        if "do" in step and not isinstance(step["do"], str):
-            raise ScenarioError(f"{path}: step {i + 1}: 'do' must be a string")
-        if "wait" in step:
-            step["wait"] = duration_s(step["wait"], f"{path}: step {i + 1}: 'wait'")
+        _check_step(f"{path}: step {i + 1}", step)
+    _check_expect(path, data.get("expect", {}))
     scale = data.get("time_scale", 1)
     if isinstance(scale, bool) or not isinstance(scale, int) or not 1 <= scale <= MAX_TIME_SCALE:
         raise ScenarioError(f"{path}: 'time_scale' must be a whole number in 1..{MAX_TIME_SCALE}, not {scale!r}")
     return data
+
+
+def _no_unknown(table: dict, known, where: str, what: str, hint: str = "") -> None:
+    for key in table:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            advice = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(known))}"
+            raise ScenarioError(f"{where}: unknown {what} {key!r}; {advice}" + (f" ({hint})" if hint else ""))
+
+
+def _number(value, what: str, low: float | None = None, high: float | None = None, whole: bool = False):
+    kind = "a whole number" if whole else "a number"
+    ok = not isinstance(value, bool) and isinstance(value, int if whole else (int, float))
+    if not ok or (low is not None and value < low) or (high is not None and value > high):
+        bounds = f" in {low:g}..{high:g}" if low is not None and high is not None else (
+            f" >= {low:g}" if low is not None else "")
+        raise ScenarioError(f"{what} must be {kind}{bounds}, not {value!r}")
+    return value
+
+
+def _firmware_policy():
+    """The firmware's own policy module (plain Python), to check triggers as the device will."""
+    spec = importlib.util.spec_from_file_location(
+        "_vericam_firmware_policy", Path(__file__).resolve().parent.parent / "firmware" / "vericam" / "policy.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _check_device(path, dev: dict) -> None:
+    where = f"{path}: [device]"
+    _no_unknown(dev, DEVICE_KEYS, where, "key", "other device configuration goes in [device.config]")
+    if "id" in dev and not (isinstance(dev["id"], str) and dev["id"]):
+        raise ScenarioError(f"{where}: 'id' must be a non-empty string, not {dev['id']!r}")
+    for key in ("exit_delay_s", "entry_delay_s"):
+        if key in dev:
+            _number(dev[key], f"{where}: '{key}'", low=0, high=MAX_WAIT_S)
+    if "hold_window_ms" in dev:
+        _number(dev["hold_window_ms"], f"{where}: 'hold_window_ms'", low=0, whole=True)
+    if "flash_blocks" in dev:
+        _number(dev["flash_blocks"], f"{where}: 'flash_blocks'", low=16, whole=True)
+    proxy = dev.get("via_proxy", False)
+    if isinstance(proxy, dict):
+        _no_unknown(proxy, {"latency_ms", "bandwidth_bps", "loss"}, f"{where}: via_proxy", "key")
+    elif not isinstance(proxy, bool):
+        raise ScenarioError(f"{where}: 'via_proxy' must be true, false or a table of shaping, not {proxy!r}")
+    if "config" in dev and not isinstance(dev["config"], dict):
+        raise ScenarioError(f"{where}: 'config' must be a table, not {dev['config']!r}")
+    triggers = dev.get("triggers")
+    if triggers is None:
+        return
+    if not isinstance(triggers, dict):
+        raise ScenarioError(f"{where}: 'triggers' must be a table of triggers, not {triggers!r}")
+    policy = _firmware_policy()
+    for name, cfg in triggers.items():
+        _no_unknown({name: 0}, set(policy.DEFAULT_TRIGGERS), f"{where}: triggers", "trigger")
+        if not isinstance(cfg, dict):
+            raise ScenarioError(f"{where}: triggers.{name} must be a table such as "
+                                f"{{ enabled = true, frames = 2 }}, not {cfg!r}")
+        _no_unknown(cfg, TRIGGER_KEYS, f"{where}: triggers.{name}", "key")
+        for key in ("enabled", "sends"):
+            if key in cfg and not isinstance(cfg[key], bool):
+                raise ScenarioError(f"{where}: triggers.{name}.{key} must be true or false, not {cfg[key]!r}")
+        for key in ("frames", "interval_ms"):
+            if key in cfg:
+                _number(cfg[key], f"{where}: triggers.{name}.{key}", whole=True)
+    try:
+        policy.trigger_table(triggers)
+    except policy.PolicyError as exc:
+        raise ScenarioError(f"{where}: {exc}") from None
+
+
+def _check_step(where: str, step) -> None:
+    if not isinstance(step, dict):
+        raise ScenarioError(f"{where} is not a table")
+    if "do" not in step:
+        if "wait" not in step:
+            raise ScenarioError(f"{where} has neither 'do' nor 'wait': {step}")
+        _no_unknown(step, {"wait"}, where, "key", "a wait step is only {wait = DURATION}")
+        step["wait"] = duration_s(step["wait"], f"{where}: 'wait'")
+        return
+    do = step["do"]
+    if not isinstance(do, str):
+        raise ScenarioError(f"{where}: 'do' must be a string, not {do!r}")
+    if do not in STEP_KEYS:
+        _no_unknown({do: 0}, set(STEP_KEYS), where, "step")
+    keys = STEP_KEYS[do]
+    if "wait" in step:
+        raise ScenarioError(f"{where} ({do}): a step has either 'do' or 'wait', not both; "
+                            "put the wait in a step of its own")
+    where = f"{where} ({do})"
+    _no_unknown({k: v for k, v in step.items() if k != "do"}, set(keys), where, "key",
+                f"a {do!r} step takes " + (", ".join(keys) if keys else "no other key"))
+    for key in STEP_REQUIRED.get(do, ()):
+        if key not in step:
+            raise ScenarioError(f"{where}: '{key}' is missing")
+    for key, kind in keys.items():
+        if key not in step:
+            continue
+        value, what = step[key], f"{where}: '{key}'"
+        if kind == "pin":
+            if not (isinstance(value, str) and value.isdigit()):
+                raise ScenarioError(f"{what} must be the PIN as a string of digits, such as \"2580\", not {value!r}")
+        elif kind == "mode" and value not in ("away", "home"):
+            raise ScenarioError(f"{what} must be \"away\" or \"home\", not {value!r}")
+        elif kind == "cut_mode" and value not in ("blackhole", "reset"):
+            raise ScenarioError(f"{what} must be \"blackhole\" or \"reset\", not {value!r}")
+        elif kind == "zone" and value not in PANEL_ZONES:
+            raise ScenarioError(f"{what}: the panel has no zone {value!r}; zones: {', '.join(PANEL_ZONES)}")
+        elif kind == "what":
+            if not isinstance(value, str) or value not in DEVICE_TRACES:
+                close = difflib.get_close_matches(str(value), DEVICE_TRACES, n=1)
+                raise ScenarioError(f"{what}: the device never reports {value!r}; "
+                                    + (f"did you mean {close[0]!r}?" if close else
+                                       f"it reports: {', '.join(sorted(DEVICE_TRACES))}"))
+        elif kind == "count":
+            _number(value, what, low=1, whole=True)
+        elif kind == "count0":
+            _number(value, what, low=0, whole=True)
+        elif kind == "timeout":
+            _number(value, what + " (real seconds)", low=0.1, high=3600)
+        elif kind == "duration":
+            step[key] = duration_s(value, what)
+        elif kind == "bool" and not isinstance(value, bool):
+            raise ScenarioError(f"{what} must be true or false, not {value!r}")
+        elif kind == "number":
+            _number(value, what, low=0)
+        elif kind == "loss":
+            _number(value, what, low=0, high=1)
+
+
+def _check_expect(path, expect: dict) -> None:
+    where = f"{path}: [expect]"
+    for key, want in expect.items():
+        figure = key[:-len("_at_most")] if key.endswith("_at_most") else key
+        if figure not in FIGURES:
+            close = difflib.get_close_matches(figure, FIGURES, n=1)
+            raise ScenarioError(f"{where}: unknown key {key!r}: the run has no figure {figure!r}; "
+                                + (f"did you mean {close[0]!r}?" if close else
+                                   f"figures: {', '.join(sorted(FIGURES))}"))
+        kind = FIGURES[figure]
+        if figure != key:
+            if kind not in ("int", "number"):
+                raise ScenarioError(f"{where}: {key!r}: an upper bound needs a numeric figure; {figure!r} is not")
+            _number(want, f"{where}: {key!r}")
+            continue
+        ok = {"int": lambda v: not isinstance(v, bool) and isinstance(v, int),
+              "number": lambda v: v is None or (not isinstance(v, bool) and isinstance(v, (int, float))),
+              "bool": lambda v: isinstance(v, bool),
+              "str": lambda v: isinstance(v, str),
+              "list": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+              "table": lambda v: isinstance(v, dict)}[kind](want)
+        if not ok:
+            shape = {"int": "a whole number", "number": "a number", "bool": "true or false", "str": "a string",
+                     "list": 'a list of strings, such as ["intrusion"]', "table": "a table, such as {intrusion = 2}"}
+            raise ScenarioError(f"{where}: {key!r} must be {shape[kind]}, not {want!r}")
 
 
 def duration_s(value, what: str) -> float:
@@ -200,9 +426,19 @@ def run(path: Path, workdir: Path | None = None, flash_out: Path | None = None, 
         dev.boot()
         dev.wait_trace("online", timeout=20)
         for i, step in enumerate(spec.get("step", [])):
-            failure = _play(stack, device_id, step)
+            try:
+                failure = _play(stack, device_id, step)
+            except PanelError as exc:
+                # The file asks the panel for something it cannot do in the state the
+                # earlier steps left it in (arm while armed): the scenario is wrong.
+                raise ScenarioError(f"{path}: step {i + 1} ({step.get('do')}): the panel refused: {exc}") from None
+            except DeviceError as exc:
+                # A `wait_for` ran out of time: the story did not happen; the steps after it
+                # would play against a different story, so stop here and report the figures.
+                step_failures.append(f"step {i + 1} ({step.get('do')}): {exc}")
+                break
             if failure:
-                step_failures.append(f"step {i + 1}: {failure}")
+                step_failures.append(f"step {i + 1} ({step.get('do')}): {failure}")
         expect = spec.get("expect", {})
         # Let deliveries finish: wait (bounded) for the expected photos and receipts.
         settle = float(spec.get("settle_timeout", 30))
@@ -250,15 +486,20 @@ def _play(stack: Stack, device_id: str, step: dict) -> str | None:
         return None
     do = step["do"]
     if do == "arm":
-        panel.arm(str(step.get("pin", "2580")), step.get("mode", "away"))
+        panel.arm(step["pin"], step.get("mode", "away"))
     elif do == "disarm":
-        panel.disarm(str(step.get("pin", "2580")))
+        panel.disarm(step["pin"])
     elif do == "open":
         panel.open_zone(step["zone"])
     elif do in PANEL_ACTIONS:
         getattr(panel, do)()
     elif do == "wait_for":
-        dev.wait_trace(step["what"], int(step.get("count", 1)), timeout=float(step.get("timeout", 30)))
+        count, timeout = int(step.get("count", 1)), float(step.get("timeout", 30))
+        try:
+            dev.wait_trace(step["what"], count, timeout=timeout)
+        except DeviceError:
+            raise DeviceError(f"waited {timeout:g} real seconds for {count} x {step['what']!r}; "
+                              f"the device reported {dev.trace_count(step['what'])}") from None
     elif do == "check":
         seen, want = dev.trace_count(step["what"]), int(step.get("count", 0))
         if seen != want:

@@ -20,7 +20,7 @@ from pathlib import Path
 from gateway.provision import add_device, init_arc
 from gateway.store import Store
 from simulator.broker import Broker
-from simulator.device import SimulatedDevice
+from simulator.device import DeviceError, SimulatedDevice
 from simulator.flash import captures_left
 from simulator.netproxy import NetProxy
 from simulator.panel import Panel
@@ -111,6 +111,8 @@ class Stack:
         return p.read_text(errors="replace") if p.exists() else ""
 
     def close(self) -> None:
+        for panel in self.panels.values():
+            panel.close()  # no exit or entry delay may fire into a stack being taken down
         for dev in self.devices.values():
             dev.close()
         for proxy in self.proxies.values():
@@ -161,7 +163,12 @@ class Stack:
         def bus(event: str, **fields) -> None:
             if event in ALARM_EVENTS:
                 self.alarm_sent_ms.setdefault(device_id, []).append(time.time() * 1000)
-            dev.panel(event, **fields)
+            try:
+                dev.panel(event, **fields)
+            except DeviceError:
+                # The device is off (a power cut, not booted yet): as on a real bus, the
+                # event is lost for it. Say so rather than raise in the panel's timer thread.
+                self.timeline.add("panel", f"{event} on the bus; the device is off and misses it")
 
         self.panels[device_id] = Panel(bus, lambda text: self.timeline.add("panel", text),
                                        time_scale=self.timeline.scale, **(panel_kwargs or {}))

@@ -54,7 +54,7 @@ def test_technical_alarms_config_changes_and_arming_reach_the_store_without_a_pi
         dev.wait_trace("online", timeout=20)
         panel.arm(PIN, "away")
         time.sleep(0.5)
-        panel.open_zone("pir-1")                 # instant zone: intrusion alarm
+        panel.open_zone("pir-1")                 # interior zone, armed away: intrusion alarm
         dev.wait_trace("receipt", timeout=30)
         dev.panel("config_changed", slot=1)      # the installer (slot 1) edited the panel
         panel.disarm(PIN)
