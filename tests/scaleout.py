@@ -39,6 +39,31 @@ def log_has(path, text):
     return path.exists() and text in path.read_text(errors="replace")
 
 
+def race(*work, timeout: float = 60):
+    """Run each callable in a thread of its own, all released at once; their results, in order.
+
+    The first exception any of them raised is raised here, after all have finished."""
+    go = threading.Barrier(len(work))
+    results, errors = [None] * len(work), []
+
+    def run(i):
+        go.wait()
+        try:
+            results[i] = work[i]()
+        except Exception as exc:  # noqa: BLE001 - raised again below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(work))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    assert not any(t.is_alive() for t in threads), f"a racer did not finish within {timeout} s"
+    if errors:
+        raise errors[0]
+    return results
+
+
 class Workers:
     """Gateway worker processes on one broker: `data` maps each worker's name to its data dir."""
 

@@ -19,13 +19,14 @@ import pytest
 from botocore.exceptions import ClientError
 
 from gateway import audit, sqldb
-from gateway.blobstore import BlobConfig, key_of
+from gateway.blobstore import BlobConfig, BlobStoreError, key_of
 from gateway.keystore import KeyStore
 from gateway.provision import add_device, configure_blobs, init_arc
 from gateway.retention import reconcile
 from gateway.store import Store
 
-from scaleout import CaptureStream, Workers, wait_for
+from scaleout import CaptureStream, Workers, race, wait_for
+from test_retention import ALARM, seed
 
 DEVICES = 3
 CAPTURES_PER_DEVICE = 12
@@ -157,22 +158,28 @@ def test_workers_sharing_a_key_store_create_each_days_kek_once(tmp_path):
     """Two workers meet a new deletion day at the same moment: both wrap under the same KEK."""
     stores = [KeyStore(tmp_path / "keys"), KeyStore(tmp_path / "keys")]
     days = [f"2026-02-{d:02d}" for d in range(1, 29)]
-    got: dict[int, list[bytes]] = {0: [], 1: []}
-    errors = []
-    go = threading.Barrier(2)
-
-    def meet(i):
-        go.wait()
-        try:
-            got[i] = [stores[i].kek(day) for day in days]
-        except Exception as exc:  # noqa: BLE001 - the assertion names it
-            errors.append(exc)
-
-    threads = [threading.Thread(target=meet, args=(i,)) for i in (0, 1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert errors == [] and got[0] == got[1] and len(set(got[0])) == len(days)
+    first, second = race(*[lambda s=s: [s.kek(day) for day in days] for s in stores])
+    assert first == second and len(set(first)) == len(days)
     for s in stores:
         s.close()
+
+
+def test_a_new_worker_joins_a_database_that_has_images_only_where_they_are(tmp_path, pg_url, s3_server, s3_env):
+    """Adding a worker later: its data directory may point at the images' bucket, not elsewhere."""
+    first = tmp_path / "gw-a"
+    sqldb.bind(first, pg_url)
+    bucket = s3_server.new_bucket()
+    configure_blobs(first, BlobConfig(f"s3://{bucket}/{PREFIX}", s3_server.endpoint))
+    add_device(first, "cam-1", "site")
+    with Store.open(first) as store:
+        [image, *_] = seed(store, "cam-1", ALARM)
+
+    late = tmp_path / "gw-c"
+    late.mkdir()
+    (late / "keys").symlink_to(first / "keys", target_is_directory=True)
+    sqldb.bind(late, pg_url)
+    with pytest.raises(BlobStoreError, match="refusing to switch"):
+        configure_blobs(late, BlobConfig(f"s3://{s3_server.new_bucket()}/{PREFIX}", s3_server.endpoint))
+    configure_blobs(late, BlobConfig(f"s3://{bucket}/{PREFIX}", s3_server.endpoint))
+    with Store.open(late) as store:
+        assert store.read_image(image)[:2] == b"\xff\xd8"

@@ -20,6 +20,7 @@ from gateway.protocol import envelope as env
 from gateway.schema_pg import PG_MIGRATIONS
 from gateway.store import MIGRATIONS, Store, StoreError
 
+from scaleout import race
 from test_gateway_vectors import mv
 from test_retention import ALARM, DAY, DUE, make_gateway_dir, seed, stored_ids, sweeper
 
@@ -228,20 +229,7 @@ def test_two_sweepers_racing_over_the_same_due_images_delete_and_audit_each_once
         both_selected = threading.Barrier(2)
         for s in sweepers:  # hold each sweeper after its first batch's blobs are gone, so both took the same rows
             s.on_files_gone = lambda hit=[]: hit or (hit.append(1), both_selected.wait(10))
-        reports, errors = {}, []
-
-        def sweep(i):
-            try:
-                reports[i] = sweepers[i].sweep()
-            except Exception as exc:  # noqa: BLE001 - the assertion below names it
-                errors.append(exc)
-
-        threads = [threading.Thread(target=sweep, args=(i,)) for i in (0, 1)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
-        assert errors == [] and len(reports) == 2
+        reports = race(sweepers[0].sweep, sweepers[1].sweep)  # raises what either raised
         assert stored_ids(a) == set(kept)
         deleted = [r["subject"] for r in audit.records(a, what="delete image")]
         assert sorted(deleted) == sorted(due), "each image deleted and audited exactly once"
