@@ -126,6 +126,7 @@ def test_two_workers_on_postgresql_and_s3_lose_nothing_to_a_killed_worker_or_a_d
 
         wait_for(all_stored, 30, "every capture to be stored")
         assert workers.all_took_part(), "both workers should have taken part of the load"
+        assert "session present: True" in workers.log_text("gw-a"), "the restarted worker took back its session"
     finally:
         stream.close()
         workers.stop()
