@@ -136,18 +136,21 @@ class KeyStore:
             kek = self._cache.get(name)
             if kek is not None:
                 return kek
-            row = self._db.execute("SELECT kek, destroyed_at_ms FROM kek WHERE day = ?", (name,)).fetchone()
-            if row is not None and row[1] is not None:
-                raise KeyDestroyed(f"the key-encryption key of {name} was destroyed: data under it "
-                                   "is shredded and cannot be recovered")
+            select = "SELECT kek, destroyed_at_ms FROM kek WHERE day = ?"
+            row = self._db.execute(select, (name,)).fetchone()
             if row is None:
                 if not create:
                     raise KeyStoreError(f"no key-encryption key for {name}")
-                kek = secrets.token_bytes(32)
-                self._db.execute("INSERT INTO kek (day, kek, created_at_ms) VALUES (?, ?, ?)",
-                                 (name, kek, int(time.time() * 1000)))
-            else:
-                kek = bytes(row[0])
+                # Gateway workers sharing this key store may create the day's KEK at the same
+                # moment: the first insert wins and every worker uses the KEK that is stored.
+                self._db.execute("INSERT INTO kek (day, kek, created_at_ms) VALUES (?, ?, ?) "
+                                 "ON CONFLICT (day) DO NOTHING",
+                                 (name, secrets.token_bytes(32), int(time.time() * 1000)))
+                row = self._db.execute(select, (name,)).fetchone()
+            if row[1] is not None:
+                raise KeyDestroyed(f"the key-encryption key of {name} was destroyed: data under it "
+                                   "is shredded and cannot be recovered")
+            kek = bytes(row[0])
             self._cache[name] = kek
             return kek
 

@@ -7,7 +7,7 @@ import os
 import secrets
 from pathlib import Path
 
-from .blobstore import BlobConfig, configure, open_blobstore
+from .blobstore import BlobConfig, configure, key_of, open_blobstore
 from .keystore import KeyStore
 from .store import Store
 
@@ -30,17 +30,20 @@ def configure_blobs(data_dir: str | Path, config: BlobConfig) -> str:
     """Check that blobs can be stored where `config` says, then record it in DATA/blobs.toml.
 
     Refuses (BlobStoreError) a bad URL, an unreachable store, a missing bucket, wrong
-    credentials, or moving a data directory that already has images. Returns where blobs go."""
+    credentials, or moving a data directory that already has images. A new worker's data
+    directory on a shared PostgreSQL database that already has images may name the place
+    where those images are: its first image's blob must be there. Returns where blobs go."""
     config = config.validate()
+    with Store.open(data_dir) as store:
+        row = store.db.execute("SELECT blob_path FROM images ORDER BY id LIMIT 1").fetchone()
     blobs = open_blobstore(data_dir, config)
     try:
         blobs.check()
         where = blobs.describe()
+        elsewhere = row is not None and not blobs.exists(key_of(row[0]))
     finally:
         blobs.close()
-    with Store.open(data_dir) as store:
-        has_images = store.db.execute("SELECT 1 FROM images LIMIT 1").fetchone() is not None
-    configure(data_dir, config, has_images)
+    configure(data_dir, config, elsewhere)
     return where
 
 

@@ -10,7 +10,7 @@ the data key of every image is wrapped by its deletion day's KEK: when the day s
 the day's images are due at once, the sweeper deletes them and then destroys the day's KEK.
 There is no moment when an expired image still has a live key (the crypto-shredding test).
 
-**The sweeper** selects `... WHERE delete_at_ms <= now ORDER BY delete_at_ms LIMIT batch` on
+**The sweeper** selects `... WHERE delete_at_ms <= now ORDER BY delete_at_ms, id LIMIT batch` on
 the index `images_by_delete_at`, so a sweep reads only what has expired: when nothing has,
 it is one index probe, whatever is stored. For each batch it
   1. deletes the blobs (`gateway.blobstore`: files are truncated then unlinked, so space held
@@ -22,13 +22,21 @@ Files go first: a crash after (1) leaves due rows whose files are gone; they are
 so the next sweep (the gateway sweeps at start) finishes them. A crash can never leave a
 file without a row, and never a not-yet-due row without its file.
 After the images, every KEK whose day has started and that no image row still names is
-destroyed (audited first, then destroyed: a crash in between repeats the audit record, it
-never skips the destruction). Then the day's key prefix (`DAY/`) is cleared of any blob that no
+destroyed (audited first, then destroyed: a crash in between leaves the record, and the next
+sweep destroys the key without writing a second one; it never skips the destruction). Then the day's key prefix (`DAY/`) is cleared of any blob that no
 row names, such as one whose row was rolled back while the object store was down: it is
 ciphertext under a KEK that no longer exists, and it is deleted and audited. Blobs of images
 under a police hold stay under their first deletion day's prefix and still have rows, so they
 are kept. Then activity-log records of customers whose relationship
 ended more than `activity_years` ago are purged in batches.
+
+**Several sweepers.** Every gateway worker runs its own sweeper; with PostgreSQL they share
+the rows (and, on one machine, the key store). Two of them may select the same due rows and
+both delete the blobs, which is harmless (a blob delete is idempotent), but the row deletes
+and their audit records go one batch at a time under the `retention-sweeper` lock, and only
+the sweeper whose `DELETE ... RETURNING` removed a row audits it. A KEK's destruction is
+audited once (the record is looked for under the same lock) and reported by the one sweeper
+whose `destroy` erased it. So each deletion has exactly one record, whoever swept.
 
 **Never for disk space.** Nothing here deletes anything before it is due. When the disk
 fills, ingest stops and logs `INGEST STOPPED` (gateway.service); evidence under a hold is
@@ -162,22 +170,29 @@ def delete_images(store: Store, rows: list, who: str, why: str, now_ms: int,
                   on_files_gone: Callable[[], None] | None = None) -> int:
     """Blobs first (durably gone), then rows + one audit record each in one commit.
 
-    If the blob store fails, BlobStoreError is raised before any row changes: still due, retried."""
+    If the blob store fails, BlobStoreError is raised before any row changes: still due, retried.
+    Several sweepers (gateway workers sharing one PostgreSQL database) may pick the same rows:
+    deleting a blob twice is harmless, and only the sweeper whose DELETE removed a row audits
+    it. Returns how many rows this call removed."""
     store.blobs.delete([key_of(r["blob_path"]) for r in rows])
     if on_files_gone:
         on_files_gone()  # test hook: the crash window between files and rows
+    removed = 0
     with store.transaction():
+        store.db.lock(SWEEPER)  # one sweeper's batch at a time: no row-lock cycles between them
         for r in rows:
-            store.db.execute("DELETE FROM images WHERE id = ?", (r["id"],))
+            if store.db.execute("DELETE FROM images WHERE id = ? RETURNING id", (r["id"],)).fetchone() is None:
+                continue  # another sweeper (or an erasure) deleted it first, and audited it
             audit.append(store, who, "delete image", why, at_ms=now_ms, subject=r["id"],
                          key_id=f"kek:{r['kek_day']}", content_hash=r["sha256"],
                          detail={"device": r["device"], "alarm": r["alarm_id"], "due_at_ms": r["delete_at_ms"],
                                  "blob": r["blob_path"]})
-    return len(rows)
+            removed += 1
+    return removed
 
 
 DUE_SQL = ("SELECT id, device, alarm_id, blob_path, kek_day, sha256, delete_at_ms FROM images "
-           "WHERE delete_at_ms <= ? ORDER BY delete_at_ms LIMIT ?")
+           "WHERE delete_at_ms <= ? ORDER BY delete_at_ms, id LIMIT ?")
 
 
 @dataclass
@@ -239,17 +254,27 @@ class Sweeper:
         return rep
 
     def _destroy_spent_keks(self, now: int) -> list[str]:
+        """Audit, then destroy, each spent KEK; returns the days whose KEK this call destroyed.
+
+        The audit record is written once, under the sweepers' lock, by whichever sweeper finds
+        none yet; every sweeper then destroys the KEK, and the shared key store lets exactly one
+        of them see it go (that one clears the day's prefix). A crash between the commit and
+        the destruction leaves the record and a live KEK: the next sweep destroys it."""
         today = utc_day(now).isoformat()
         out = []
         for day in self.store.keys.live_days_until(today):
-            if self.store.db.execute("SELECT 1 FROM images WHERE kek_day = ? LIMIT 1", (day,)).fetchone():
-                continue  # still due rows (a later batch, or a crash): destroyed on the next pass
             with self.store.transaction():
-                audit.append(self.store, SWEEPER, "destroy kek", "crypto-shredding: every image of the day "
-                             "is deleted, so its key-encryption key is destroyed", at_ms=now,
-                             subject=day, key_id=f"kek:{day}")
-            self.store.keys.destroy(day)
-            out.append(day)
+                self.store.db.lock(SWEEPER)
+                if self.store.db.execute("SELECT 1 FROM images WHERE kek_day = ? LIMIT 1", (day,)).fetchone():
+                    continue  # still due rows (a later batch, or a crash): destroyed on the next pass
+                audited = self.store.db.execute("SELECT 1 FROM audit WHERE what = 'destroy kek' AND subject = ? "
+                                                "LIMIT 1", (day,)).fetchone() is not None
+                if not audited:
+                    audit.append(self.store, SWEEPER, "destroy kek", "crypto-shredding: every image of the day "
+                                 "is deleted, so its key-encryption key is destroyed", at_ms=now,
+                                 subject=day, key_id=f"kek:{day}")
+            if self.store.keys.destroy(day):
+                out.append(day)
         return out
 
     def _purge_activity(self, now: int) -> int:

@@ -8,10 +8,16 @@ the broker takes it, and measured twice in the same run:
 - baseline: paho -> Mosquitto -> paho (MQTT 5, QoS 1), the same messages, nothing stored;
 - gateway:  paho -> Mosquitto -> `vericam gateway run` worker(s), every capture verified,
   opened, re-encrypted at rest and durable (fsync, commit) before its PUBACK.
+
+The gateway keeps its metadata in SQLite and its images in files unless `db` names a
+PostgreSQL server (each run gets a scratch database on it, created and dropped here, so its
+role needs CREATEDB) and `blobs` an S3 bucket (each run writes under a prefix of its own and
+deletes what it wrote). The workers of a run share one data directory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -21,15 +27,18 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from gateway import sqldb
+from gateway.blobstore import BlobConfig
 from gateway.protocol import capture as cap
 from gateway.protocol import envelope as env
 from gateway.protocol.keys import DeviceKeys
-from gateway.provision import add_device, init_arc
+from gateway.provision import add_device, configure_blobs, init_arc
 from gateway.store import Store
 from simulator.bench import percentile
 from simulator.broker import Broker
@@ -64,6 +73,12 @@ def build_load(data: Path, devices: int, captures: int) -> list[list[tuple[str, 
                          cid))
         out.append(msgs)
     return out
+
+
+def clear_blobs(data: Path) -> None:
+    """Delete what a run wrote to the object store (its own prefix)."""
+    with Store.open(data) as s:
+        s.blobs.delete([info.key for info in s.blobs.list()])
 
 
 class Publisher:
@@ -142,21 +157,20 @@ def gateway_run(broker: Broker, data: Path, load, workers: int, log_dir: Path) -
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"gateway worker {w} did not start: {path.read_text()[-1500:]}")
                 time.sleep(0.05)
-        with Store.open(data) as s:
-            before = len(s.list_captures())
-        pub = Publisher(broker)
-        t0 = time.perf_counter()
-        last_sent = pub.publish(load)
-        expected = {m[0][2].hex() for m in load}
-        deadline = time.monotonic() + 300
-        while True:
-            with Store.open(data) as s:
-                rows = s.list_captures()
-            if len(rows) - before >= len(load) or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        elapsed = time.perf_counter() - t0
-        pub.close()
+        with Store.open(data) as s:  # one reader connection for the whole run
+            count = "SELECT count(*) FROM captures"
+            before = s.db.execute(count).fetchone()[0]
+            pub = Publisher(broker)
+            t0 = time.perf_counter()
+            last_sent = pub.publish(load)
+            expected = {m[0][2].hex() for m in load}
+            deadline = time.monotonic() + 300
+            while s.db.execute(count).fetchone()[0] - before < len(load) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            elapsed = time.perf_counter() - t0
+            pub.close()
+            rows = s.list_captures()
+            rejected = s.rejection_counts()
         ours = [r for r in rows if r["capture_id"] in expected]
         latencies = []
         for r in ours:
@@ -172,6 +186,7 @@ def gateway_run(broker: Broker, data: Path, load, workers: int, log_dir: Path) -
                                      "p99": round(percentile(latencies, 99), 1)},
             "lost": len(expected - set(stored_ids)),
             "duplicates": len(stored_ids) - len(set(stored_ids)),
+            "rejected": rejected,  # e.g. too_many_captures: more captures per device than it may have open
         }
     finally:
         for proc, log in procs:
@@ -184,18 +199,56 @@ def gateway_run(broker: Broker, data: Path, load, workers: int, log_dir: Path) -
             log.close()
 
 
-def run_ingest(captures: int = 300, devices: int = 100, workers: tuple[int, ...] = (1, 2)) -> dict:
+class ScratchDatabase:
+    """A database of its own for one run on the PostgreSQL server of `url`, dropped on exit."""
+
+    def __init__(self, url: str):
+        self.admin_url = sqldb.check_url(url, allow_password=False)
+        self.name = f"vericam_bench_{os.urandom(6).hex()}"
+        self.url = urlunsplit(urlsplit(url)._replace(path=f"/{self.name}"))
+
+    def __enter__(self) -> str:
+        import psycopg
+
+        try:
+            with psycopg.connect(self.admin_url, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{self.name}"')
+        except psycopg.Error as exc:
+            raise sqldb.DatabaseError(f"cannot create a scratch database on {sqldb.redact(self.admin_url)}: "
+                                      f"{' '.join(str(exc).split())}; the role needs CREATEDB") from None
+        return self.url
+
+    def __exit__(self, *exc) -> None:
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+def engines(db: str | None, blobs: str | None) -> str:
+    """What the runs store into, for the report: e.g. `postgresql+files`."""
+    return f"{'postgresql' if db else 'sqlite'}+{'s3' if blobs else 'files'}"
+
+
+def run_ingest(captures: int = 300, devices: int = 100, workers: tuple[int, ...] = (1, 2),
+               db: str | None = None, blobs: str | None = None, s3_endpoint: str | None = None) -> dict:
     root = Path(tempfile.mkdtemp(prefix="vericam-bench-ingest-"))
     try:
-        result = {"benchmark": "ingest", "captures": captures, "devices": devices,
+        result = {"benchmark": "ingest", "captures": captures, "devices": devices, "storage": engines(db, blobs),
                   "frame_bytes": FRAME_BYTES, "chunk_bytes": CHUNK, "runs": []}
         base = None
         for n in workers:
             # A fresh broker for each worker count: the persistent sessions of the previous
             # run's workers would stay in the share group and take their share of the chunks
             # (the pitfall described in docs/OPERATING.md).
-            with Broker(root / f"broker-{n}") as broker:
+            with Broker(root / f"broker-{n}") as broker, contextlib.ExitStack() as scratch:
                 data = root / f"gw-{n}"
+                if db:
+                    sqldb.bind(data, scratch.enter_context(ScratchDatabase(db)))
+                if blobs:
+                    configure_blobs(data, BlobConfig(f"{blobs.rstrip('/')}/bench-{os.urandom(4).hex()}",
+                                                     s3_endpoint))
+                    scratch.callback(clear_blobs, data)
                 init_arc(data)
                 load = build_load(data, devices, captures)
                 if base is None:

@@ -288,23 +288,37 @@ def bench_ingest(
     devices: int = typer.Option(100, "--devices", min=1, max=1000,
                                 help="Provisioned devices sending them, taking turns (a device sends one capture at a time)."),
     workers: str = typer.Option("1,2", "--workers", help="Gateway worker counts to measure, e.g. 1,2."),
+    db: str = typer.Option(None, "--db", help="Metadata in PostgreSQL: postgresql://USER@HOST:PORT/DBNAME of a "
+                           "role that may create databases; each run gets a scratch database, dropped after it. "
+                           "The password goes in ~/.pgpass or PGPASSWORD. Default: SQLite."),
+    blobs: str = typer.Option(None, "--blobs", help="Images in S3: s3://BUCKET/PREFIX of an existing bucket; each "
+                              "run writes under a prefix of its own and deletes it. Default: files."),
+    s3_endpoint: str = typer.Option(None, "--s3-endpoint", help="The S3 store's URL (leave out for AWS)."),
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON on the last line."),
     out: Path = typer.Option(None, "--out", help="Also write the JSON to this file."),
 ) -> None:
-    """Durable images/s of the gateway against raw MQTT throughput of the same payloads."""
+    """Durable images/s of the gateway against raw MQTT throughput of the same payloads,
+    on SQLite and files, or with --db and/or --blobs on PostgreSQL and S3."""
+    from gateway.blobstore import BlobStoreError
+    from gateway.sqldb import DatabaseError
     from simulator.bench_ingest import run_ingest
 
     console = Console(stderr=True)
     counts = tuple(int(w) for w in workers.split(",") if w.strip())
-    with console.status("publishing and ingesting..."):
-        result = run_ingest(captures, devices, counts)
+    try:
+        with console.status("publishing and ingesting..."):
+            result = run_ingest(captures, devices, counts, db=db, blobs=blobs, s3_endpoint=s3_endpoint)
+    except (DatabaseError, BlobStoreError) as exc:
+        console.print(f"bench ingest: {exc}")
+        raise typer.Exit(2) from None
+    console.print(f"storage   {result['storage']}")
     b = result["baseline"]
     console.print(f"baseline  raw MQTT       {b['images_per_s']:8.1f} images/s  ({b['messages_per_s']:.0f} msg/s)")
     for r in result["runs"]:
         lat = r["broker_to_durable_ms"]
         console.print(f"gateway   {r['workers']} worker(s)    {r['images_per_s']:8.1f} images/s  "
                       f"ratio {r['ratio_to_baseline']:.2f}  p50 {lat['p50']:.0f} ms  p99 {lat['p99']:.0f} ms  "
-                      f"lost {r['lost']}  duplicates {r['duplicates']}")
+                      f"lost {r['lost']}  duplicates {r['duplicates']}  rejected {sum(r['rejected'].values())}")
     if "scaling_2_vs_1" in result:
         console.print(f"2 workers vs 1: {result['scaling_2_vs_1']:.2f}x")
     _emit(result, out, json_out)

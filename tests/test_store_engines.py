@@ -15,10 +15,12 @@ import pytest
 
 from gateway import audit, hold, sqldb
 from gateway.ingest import Ingest, Message
+from gateway.keystore import KeyDestroyed
 from gateway.protocol import envelope as env
 from gateway.schema_pg import PG_MIGRATIONS
 from gateway.store import MIGRATIONS, Store, StoreError
 
+from scaleout import race
 from test_gateway_vectors import mv
 from test_retention import ALARM, DAY, DUE, make_gateway_dir, seed, stored_ids, sweeper
 
@@ -215,6 +217,31 @@ def test_a_held_alarm_survives_the_sweep_that_deletes_the_rest_and_the_audit_cha
         whats = [r["what"] for r in audit.records(store)]
         assert whats.count("delete image") == 3 and "place hold" in whats and "release hold" in whats
         assert audit.verify(store).ok
+
+
+def test_two_sweepers_racing_over_the_same_due_images_delete_and_audit_each_once(data):
+    """Two gateway workers' sweepers wake at once: one deletion, one record, one shredded key each."""
+    with Store.open(data) as first:
+        due = [i for n in range(4) for i in seed(first, f"cam-{n % 2 + 1}", ALARM, frames=3)]
+        kept = seed(first, "cam-1", ALARM + DAY)
+    with Store.open(data) as a, Store.open(data) as b:
+        sweepers = [sweeper(a, DUE, batch=5), sweeper(b, DUE, batch=5)]
+        both_selected = threading.Barrier(2)
+        for s in sweepers:  # hold each sweeper after its first batch's blobs are gone, so both took the same rows
+            s.on_files_gone = lambda hit=[]: hit or (hit.append(1), both_selected.wait(10))
+        reports = race(sweepers[0].sweep, sweepers[1].sweep)  # raises what either raised
+        assert stored_ids(a) == set(kept)
+        deleted = [r["subject"] for r in audit.records(a, what="delete image")]
+        assert sorted(deleted) == sorted(due), "each image deleted and audited exactly once"
+        assert reports[0].images_deleted + reports[1].images_deleted == len(due)
+        assert [r["subject"] for r in audit.records(a, what="destroy kek")] == ["2026-01-17"]
+        assert reports[0].keks_destroyed + reports[1].keks_destroyed == ["2026-01-17"]
+        for store in (a, b):
+            with pytest.raises(KeyDestroyed):
+                store.keys.kek("2026-01-17", create=False)
+        assert not (data / "blobs" / "2026-01-17").exists() or not list((data / "blobs" / "2026-01-17").iterdir())
+        assert [a.read_image(i)[:4] for i in kept] == [b"\xff\xd8\xff\xe0"] * len(kept)
+        assert audit.verify(a).ok
 
 
 def test_the_audit_log_refuses_to_be_rewritten(data):
