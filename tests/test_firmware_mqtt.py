@@ -449,6 +449,23 @@ def test_lost_puback_is_made_good_by_retransmit(misbehaviour):
         fake.close()
 
 
+@pytest.mark.parametrize("misbehaviour", ["swallow", "drop"])
+def test_an_expired_message_is_withdrawn_instead_of_resent_and_the_caller_sends_it_anew(misbehaviour):
+    """The agent's stale events (docs/PROTOCOL.md section 3): the client asks before every write."""
+    fake = FakeBroker(misbehaviour)
+    cfg = json.dumps({"host": "127.0.0.1", "port": fake.port, "client_id": "cam-1", "ack_timeout_ms": 400,
+                      "backoff_min_ms": 50})
+    try:
+        dev = Device("mqtt_expire.py", cfg)
+        assert dev.expect("EXPIRED", timeout=10).split()[1:] == ["0", "2", "True"]  # withdrawn, asked twice
+        dev.expect("DONE", timeout=10)
+        assert dev.wait(5) == 0
+        # The old bytes went out once; the second message is the caller's new one.
+        assert [p for _, _, _, p in fake.publishes] == [b"sealed first", b"sealed again"]
+    finally:
+        fake.close()
+
+
 # ---------------------------------------------------------------------------------------
 # TLS, against a Mosquitto TLS listener with a CA made for this test
 
