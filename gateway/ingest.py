@@ -247,7 +247,8 @@ class Ingest:
     def _event(self, env: Envelope, at_ms: int) -> None:
         keys = self.store.device_keys(env.device_id)
         event = decrypt_event(keys.event, env.body)
-        self.store.add_event(env.device_id, event, at_ms, clock_unset=env.time == 0)
+        if self.store.add_event(env.device_id, event, at_ms, clock_unset=env.time == 0) is None:
+            return  # the same event sealed again (PROTOCOL section 6): its first copy counted
         if event["kind"] == "alarm" and isinstance(event.get("alarm_id"), str):
             aid = event["alarm_id"][:64]
             t = event.get("t") if isinstance(event.get("t"), int) else None

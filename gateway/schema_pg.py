@@ -185,4 +185,9 @@ PG_MIGRATIONS: list[str] = [
     """
     ALTER TABLE devices ADD COLUMN supervision_lost_ms BIGINT;
     """,
+    # 5: an event sealed twice (PROTOCOL section 6, `event_id`) is stored once.
+    """
+    ALTER TABLE events ADD COLUMN event_id TEXT;
+    CREATE UNIQUE INDEX events_by_event_id ON events (device, event_id);
+    """,
 ]

@@ -217,6 +217,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE devices ADD COLUMN supervision_lost_ms INTEGER;  -- NULL: supervised and heard
     """,
+    # 5: an event sealed twice (PROTOCOL section 6, `event_id`) is stored once.
+    """
+    ALTER TABLE events ADD COLUMN event_id TEXT;                 -- NULL: the device sent none
+    CREATE UNIQUE INDEX events_by_event_id ON events (device, event_id);
+    """,
 ]
 
 
@@ -486,17 +491,26 @@ class Store:
         self.db.execute("INSERT INTO alarm_captures (device, alarm_id, capture_id) VALUES (?, ?, ?) "
                         "ON CONFLICT (device, alarm_id, capture_id) DO NOTHING", (device, alarm_id, capture_id))
 
-    def add_event(self, device: str, event: dict, at_ms: int, clock_unset: bool) -> int:
+    def add_event(self, device: str, event: dict, at_ms: int, clock_unset: bool) -> int | None:
+        """Store one activity event; its row id, or None if its `event_id` is stored already.
+
+        A device seals an event again when its first envelope may have gone stale on the way
+        (PROTOCOL section 6); when that first copy did arrive, the second is the same event.
+        Events without an `event_id` (older firmware, the gateway's own) are always stored."""
         slot = event.get("slot")
         t = event.get("t")
+        event_id = event.get("event_id")
+        if not isinstance(event_id, str) or not 0 < len(event_id) <= 64:
+            event_id = None
         row = self.db.execute(
-            "INSERT INTO events (device, alarm_id, kind, code, slot, t, clock_unset, received_at_ms, json) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO events (device, alarm_id, kind, code, slot, t, clock_unset, received_at_ms, json, event_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device, event_id) DO NOTHING RETURNING id",
             (device, _str_or_none(event.get("alarm_id")), str(event["kind"]), _str_or_none(event.get("code")),
              slot if isinstance(slot, int) and not isinstance(slot, bool) else None,
              t if isinstance(t, int) and not isinstance(t, bool) else None,
-             int(clock_unset), at_ms, json.dumps(event, separators=(",", ":"), sort_keys=True))).fetchone()
-        return row[0]
+             int(clock_unset), at_ms, json.dumps(event, separators=(",", ":"), sort_keys=True),
+             event_id)).fetchone()
+        return row[0] if row else None
 
     # Captures and images -------------------------------------------------------------------
     def capture(self, device: str, capture_id: str) -> dict | None:

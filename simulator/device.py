@@ -249,6 +249,8 @@ def describe_trace(msg: dict) -> str | None:
         return f"capture {cap} published: {msg.get('chunks')} chunks, {msg.get('bytes')} bytes"
     if what == "event_sent":
         return f"event {msg.get('kind')} {msg.get('code') or ''} published".replace("  ", " ")
+    if what == "event_resealed":
+        return f"event {msg.get('kind')} {msg.get('code') or ''} too old to send as stamped: sealing it again".replace("  ", " ")
     if what == "receipt":
         return f"ARC receipt for {cap}: deleted from flash ({msg.get('left')} left)"
     if what == "shredded":

@@ -102,7 +102,7 @@ STEP_REQUIRED = {"arm": ("pin",), "disarm": ("pin",), "open": ("zone",), "wait_f
 # suite checks that this list and the firmware agree): what `wait_for` and `check` can count.
 DEVICE_TRACES = {
     "alarm", "boot", "camera_failed", "camera_missing", "capture_failed", "capture_sent", "clock_set",
-    "downlink_rejected", "event_sent", "flash_full", "heartbeat", "heartbeat_failed", "held", "mem",
+    "downlink_rejected", "event_resealed", "event_sent", "flash_full", "heartbeat", "heartbeat_failed", "held", "mem",
     "mqtt", "ntp", "ntp_failed", "online", "panel", "panel_garbled", "panel_rejected", "receipt",
     "receipt_ignored", "receipt_timeout", "refused_by_arc", "resend", "sealed", "send", "shredded",
     "smoke", "technical", "time_refused", "uplink_retry", "wifi_connecting", "wifi_error",

@@ -421,6 +421,11 @@ class FakeBroker:
                         continue  # swallowed: no PUBACK
                     conn.sendall(bytes([0x40, 2]) + struct.pack("!H", pid))
 
+    def client_config(self):
+        """The device's client config for this broker: short ack timeout and backoff, as JSON."""
+        return json.dumps({"host": "127.0.0.1", "port": self.port, "client_id": "cam-1", "ack_timeout_ms": 400,
+                           "backoff_min_ms": 50})
+
     def close(self):
         self.sock.close()
 
@@ -428,8 +433,7 @@ class FakeBroker:
 @pytest.mark.parametrize("misbehaviour", ["swallow", "drop"])
 def test_lost_puback_is_made_good_by_retransmit(misbehaviour):
     fake = FakeBroker(misbehaviour)
-    cfg = json.dumps({"host": "127.0.0.1", "port": fake.port, "client_id": "cam-1", "ack_timeout_ms": 400,
-                      "backoff_min_ms": 50})
+    cfg = fake.client_config()
     try:
         dev = Device("mqtt_pub.py", cfg, json.dumps({"topic": "t", "count": 1, "size": 100, "workers": 1}))
         done = dev.expect("DONE", timeout=10)
@@ -445,6 +449,22 @@ def test_lost_puback_is_made_good_by_retransmit(misbehaviour):
         else:
             # Resent after the reconnect; clean session, so the broker forgot it: sent as new.
             assert (c1, c2) == (1, 2) and first2 == 0x32 and connects == "2"
+    finally:
+        fake.close()
+
+
+@pytest.mark.parametrize("misbehaviour", ["swallow", "drop"])
+def test_an_expired_message_is_withdrawn_instead_of_resent_and_the_caller_sends_it_anew(misbehaviour):
+    """The agent's stale events (docs/PROTOCOL.md section 3): the client asks before every write."""
+    fake = FakeBroker(misbehaviour)
+    cfg = fake.client_config()
+    try:
+        dev = Device("mqtt_expire.py", cfg)
+        assert dev.expect("EXPIRED", timeout=10).split()[1:] == ["0", "2", "True"]  # withdrawn, asked twice
+        dev.expect("DONE", timeout=10)
+        assert dev.wait(5) == 0
+        # The old bytes went out once; the second message is the caller's new one.
+        assert [p for _, _, _, p in fake.publishes] == [b"sealed first", b"sealed again"]
     finally:
         fake.close()
 

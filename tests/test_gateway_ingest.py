@@ -187,6 +187,23 @@ def test_events_are_decrypted_and_an_alarm_links_its_captures(gw):
     assert ingest.store.rejection_counts() == {"replay": 1}
 
 
+def test_an_alarm_sealed_twice_after_a_lost_puback_is_logged_once(gw):
+    """PROTOCOL section 6: the device seals an event again when its first envelope may have gone
+    stale; if the first copy did arrive, the gateway gets the same event under two counters."""
+    ingest, dev, _, _ = gw
+    aid = os.urandom(8).hex()
+    alarm = {"kind": "alarm", "code": "smoke", "alarm_id": aid, "t": 1795300000, "event_id": "e1e1e1e1e1e1e1e1"}
+    armed = {"kind": "armed", "mode": "away", "slot": 1, "t": 1795299000, "event_id": "a2a2a2a2a2a2a2a2"}
+    run(ingest, [dev.event(armed), dev.event(alarm)])
+    run(ingest, [dev.event(dict(alarm)), dev.event(dict(armed))])   # fresh counters, same events
+    assert [e["kind"] for e in ingest.store.list_events("cam-1")] == ["armed", "alarm"]
+    assert [(a["alarm_id"], a["code"]) for a in ingest.store.list_alarms("cam-1")] == [(aid, "smoke")]
+    assert ingest.store.rejection_counts() == {}
+    # Events without an id (older firmware) are stored every time, as before.
+    run(ingest, [dev.event({"kind": "disarmed", "slot": 1, "t": 1}), dev.event({"kind": "disarmed", "slot": 1, "t": 1})])
+    assert [e["kind"] for e in ingest.store.list_events("cam-1")] == ["armed", "alarm", "disarmed", "disarmed"]
+
+
 def test_destroying_the_deletion_day_key_shreds_the_images(gw):
     ingest, dev, _, _ = gw
     cid, sealed = dev.seal(JPEGS)

@@ -31,7 +31,7 @@ from vericam.envelope import (
     parse_receipt, parse_time, EnvelopeError, TOPIC_LEAF,
 )
 from vericam.keys import DeviceKeys
-from vericam.mqtt.client import MQTTClient
+from vericam.mqtt.client import MQTTClient, MQTTExpired
 from vericam.policy import CapturePolicy, TRIGGER_CODES, HELD, SENDING
 from vericam.seal import CaptureSealer
 from vericam.vault import Vault, FlashFull
@@ -50,6 +50,17 @@ SEND_BYTES = 16384  # capture bytes in flight (unacknowledged) by default, see r
 PRIO_ALARM = 0
 PRIO_PHOTO = 1
 PRIO_ROUTINE = 2
+
+# An event's envelope is stamped when it is sealed, and the gateway refuses one stamped more
+# than 300 s from its clock (docs/PROTOCOL.md section 3, rule 6 `stale`). An event that has
+# waited out a dead link is therefore never let out older than this: the MQTT client asks
+# before every (re)send, and an envelope this old is withdrawn and the event sealed again,
+# with a fresh counter and time. 60 s of margin for transit and for the two clocks.
+EVENT_FRESH_S = 240
+
+
+def _event_prio(ev):
+    return PRIO_ALARM if ev.get("kind") in ("alarm", "technical") else PRIO_ROUTINE
 
 
 def _hex(b):
@@ -223,8 +234,7 @@ class Agent:
                 ev["t"] = self.hal.unix_time()
                 if "alarm_id" in ev:
                     ev["alarm_id"] = _hex(ev["alarm_id"])
-                prio = PRIO_ALARM if ev["kind"] == "alarm" else PRIO_ROUTINE
-                self.uplink.put(prio, ("event", ev))
+                self.uplink.put(_event_prio(ev), ("event", ev))
             elif kind == "send":
                 _, cid, alarm_id = action
                 state = self.vault.state(cid)
@@ -326,11 +336,13 @@ class Agent:
                 elif item[0] == "capture":
                     await self._send_capture(item[1], item[2])
             except Exception as exc:
-                # Nothing is lost: the item goes back to the front of its queue.
+                # Nothing is lost: the item goes back to the front of its own queue, so a
+                # routine event does not overtake an alarm, nor an alarm its own order.
                 self.hal.trace("uplink_retry", error=repr(exc))
-                prio = PRIO_PHOTO if item[0] == "capture" else PRIO_ALARM
+                prio = PRIO_PHOTO if item[0] == "capture" else _event_prio(item[1])
                 self.uplink.queues[prio].insert(0, item)
-                await asyncio.sleep_ms(500)
+                if not isinstance(exc, MQTTExpired):
+                    await asyncio.sleep_ms(500)  # an expired event goes again at once, re-sealed
 
     def _alarms_first(self):
         # An alarm raised while a capture is on its way goes out between two chunks, not
@@ -344,12 +356,38 @@ class Agent:
             await self._send_event(item[1])
         except Exception as exc:
             self.hal.trace("uplink_retry", error=repr(exc))
-            self.uplink.put(PRIO_ALARM, item)
+            self.uplink.queues[PRIO_ALARM].insert(0, item)
+            self.uplink.ready.set()
 
     async def _send_event(self, ev):
+        """Publish one activity event; MQTTExpired if it waited too long and must be sealed again.
+
+        The event keeps its own time `t` and its `event_id` however often it is sealed: the
+        envelope says when it was sent, the body when it happened, and the gateway counts an
+        event id once (docs/PROTOCOL.md section 6) when an earlier copy did arrive after all.
+        """
+        if "event_id" not in ev:
+            ev["event_id"] = _hex(os.urandom(8))
         body = encrypt_event(self.keys.event, os.urandom(16), json.dumps(ev).encode())
         topic, payload = self._envelope("event", T_EVENT, body)
-        await self.mqtt.publish(topic, payload, 1)
+        sealed_at = self.hal.unix_time()
+        hal = self.hal
+
+        def expired():
+            return sealed_at != 0 and abs(hal.unix_time() - sealed_at) > EVENT_FRESH_S
+
+        try:
+            await self.mqtt.publish(topic, payload, 1, False, None, expired)
+            if expired():
+                # The PUBACK came back only after the envelope went stale, so the broker may
+                # have had it only now: bytes written before a cut can wait in a TCP
+                # connection that outlives it and arrive minutes late, and the gateway
+                # refuses them. Send it again, fresh; the event id makes a copy that did
+                # arrive in time count once.
+                raise MQTTExpired("PUBACK after the envelope went stale")
+        except MQTTExpired as exc:
+            self.hal.trace("event_resealed", kind=ev.get("kind"), code=ev.get("code"), why=str(exc))
+            raise
         self.hal.trace("event_sent", kind=ev.get("kind"), code=ev.get("code"))
 
     async def _send_capture(self, cid, alarm_id):

@@ -58,22 +58,30 @@ DEFAULT_TRIGGERS = {
 # photos of a normal homecoming are gone before anyone would think to look for them.
 DEFAULT_HOLD_WINDOW_MS = 5 * 60 * 1000
 
-# panel event: (trigger it captures for, whether it is an alarm, activity-log kind)
+# panel event: (trigger it captures for, whether it is an alarm, activity-log kind,
+#               trigger it captures for instead when its own trigger is off)
+#
+# The fallback is for the duress disarm. It is a disarm at the panel, and rule 1 photographs
+# whoever disarms there; it is also a silent duress alarm. With the duress trigger on, its
+# series is taken and sent with the alarm. With it off, the disarm series is taken instead,
+# and because the duress alarm has fired, that series is sent with it, like every photo of
+# the hold window (rule 3). Switching duress photos off must not also switch off the disarm
+# photo of the one disarm that most needs it.
 PANEL_EVENTS = {
-    "armed": (None, False, "armed"),
-    "disarmed": ("disarm", False, "disarmed"),
-    "entry_delay": (None, False, None),
-    "intrusion_alarm": ("intrusion", True, "alarm"),
-    "duress_disarm": ("duress", True, "alarm"),
-    "tamper": ("tamper", True, "alarm"),
-    "sos": ("sos", True, "alarm"),
-    "panic": ("panic", True, "alarm"),
-    "silent_alarm": ("silent", True, "alarm"),
-    "smoke": ("smoke", True, "alarm"),
-    "alarm_cancelled": (None, False, "alarm_cancelled"),
+    "armed": (None, False, "armed", None),
+    "disarmed": ("disarm", False, "disarmed", None),
+    "entry_delay": (None, False, None, None),
+    "intrusion_alarm": ("intrusion", True, "alarm", None),
+    "duress_disarm": ("duress", True, "alarm", "disarm"),
+    "tamper": ("tamper", True, "alarm", None),
+    "sos": ("sos", True, "alarm", None),
+    "panic": ("panic", True, "alarm", None),
+    "silent_alarm": ("silent", True, "alarm", None),
+    "smoke": ("smoke", True, "alarm", None),
+    "alarm_cancelled": (None, False, "alarm_cancelled", None),
     # The panel's own settings changed (a user code added or removed, a zone edited): logged
     # with the user slot that did it, never the code itself.
-    "config_changed": (None, False, "config"),
+    "config_changed": (None, False, "config", None),
 }
 
 
@@ -128,7 +136,7 @@ class CapturePolicy:
         row = PANEL_EVENTS.get(event)
         if row is None:
             raise PolicyError("unknown panel event %r" % (event,))
-        trigger, is_alarm, log_kind = row
+        trigger, is_alarm, log_kind, fallback = row
         actions = []
         if event == "armed":
             self.armed = mode or "away"
@@ -152,10 +160,17 @@ class CapturePolicy:
             actions.extend(self._claim_held(alarm_id))
         if trigger:
             on, frames, interval, sends = self.triggers[trigger]
+            claim = is_alarm and sends
+            if not on and fallback:
+                # The fallback series is taken at the moment of this alarm, so it belongs to
+                # the alarm's hold window and goes with it whatever its own "sends" says.
+                trigger = fallback
+                on, frames, interval, sends = self.triggers[trigger]
+                claim = is_alarm
             if on:
                 ref = self._next_ref
                 self._next_ref += 1
-                self.capturing[ref] = [trigger, alarm_id if (is_alarm and sends) else None]
+                self.capturing[ref] = [trigger, alarm_id if claim else None]
                 actions.append(("capture", ref, trigger, frames, interval))
         return actions
 

@@ -6,4 +6,4 @@ the firmware carries its own client instead of umqtt.simple.
 """
 
 from .codec import MQTTError, MQTTProtocolError, MQTTConnectRefused
-from .client import MQTTClient, MQTTTimeout, MQTTDisconnected, DEFAULTS
+from .client import MQTTClient, MQTTTimeout, MQTTExpired, MQTTDisconnected, DEFAULTS

@@ -25,6 +25,13 @@ the broker kept our session, as new messages if clean_session=True (the broker f
 them). The payload is never copied: the caller's object is written from a memoryview.
 Delivery is therefore at least once; the receiver deduplicates.
 
+A message may have a shelf life: `publish(..., expired=callable)`. The callable is asked
+before every write of the message (its first, the resend after a reconnect, a DUP
+retransmit); once it returns true the message is withdrawn unsent and `publish` raises
+MQTTExpired. The client has no idea of what makes a message old; the caller does (the
+agent: an envelope stamped too long ago for the gateway's freshness rule, see
+docs/PROTOCOL.md section 3), and re-seals and publishes its data again.
+
 The last will may be a callable: it is then called before every CONNECT and its
 (topic, payload, retain, qos) registered for that connection only, so a will can carry
 a fresh counter each time (docs/PROTOCOL.md section 7).
@@ -74,6 +81,10 @@ class MQTTTimeout(MQTTError):
     """A publish did not complete before its timeout. The caller still owns the message."""
 
 
+class MQTTExpired(MQTTTimeout):
+    """The message's `expired` check said it is too old to send; withdrawn. The caller still owns it."""
+
+
 class MQTTDisconnected(MQTTError):
     """The client was shut down with `disconnect()` while the operation was pending."""
 
@@ -104,8 +115,9 @@ def _rand(n):
 class _Outgoing:
     """One QoS-1 message between its first send and its PUBACK."""
 
-    def __init__(self, pid, topic, payload, retain):
+    def __init__(self, pid, topic, payload, retain, expired=None):
         self.pid = pid
+        self.expired = expired  # callable -> bool: asked before every write, see the module docstring
         self.topic = topic
         self.payload = payload
         self.retain = retain
@@ -164,11 +176,13 @@ class MQTTClient:
             # Apply it on the live connection too; the reader logs a refusal.
             asyncio.create_task(self._send_subscribe_now(topic, qos))
 
-    async def publish(self, topic, payload, qos=1, retain=False, timeout_ms=None):
+    async def publish(self, topic, payload, qos=1, retain=False, timeout_ms=None, expired=None):
         """Send one message. For QoS 1 return once the broker's PUBACK arrived.
 
         With `timeout_ms`, raise MQTTTimeout when it elapses first; the message is then
         withdrawn from retransmission and the caller keeps (and may resend) its data.
+        With `expired` (QoS 1), a callable asked before every write: when it returns true
+        the message is withdrawn unsent and MQTTExpired raised; the caller keeps its data.
         """
         codec.publish_head(topic, len(payload), qos, 1, False, retain)  # validate early
         deadline = None
@@ -185,7 +199,7 @@ class MQTTClient:
             self._slot_free.clear()
             await self._wait(self._slot_free, deadline, "a free in-flight slot")
         self._check_running()
-        msg = _Outgoing(self._next_pid(), topic, payload, retain)
+        msg = _Outgoing(self._next_pid(), topic, payload, retain, expired)
         self._inflight.append(msg)
         try:
             if self.up.is_set():
@@ -478,6 +492,12 @@ class MQTTClient:
 
     async def _send_publish(self, msg, only_on=None):
         if msg.done.is_set():
+            return
+        if msg.expired is not None and msg.expired():
+            # Too old to go out as it is: hand it back to the caller, which re-seals it.
+            self._emit(2, "packet %d expired before it could be (re)sent; withdrawn" % msg.pid)
+            msg.error = MQTTExpired("the message expired before it could be sent; withdrawn")
+            msg.done.set()
             return
         head = codec.publish_head(msg.topic, len(msg.payload), 1, msg.pid, msg.dup, msg.retain)
         msg.sent = time.ticks_ms()  # keeps the ticker from retransmitting while we wait
