@@ -291,7 +291,7 @@ def _check_step(where: str, step) -> None:
             raise ScenarioError(f"{what} must be \"away\" or \"home\", not {value!r}")
         elif kind == "cut_mode" and value not in ("blackhole", "reset"):
             raise ScenarioError(f"{what} must be \"blackhole\" or \"reset\", not {value!r}")
-        elif kind == "zone" and value not in PANEL_ZONES:
+        elif kind == "zone" and (not isinstance(value, str) or value not in PANEL_ZONES):
             raise ScenarioError(f"{what}: the panel has no zone {value!r}; zones: {', '.join(PANEL_ZONES)}")
         elif kind == "what":
             if not isinstance(value, str) or value not in DEVICE_TRACES:

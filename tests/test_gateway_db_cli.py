@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from gateway import sqldb
+from gateway.store import MIGRATIONS
 
 SECRET = "s3cr3t-Pa55"
 
@@ -29,7 +30,7 @@ def test_init_on_postgresql_records_the_url_and_other_commands_find_it(tmp_path,
     data = tmp_path / "gw"
     proc = vericam("gateway", "init", "--data", data, "--db", pg_url)
     assert proc.returncode == 0, proc.stderr
-    assert "metadata in postgresql" in proc.stdout and "schema version 4" in proc.stdout
+    assert "metadata in postgresql" in proc.stdout and f"schema version {len(MIGRATIONS)}" in proc.stdout
     assert sqldb.recorded_target(data) == pg_url and not (data / "vericam.sqlite").exists()
     assert vericam("gateway", "add-device", "cam-1", "--site", "s", "--data", data,
                    "--out", tmp_path / "cam-1.json").returncode == 0

@@ -78,6 +78,9 @@ MALFORMED = [
     ("missing step key", 'name = "x"\n[[step]]\ndo = "open"\n', ["step 1 (open)", "'zone' is missing"]),
     ("unknown zone", 'name = "x"\n[[step]]\ndo = "open"\nzone = "door-2"\n',
      ["step 1 (open)", "no zone 'door-2'", "door-1"]),
+    # Found by `vericam bench fuzz`: a list where a zone name goes raised TypeError.
+    ("zone as a list", 'name = "x"\n[[step]]\ndo = "open"\nzone = ["door-1"]\n',
+     ["step 1 (open)", "no zone ['door-1']"]),
     ("bad type", 'name = "x"\n[[step]]\ndo = "wait_for"\nwhat = "receipt"\ncount = "two"\n',
      ["step 1 (wait_for)", "'count' must be a whole number", "'two'"]),
     ("PIN as a number", 'name = "x"\n[[step]]\ndo = "arm"\npin = 2580\n', ["step 1 (arm)", "'pin'", '"2580"']),
