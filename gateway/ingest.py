@@ -155,7 +155,7 @@ class Ingest:
         if env.etype == T_CAPTURE:
             self._chunk(env, cap.parse_chunk(env.body), at_ms, result)
         elif env.etype == T_EVENT:
-            self._event(env, at_ms)
+            self._event(env, at_ms, env_mod.late_by_s(env, now))
         elif env.etype == T_STATUS:
             self._status(env, at_ms, result)
         elif env.etype == T_HEARTBEAT:
@@ -244,9 +244,15 @@ class Ingest:
         if done is not None:
             self._receipt_for(done, result)
 
-    def _event(self, env: Envelope, at_ms: int) -> None:
+    def _event(self, env: Envelope, at_ms: int, late_s: int = 0) -> None:
         keys = self.store.device_keys(env.device_id)
         event = decrypt_event(keys.event, env.body)
+        if late_s:
+            # Sent in time but held up on the way (every gateway down, §3 "Late events"): an
+            # alarm is logged late rather than lost, and the log says how late.
+            event = dict(event, delivered_late_s=late_s)
+            self.log(f"late event: device={env.device_id} kind={safe_label(str(event.get('kind')))} counter={env.counter} "
+                     f"sent {late_s} s ago; stored with delivered_late_s")
         if self.store.add_event(env.device_id, event, at_ms, clock_unset=env.time == 0) is None:
             return  # the same event sealed again (PROTOCOL section 6): its first copy counted
         if event["kind"] == "alarm" and isinstance(event.get("alarm_id"), str):

@@ -205,10 +205,11 @@ def test_forged_macs_unknown_devices_and_stale_messages_store_nothing_and_are_co
     flipped_mac[-1] ^= 1
     forged = chunks + [forger.event({"kind": "disarmed", "slot": 9, "t": int(time.time())}),
                        forger.status("offline"), (t, bytes(flipped_body)), (t, bytes(flipped_mac))]
-    # A device the gateway never provisioned, and a real device's message held back an hour.
+    # A device the gateway never provisioned, and a real device's chunk held back an hour (an
+    # event held back is logged late instead: PROTOCOL section 3 "Late events").
     stranger = mv.TestDevice(site.forged_config("cam-9"))
     unknown = [stranger.event({"kind": "disarmed", "slot": 9, "t": 0}), stranger.status("online")]
-    held_back = real.envelope(env.T_EVENT, p[len(p) // 2:len(p) // 2 + 32], time_s=int(time.time()) - 3600)
+    held_back = real.envelope(env.T_CAPTURE, p[len(p) // 2:len(p) // 2 + 40], time_s=int(time.time()) - 3600)
     site.hostile(forged + unknown)
     site.hostile([held_back], link=site.links["cam-1"])
     site.wait_counts({"bad_mac": len(forged), "unknown_device": len(unknown), "stale": 1})

@@ -3,6 +3,7 @@
 import hashlib
 import os
 import stat
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -12,6 +13,7 @@ from gateway.ingest import Ingest, Message
 from gateway.keystore import KeyDestroyed
 from gateway.protocol import capture as cap
 from gateway.protocol import envelope as env
+from gateway.protocol import encrypt_event
 from gateway.provision import add_device, init_arc
 from gateway.store import Store
 
@@ -104,7 +106,7 @@ def test_bad_messages_are_counted_by_reason_and_logged_without_payload(gw):
         ("vc/v1/cam-2/up/capture", msgs[1][1]),                # topic_mismatch
         (topic, os.urandom(300)),                              # malformed
         stranger.status("online"),                             # unknown_device
-        dev.envelope(env.T_EVENT, os.urandom(48), time_s=1),   # stale
+        dev.envelope(env.T_EVENT, os.urandom(48), time_s=int(time.time()) + 3600),  # stale: from the future
     ])
     assert ingest.store.rejection_counts() == {"bad_mac": 2, "replay": 1, "topic_mismatch": 1, "malformed": 1,
                                                "unknown_device": 1, "stale": 1}
@@ -202,6 +204,25 @@ def test_an_alarm_sealed_twice_after_a_lost_puback_is_logged_once(gw):
     # Events without an id (older firmware) are stored every time, as before.
     run(ingest, [dev.event({"kind": "disarmed", "slot": 1, "t": 1}), dev.event({"kind": "disarmed", "slot": 1, "t": 1})])
     assert [e["kind"] for e in ingest.store.list_events("cam-1")] == ["armed", "alarm", "disarmed", "disarmed"]
+
+
+def test_an_alarm_that_waited_at_the_broker_while_the_gateway_was_down_is_logged_late_not_lost(gw):
+    """PROTOCOL section 3 "Late events": the broker acknowledged the alarm in time, then every
+    gateway was down for 20 minutes. The alarm is stored with how late it came; an old chunk
+    is still refused (the device resends captures), and the late event cannot be replayed."""
+    ingest, dev, _, log = gw
+    sent = int(time.time()) - 1200
+    aid = os.urandom(8).hex()
+    alarm = {"kind": "alarm", "code": "intrusion", "alarm_id": aid, "t": sent, "event_id": "c3c3c3c3c3c3c3c3"}
+    late = dev.envelope(env.T_EVENT, encrypt_event(dev.keys.event, os.urandom(16), alarm), time_s=sent)
+    cid, sealed = dev.seal(JPEGS)
+    old_chunk = dev.envelope(env.T_CAPTURE, cap.split_chunks(sealed, cid, b"L" * 8, 4096)[0], time_s=sent)
+    run(ingest, [late, old_chunk, late])
+    [event] = ingest.store.list_events("cam-1")
+    assert event["kind"] == "alarm" and 1195 <= event["event"]["delivered_late_s"] <= 1260
+    assert [(a["alarm_id"], a["code"]) for a in ingest.store.list_alarms("cam-1")] == [(aid, "intrusion")]
+    assert ingest.store.rejection_counts() == {"stale": 1, "replay": 1}
+    assert "late event: device=cam-1 kind=alarm" in log.text
 
 
 def test_destroying_the_deletion_day_key_shreds_the_images(gw):

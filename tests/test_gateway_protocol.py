@@ -71,8 +71,17 @@ def test_rejections_come_in_the_spec_order():
     open_(envelope(counter=5), window=w)
     with pytest.raises(errors.Replay):
         open_(envelope(counter=5, time_s=NOW - 10_000), window=w)
-    with pytest.raises(errors.Stale):
-        open_(envelope(counter=6, time_s=NOW - 301), window=w)
+    with pytest.raises(errors.Stale):  # a chunk sent 301 s ago
+        open_(envelope(env.T_CAPTURE, counter=6, time_s=NOW - 301), topic="vc/v1/cam-1/up/capture", window=w)
+    with pytest.raises(errors.Stale):  # an event from 301 s in the future
+        open_(envelope(counter=8, time_s=NOW + 301), window=w)
+    # An event sent long ago with a fresh counter is late, not refused (§3 "Late events")...
+    late = open_(envelope(counter=9, time_s=NOW - 3600), window=w)
+    assert env.late_by_s(late, NOW) == 3600
+    assert env.late_by_s(open_(envelope(counter=10, time_s=NOW - 300), window=w), NOW) == 0
+    # ...and a replay of it is still a replay.
+    with pytest.raises(errors.Replay):
+        open_(envelope(counter=9, time_s=NOW - 3600), window=w)
     # Time 0 (clock not set) is accepted.
     assert open_(envelope(counter=7, time_s=0), window=w).time == 0
 

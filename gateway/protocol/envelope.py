@@ -147,8 +147,13 @@ def verify_mac(env: Envelope, topic: str, keys: DeviceKeys) -> None:
                      "wrong device key, or the message was altered or moved to another topic")
 
 
-def check_time(env: Envelope, now_s: float, max_skew: int = MAX_SKEW_S) -> None:
-    """§3 rule 6. Time 0 (the device clock is not set) is accepted."""
+def check_time(env: Envelope, now_s: float, max_skew: int = MAX_SKEW_S, late_ok: bool = False) -> None:
+    """§3 rule 6. Time 0 (the device clock is not set) is accepted.
+
+    `late_ok`: an envelope stamped too far in the past passes (an event that waited at the
+    broker while every gateway was down, §3 "Late events"); one from the future never does."""
+    if late_ok and env.time and env.time < now_s - max_skew:
+        return
     if env.time and abs(env.time - now_s) > max_skew:
         raise Stale(f"{env.type_name} envelope from {env.device_id} is stamped {int(env.time - now_s)} s "
                     f"from this gateway's clock (limit {max_skew} s): check the device's and "
@@ -219,9 +224,16 @@ def open_envelope(topic: str, payload: bytes, keys_for: Callable[[str], DeviceKe
         return env
     window = window_for(env.device_id)
     window.check(env.counter)
-    check_time(env, now_s)
+    check_time(env, now_s, late_ok=env.etype == T_EVENT)
     window.accept(env.counter)
     return env
+
+
+def late_by_s(env: Envelope, now_s: float) -> int:
+    """How many seconds past the §3 tolerance an accepted envelope arrived; 0 if in time."""
+    if not env.time:
+        return 0
+    return int(now_s - env.time) if now_s - env.time > MAX_SKEW_S else 0
 
 
 def build(etype: int, device_id: str, counter: int, time_s: int, body: bytes, key: bytes,
