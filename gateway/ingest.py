@@ -108,7 +108,7 @@ class Ingest:
         Raises only if the transaction itself fails (disk full, database error): then nothing
         of the batch is stored and nothing may be acknowledged; the caller retries."""
         result = BatchResult()
-        with self.store.transaction():
+        with self.store.batch(_devices_named(messages)):
             for msg in messages:
                 self._one(msg, result)
         return result
@@ -346,6 +346,16 @@ class Ingest:
         self._last_down_counter = counter
         topic = env_mod.topic_for(device, etype)
         return Outbound(topic, env_mod.build(etype, device, counter, int(now), body, keys.down, topic))
+
+
+def _devices_named(messages: list[Message]) -> list[str]:
+    """The devices whose topics the batch's messages came on: their rows are locked up front."""
+    devices = []
+    for msg in messages:
+        parts = msg.topic.split("/")
+        if len(parts) == 5 and env_mod.valid_device_id(parts[2]):
+            devices.append(parts[2])
+    return devices
 
 
 def _where(exc: BaseException) -> str:

@@ -197,6 +197,18 @@ class Database:
     def lock(self, name: str) -> None:
         """Serialise a critical section (`name`) across processes until the transaction ends."""
 
+    # Savepoints: one message's writes undone without the rest of its batch (Store.savepoint).
+    def savepoint(self, name: str) -> None:
+        self.execute(f"SAVEPOINT {name}")
+
+    def release(self, name: str) -> None:
+        self.execute(f"RELEASE {name}")
+
+    def rollback_to(self, name: str) -> None:
+        """Undo everything since the savepoint `name`, and end it."""
+        self.execute(f"ROLLBACK TO {name}")
+        self.execute(f"RELEASE {name}")
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -375,6 +387,7 @@ class PostgresDatabase(Database):
         self.target = url
         self.readonly = readonly
         self._in_block = False
+        self._unreleased: list[str] = []  # savepoints done with, released on the next round trip
         self._conn = self._connect()
 
     def _connect(self):
@@ -424,6 +437,7 @@ class PostgresDatabase(Database):
                                                                                 pq.ACTIVE)
 
     def _begin(self, durable: bool) -> None:
+        self._unreleased = []
         self.execute("BEGIN")
         self._in_block = True
         if not durable:
@@ -431,6 +445,24 @@ class PostgresDatabase(Database):
 
     def _end(self, durable: bool) -> None:
         self._in_block = False
+        self._unreleased = []
+
+    # Each savepoint statement is a round trip, and a batch takes one savepoint per message.
+    # A RELEASE needs no answer of its own: it is sent with the next savepoint statement
+    # (`RELEASE msg; SAVEPOINT msg` is one round trip), and COMMIT releases what is left.
+    def _with_releases(self, sql: str) -> str:
+        releases = "".join(f"RELEASE {name}; " for name in self._unreleased)
+        self._unreleased = []
+        return releases + sql
+
+    def savepoint(self, name: str) -> None:
+        self.execute(self._with_releases(f"SAVEPOINT {name}"))
+
+    def release(self, name: str) -> None:
+        self._unreleased.append(name)
+
+    def rollback_to(self, name: str) -> None:
+        self.execute(self._with_releases(f"ROLLBACK TO {name}; RELEASE {name}"))
 
     def lock(self, name: str) -> None:
         self.execute("SELECT pg_advisory_xact_lock(?)", (zlib.crc32(f"vericam:{name}".encode()),))

@@ -306,6 +306,28 @@ def test_two_gateways_ingesting_the_same_captures_at_once_store_each_exactly_onc
         assert a.spool_size() == 0
 
 
+def test_a_bad_message_in_a_batch_is_undone_down_to_its_counter_and_the_rest_of_the_batch_stands(data):
+    """The batch keeps device rows in memory; a message's savepoint must still undo its part."""
+    cams = {d: mv.TestDevice(c, chunk_size=1024) for d, c in configs(data).items()}
+    cid, sealed = cams["cam-1"].seal(JPEGS)
+    good = [Message(t, p) for t, p in cams["cam-1"].chunk_messages(cid, sealed, alarm_id=b"D" * 8)]
+    bad = Message(*cams["cam-2"].envelope(env.T_CAPTURE, b"not a chunk"))  # MAC fine, body not
+    heard = Message(*cams["cam-2"].envelope(env.T_HEARTBEAT, b""))
+    with Store.open(data) as store:
+        ingest = Ingest(store, log=lambda _l: None)
+        result = ingest.process_batch(good[:2] + [bad] + good[2:] + [heard])
+        assert [c["status"] for c in store.list_captures("cam-1")] == ["stored"]
+        assert sum(result.rejected.values()) == 1 and "replay" not in result.rejected
+        assert store.replay_window("cam-1").high == cams["cam-1"].counter
+        window = store.replay_window("cam-2")
+        assert window.high == cams["cam-2"].counter  # the heartbeat after the bad message counts
+        assert not window.bitmap >> 1 & 1  # the bad message's counter was not recorded
+        assert all(d["last_seen_ms"] for d in store.list_devices())
+        again = ingest.process_batch([bad, good[0]])
+        assert set(again.rejected) == set(result.rejected) | {"replay"}  # bad again, not a replay
+        assert again.rejected["replay"] == 1
+
+
 # The operator console and data-subject rights, on the same rows -------------------------------
 def test_the_console_and_a_subject_export_and_erasure_work_on_both_engines(tmp_path, engine):
     import console_seed
