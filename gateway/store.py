@@ -524,12 +524,27 @@ class Store:
 
     def spool_state(self, device: str, capture_id: str) -> dict | None:
         """count/total/alarm of the first chunk, number and bytes spooled, first arrival."""
-        row = self.db.execute(
-            "SELECT min(count) AS count, max(count) AS count_max, min(total) AS total, "
-            "max(total) AS total_max, min(alarm_id) AS alarm_id, count(*) AS have, "
-            "sum(length(data)) AS bytes, min(received_at_ms) AS first_ms "
-            "FROM chunks WHERE device = ? AND capture_id = ?", (device, capture_id)).fetchone()
+        row = self.db.execute(_SPOOL_STATE, (device, capture_id)).fetchone()
         return dict(row) if row and row["have"] else None
+
+    def spool_chunk_unless_decided(self, device: str, capture_id: str, idx: int, count: int, total: int,
+                                   alarm_id: str, data: bytes, at_ms: int) -> tuple[dict | None, bool, dict | None]:
+        """Spool a chunk unless its capture was already stored or rejected, in one round trip.
+
+        Returns (the capture's row if it was decided, whether this chunk was new to the spool,
+        the spool state after it as `spool_state()`). The three statements run in this order
+        in one pipeline; the insert checks for the capture row itself, so a capture that
+        another gateway commits in between is not spooled again."""
+        decided, inserted, state = self.db.execute_together([
+            ("SELECT * FROM captures WHERE device = ? AND capture_id = ?", (device, capture_id)),
+            ("INSERT INTO chunks (device, capture_id, idx, count, total, alarm_id, data, received_at_ms) "
+             "SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS "
+             "(SELECT 1 FROM captures WHERE device = ? AND capture_id = ?) "
+             "ON CONFLICT (device, capture_id, idx) DO NOTHING RETURNING idx",
+             (device, capture_id, idx, count, total, alarm_id, data, at_ms, device, capture_id)),
+            (_SPOOL_STATE, (device, capture_id))])
+        return (dict(decided[0]) if decided else None, bool(inserted),
+                dict(state[0]) if state and state[0]["have"] else None)
 
     def spooled_captures(self, device: str) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT DISTINCT capture_id FROM chunks WHERE device = ?",
@@ -705,6 +720,12 @@ class Store:
 
     def spool_size(self) -> int:
         return self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+
+
+_SPOOL_STATE = ("SELECT min(count) AS count, max(count) AS count_max, min(total) AS total, "
+                "max(total) AS total_max, min(alarm_id) AS alarm_id, max(alarm_id) AS alarm_id_max, "
+                "count(*) AS have, sum(length(data)) AS bytes, min(received_at_ms) AS first_ms "
+                "FROM chunks WHERE device = ? AND capture_id = ?")
 
 
 class _DeviceRow:

@@ -328,6 +328,30 @@ def test_a_bad_message_in_a_batch_is_undone_down_to_its_counter_and_the_rest_of_
         assert again.rejected["replay"] == 1
 
 
+def test_reassembly_rules_hold_on_both_engines_and_a_refused_chunk_leaves_the_spool_as_it_was(data):
+    from gateway.protocol import capture as cap
+
+    dev = mv.TestDevice(configs(data)["cam-1"], chunk_size=1024)
+    sealed = {}
+    for n in range(5):
+        cid, sealed[cid] = dev.seal(JPEGS)
+    firsts = [Message(*dev.chunk_messages(cid, s, alarm_id=b"E" * 8)[0]) for cid, s in sealed.items()]
+    with Store.open(data) as store:
+        ingest = Ingest(store, log=lambda _l: None)
+        assert ingest.process_batch(firsts).rejected == {"too_many_captures": 1}  # 4 in flight at most
+        assert store.spool_size() == 4
+        cid, blob = next(iter(sealed.items()))
+        count = cap.parse_chunk(env.parse(firsts[0].payload).body).count
+        other_alarm = Message(*dev.envelope(env.T_CAPTURE, cap.build_chunk(cid, b"X" * 8, len(blob), 1, count,
+                                                                              blob[1024:2048])))
+        resent_first = Message(*dev.chunk_messages(cid, blob, alarm_id=b"E" * 8)[0])  # new counter
+        assert ingest.process_batch([other_alarm, resent_first]).rejected == {"malformed": 1}
+        assert store.spool_size() == 4  # the refused chunk rolled back, the resent one kept once
+        rest = [Message(*m) for m in dev.chunk_messages(cid, blob, alarm_id=b"E" * 8)[1:]]
+        assert [c.capture_id for c in ingest.process_batch(rest).stored] == [cid.hex()]
+        assert store.spool_size() == 3
+
+
 # The operator console and data-subject rights, on the same rows -------------------------------
 def test_the_console_and_a_subject_export_and_erasure_work_on_both_engines(tmp_path, engine):
     import console_seed
