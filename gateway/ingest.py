@@ -108,7 +108,7 @@ class Ingest:
         Raises only if the transaction itself fails (disk full, database error): then nothing
         of the batch is stored and nothing may be acknowledged; the caller retries."""
         result = BatchResult()
-        with self.store.transaction():
+        with self.store.batch(_devices_named(messages)):
             for msg in messages:
                 self._one(msg, result)
         return result
@@ -165,7 +165,12 @@ class Ingest:
 
     def _chunk(self, env: Envelope, chunk: cap.Chunk, at_ms: int, result: BatchResult) -> None:
         device, cid, aid = env.device_id, chunk.capture_id.hex(), chunk.alarm_id.hex()
-        done = self.store.capture(device, cid)
+        # One round trip on PostgreSQL: is the capture decided, spool the chunk, spool state after.
+        # A check below that fails rolls the spooled chunk back with the message's savepoint.
+        done, new, state = self.store.spool_chunk_unless_decided(device, cid, chunk.index, chunk.count,
+                                                                 chunk.total, aid, chunk.data, at_ms)
+        if done is None and state is None:  # another gateway decided it between our statements
+            done = self.store.capture(device, cid)
         if done is not None:
             # Already stored (or rejected): store nothing, answer the capture's last chunk again.
             if chunk.index == chunk.count - 1:
@@ -176,17 +181,15 @@ class Ingest:
             if not size * (chunk.count - 1) < chunk.total <= size * chunk.count:
                 raise Malformed(f"chunk {chunk.index} of {size} bytes does not fit {chunk.count} chunks "
                                 f"totalling {chunk.total} bytes")
-        state = self.store.spool_state(device, cid)
-        if state is None:
-            if len(self.store.spooled_captures(device)) >= self.max_in_flight:
+        if new and state["have"] == 1:  # the capture's first chunk
+            if len(self.store.spooled_captures(device)) > self.max_in_flight:
                 raise TooManyCaptures(f"device {device} already has {self.max_in_flight} captures in "
                                       "reassembly: send one capture at a time, or wait for receipts")
             self.store.note_alarm(device, aid, at_ms)
-        elif (state["count"], state["total"], state["alarm_id"]) != (chunk.count, chunk.total, aid):
+        elif ((state["count"], state["count_max"], state["total"], state["total_max"], state["alarm_id"],
+               state["alarm_id_max"]) != (chunk.count, chunk.count, chunk.total, chunk.total, aid, aid)):
             raise Malformed(f"chunk {chunk.index} of capture {cid[:8]} disagrees with earlier chunks "
                             "on count, total size or alarm id")
-        self.store.spool_chunk(device, cid, chunk.index, chunk.count, chunk.total, aid, chunk.data, at_ms)
-        state = self.store.spool_state(device, cid)
         if state["bytes"] > chunk.total:
             raise CaptureTooLarge(f"chunks of capture {cid[:8]} hold more than its stated {chunk.total} bytes")
         if state["have"] == chunk.count:
@@ -353,6 +356,16 @@ class Ingest:
         self._last_down_counter = counter
         topic = env_mod.topic_for(device, etype)
         return Outbound(topic, env_mod.build(etype, device, counter, int(now), body, keys.down, topic))
+
+
+def _devices_named(messages: list[Message]) -> list[str]:
+    """The devices whose topics the batch's messages came on: their rows are locked up front."""
+    devices = []
+    for msg in messages:
+        parts = msg.topic.split("/")
+        if len(parts) == 5 and env_mod.valid_device_id(parts[2]):
+            devices.append(parts[2])
+    return devices
 
 
 def _where(exc: BaseException) -> str:

@@ -169,6 +169,17 @@ class Database:
         """Run a migration script: several statements, no parameters."""
         raise NotImplementedError
 
+    def execute_together(self, statements: list[tuple[str, Any]]) -> list[list[Any]]:
+        """Run several statements in order and return each one's rows (`[]` if it has none).
+
+        On PostgreSQL they go out in one pipeline: one round trip instead of one each. The
+        first that fails raises, and the rest of the pipeline is not run."""
+        out = []
+        for sql, params in statements:
+            cur = self.execute(sql, params)
+            out.append(cur.fetchall() if cur.description else [])
+        return out
+
     @property
     def in_transaction(self) -> bool:
         raise NotImplementedError
@@ -179,23 +190,41 @@ class Database:
     def _end(self, durable: bool) -> None:
         pass
 
+    def _commit(self) -> None:
+        self.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        self.execute("ROLLBACK")
+
     @contextlib.contextmanager
     def transaction(self, durable: bool = True) -> Iterator[None]:
         """One transaction: committed if the block ends normally, rolled back if it raises."""
         self._begin(durable)
         try:
             yield
-            self.execute("COMMIT")
+            self._commit()
         except BaseException:
             if self.in_transaction:
                 with contextlib.suppress(Exception):
-                    self.execute("ROLLBACK")
+                    self._rollback()
             raise
         finally:
             self._end(durable)
 
     def lock(self, name: str) -> None:
         """Serialise a critical section (`name`) across processes until the transaction ends."""
+
+    # Savepoints: one message's writes undone without the rest of its batch (Store.savepoint).
+    def savepoint(self, name: str) -> None:
+        self.execute(f"SAVEPOINT {name}")
+
+    def release(self, name: str) -> None:
+        self.execute(f"RELEASE {name}")
+
+    def rollback_to(self, name: str) -> None:
+        """Undo everything since the savepoint `name`, and end it."""
+        self.execute(f"ROLLBACK TO {name}")
+        self.execute(f"RELEASE {name}")
 
     def close(self) -> None:
         raise NotImplementedError
@@ -354,10 +383,12 @@ def _row_class(names: tuple[str, ...]) -> type:
 
 
 def _pg_row_factory(cursor):
-    desc = cursor.description
-    if desc is None:
+    # The column names straight from the result: `cursor.description` builds a Column object
+    # per column of every statement, which cost a tenth of the ingest's time on PostgreSQL.
+    res = cursor.pgresult
+    if res is None or not res.nfields:
         return tuple
-    return _row_class(tuple(c.name for c in desc))
+    return _row_class(tuple(res.fname(i).decode() for i in range(res.nfields)))
 
 
 class PostgresDatabase(Database):
@@ -375,6 +406,7 @@ class PostgresDatabase(Database):
         self.target = url
         self.readonly = readonly
         self._in_block = False
+        self._queued: list[str] = []  # SAVEPOINT / RELEASE not sent yet: see `savepoint()`
         self._conn = self._connect()
 
     def _connect(self):
@@ -404,17 +436,33 @@ class PostgresDatabase(Database):
         return self._conn
 
     def execute(self, sql: str, params: Any = ()):
+        if self._queued:
+            return self.execute_together([(sql, params)], cursors=True)[0]
         conn = self._live()
         if params:
             return conn.execute(to_psycopg(sql), params)
         return conn.execute(sql)
 
+    def execute_together(self, statements: list[tuple[str, Any]], cursors: bool = False) -> list:
+        conn = self._live()
+        queued, self._queued = self._queued, []
+        with conn.pipeline():
+            for sql in queued:
+                conn.execute(sql)
+            curs = [conn.execute(to_psycopg(sql), params) if params else conn.execute(sql)
+                    for sql, params in statements]
+        if cursors:
+            return curs
+        return [cur.fetchall() if cur.pgresult is not None and cur.pgresult.nfields else [] for cur in curs]
+
     def executemany(self, sql: str, seq: Any):
+        self._send_queued()
         cur = self._live().cursor()
         cur.executemany(to_psycopg(sql), seq)
         return cur
 
     def executescript(self, script: str) -> None:
+        self._send_queued()
         self._live().execute(script)
 
     @property
@@ -424,6 +472,7 @@ class PostgresDatabase(Database):
                                                                                 pq.ACTIVE)
 
     def _begin(self, durable: bool) -> None:
+        self._queued = []
         self.execute("BEGIN")
         self._in_block = True
         if not durable:
@@ -431,6 +480,41 @@ class PostgresDatabase(Database):
 
     def _end(self, durable: bool) -> None:
         self._in_block = False
+        self._queued = []
+
+    # Savepoints cost a round trip each, and a batch takes one per message. So SAVEPOINT and
+    # RELEASE wait in `_queued` and go out in one pipeline with the message's first statement
+    # that needs an answer; a savepoint with no statement inside is never sent at all. COMMIT
+    # and ROLLBACK end every savepoint, so what is still queued then is dropped. ROLLBACK TO is
+    # sent at once: after a failed statement the transaction is unusable until it is.
+    def _send_queued(self) -> None:
+        if self._queued:
+            self.execute_together([])
+
+    def _commit(self) -> None:
+        self._queued = []
+        self.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        self._queued = []
+        self.execute("ROLLBACK")
+
+    def savepoint(self, name: str) -> None:
+        self._queued.append(f"SAVEPOINT {name}")
+
+    def release(self, name: str) -> None:
+        if self._queued and self._queued[-1] == f"SAVEPOINT {name}":
+            self._queued.pop()  # nothing ran inside it
+        else:
+            self._queued.append(f"RELEASE {name}")
+
+    def rollback_to(self, name: str) -> None:
+        """Undo everything since the savepoint `name`, and end it."""
+        if self._queued and self._queued[-1] == f"SAVEPOINT {name}":
+            self._queued.pop()  # never sent: nothing ran inside it
+            return
+        self._send_queued()
+        self.execute(f"ROLLBACK TO {name}; RELEASE {name}")
 
     def lock(self, name: str) -> None:
         self.execute("SELECT pg_advisory_xact_lock(?)", (zlib.crc32(f"vericam:{name}".encode()),))

@@ -273,6 +273,8 @@ class Store:
         self._written: list[str] = []  # blob keys put in this transaction
         self._key_cache: dict[bytes, DeviceKeys] = {}
         self._audit_head: tuple[int, str] | None = None  # set by gateway.audit.append
+        self._devices: dict[str, _DeviceRow | None] | None = None  # within `batch()` only
+        self._undo: dict[str, tuple] | None = None  # device rows as they were at the savepoint
         try:
             self.migrate()
         except BaseException:  # a refused schema must not leave the connection and key store open
@@ -349,21 +351,76 @@ class Store:
                 self._audit_head = None
 
     @contextlib.contextmanager
+    def batch(self, device_ids) -> Iterator[None]:
+        """An ingest batch: one `transaction()` in which each device's row is locked and read
+        once, and written once at the end, instead of once per message.
+
+        The rows of `device_ids` are locked at the start in sorted order (PostgreSQL: `FOR
+        UPDATE`), so two workers whose batches share devices queue rather than deadlock;
+        a device not named is locked when first used. The replay window, last-seen time and
+        clock flag then change in memory, are undone with a message's savepoint, and are
+        written back before the commit: in the same transaction as what the messages caused."""
+        with self.transaction():
+            self._devices = {}
+            try:
+                self._load_devices(sorted(set(device_ids)))
+                yield
+                self._write_devices()
+            finally:
+                self._devices = None
+                self._undo = None
+
+    def _load_devices(self, device_ids: list[str]) -> None:
+        for i in range(0, len(device_ids), 500):
+            part = device_ids[i:i + 500]
+            for device_id in part:
+                self._devices[device_id] = None  # unknown unless a row says otherwise
+            rows = self.db.execute(
+                "SELECT id, device_key, revoked, counter_high, counter_bitmap, last_seen_ms, clock_unset "
+                f"FROM devices WHERE id IN ({', '.join('?' * len(part))}) ORDER BY id" + self.db.for_update,
+                part).fetchall()
+            for row in rows:
+                self._devices[row["id"]] = _DeviceRow(row)
+
+    def _device_row(self, device_id: str) -> "_DeviceRow | None":
+        """The batch's copy of a device row, remembered for undo by the current savepoint."""
+        if device_id not in self._devices:
+            self._load_devices([device_id])
+        row = self._devices[device_id]
+        if row is not None and self._undo is not None and device_id not in self._undo:
+            self._undo[device_id] = row.snapshot()
+        return row
+
+    def _write_devices(self) -> None:
+        changed = [(r.window.high, format(r.window.bitmap, "x"), r.last_seen_ms, r.clock_unset, device_id)
+                   for device_id, r in sorted(self._devices.items()) if r is not None and r.changed]
+        if changed:
+            self.db.executemany("UPDATE devices SET counter_high = ?, counter_bitmap = ?, last_seen_ms = ?, "
+                                "clock_unset = ? WHERE id = ?", changed)
+
+    @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:
         """Undo one message's writes, not the whole batch's, if handling it fails.
 
         Blob files written inside the savepoint are removed again on the way out."""
         mark = len(self._written)
-        self.db.execute("SAVEPOINT msg")
+        outer_undo, self._undo = self._undo, ({} if self._devices is not None else None)
+        self.db.savepoint("msg")
         try:
             yield
         except BaseException:
-            self.db.execute("ROLLBACK TO msg")
-            self.db.execute("RELEASE msg")
+            self.db.rollback_to("msg")
             self.blobs.discard(self._written[mark:])
             del self._written[mark:]
+            for device_id, before in (self._undo or {}).items():  # the batch's device rows too
+                self._devices[device_id].restore(before)
+            self._undo = outer_undo
             raise
-        self.db.execute("RELEASE msg")
+        self.db.release("msg")
+        if outer_undo is not None:  # an enclosing savepoint may still undo these changes
+            for device_id, before in self._undo.items():
+                outer_undo.setdefault(device_id, before)
+        self._undo = outer_undo
 
     def sync_dirs(self) -> None:
         """Group commit: make this batch's blobs durable (files: fsync their directories) before the rows."""
@@ -397,7 +454,10 @@ class Store:
 
     def device_keys(self, device_id: str) -> DeviceKeys | None:
         """The device's derived keys, or None if it is unknown or revoked."""
-        row = self.db.execute("SELECT device_key, revoked FROM devices WHERE id = ?", (device_id,)).fetchone()
+        if self._devices is not None:
+            row = self._device_row(device_id)
+        else:
+            row = self.db.execute("SELECT device_key, revoked FROM devices WHERE id = ?", (device_id,)).fetchone()
         if row is None or row["revoked"]:
             return None
         wrapped = bytes(row["device_key"])
@@ -409,11 +469,19 @@ class Store:
 
     def replay_window(self, device_id: str) -> ReplayWindow:
         # Locked till the commit on PostgreSQL: two gateways must not both accept one counter.
+        if self._devices is not None:
+            row = self._device_row(device_id)
+            return row.window if row is not None else ReplayWindow()
         row = self.db.execute("SELECT counter_high, counter_bitmap FROM devices WHERE id = ?" + self.db.for_update,
                               (device_id,)).fetchone()
         return ReplayWindow(row[0], int(row[1], 16)) if row else ReplayWindow()
 
     def save_replay_window(self, device_id: str, window: ReplayWindow) -> None:
+        if self._devices is not None:
+            row = self._device_row(device_id)
+            if row is not None:
+                row.window, row.changed = window, True
+            return
         self.db.execute("UPDATE devices SET counter_high = ?, counter_bitmap = ? WHERE id = ?",
                         (window.high, format(window.bitmap, "x"), device_id))
 
@@ -422,6 +490,12 @@ class Store:
         return row[0] if row else -1
 
     def touch_device(self, device_id: str, at_ms: int, clock_unset: bool = False) -> None:
+        if self._devices is not None:
+            row = self._device_row(device_id)
+            if row is not None:
+                row.last_seen_ms = max(row.last_seen_ms or 0, at_ms)
+                row.clock_unset, row.changed = int(clock_unset), True
+            return
         self.db.execute("UPDATE devices SET last_seen_ms = greatest(coalesce(last_seen_ms, 0), ?), "
                         "clock_unset = ? WHERE id = ?", (at_ms, int(clock_unset), device_id))
 
@@ -455,12 +529,27 @@ class Store:
 
     def spool_state(self, device: str, capture_id: str) -> dict | None:
         """count/total/alarm of the first chunk, number and bytes spooled, first arrival."""
-        row = self.db.execute(
-            "SELECT min(count) AS count, max(count) AS count_max, min(total) AS total, "
-            "max(total) AS total_max, min(alarm_id) AS alarm_id, count(*) AS have, "
-            "sum(length(data)) AS bytes, min(received_at_ms) AS first_ms "
-            "FROM chunks WHERE device = ? AND capture_id = ?", (device, capture_id)).fetchone()
+        row = self.db.execute(_SPOOL_STATE, (device, capture_id)).fetchone()
         return dict(row) if row and row["have"] else None
+
+    def spool_chunk_unless_decided(self, device: str, capture_id: str, idx: int, count: int, total: int,
+                                   alarm_id: str, data: bytes, at_ms: int) -> tuple[dict | None, bool, dict | None]:
+        """Spool a chunk unless its capture was already stored or rejected, in one round trip.
+
+        Returns (the capture's row if it was decided, whether this chunk was new to the spool,
+        the spool state after it as `spool_state()`). The three statements run in this order
+        in one pipeline; the insert checks for the capture row itself, so a capture that
+        another gateway commits in between is not spooled again."""
+        decided, inserted, state = self.db.execute_together([
+            ("SELECT * FROM captures WHERE device = ? AND capture_id = ?", (device, capture_id)),
+            ("INSERT INTO chunks (device, capture_id, idx, count, total, alarm_id, data, received_at_ms) "
+             "SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS "
+             "(SELECT 1 FROM captures WHERE device = ? AND capture_id = ?) "
+             "ON CONFLICT (device, capture_id, idx) DO NOTHING RETURNING idx",
+             (device, capture_id, idx, count, total, alarm_id, data, at_ms, device, capture_id)),
+            (_SPOOL_STATE, (device, capture_id))])
+        return (dict(decided[0]) if decided else None, bool(inserted),
+                dict(state[0]) if state and state[0]["have"] else None)
 
     def spooled_captures(self, device: str) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT DISTINCT capture_id FROM chunks WHERE device = ?",
@@ -645,6 +734,35 @@ class Store:
 
     def spool_size(self) -> int:
         return self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+
+
+_SPOOL_STATE = ("SELECT min(count) AS count, max(count) AS count_max, min(total) AS total, "
+                "max(total) AS total_max, min(alarm_id) AS alarm_id, max(alarm_id) AS alarm_id_max, "
+                "count(*) AS have, sum(length(data)) AS bytes, min(received_at_ms) AS first_ms "
+                "FROM chunks WHERE device = ? AND capture_id = ?")
+
+
+class _DeviceRow:
+    """A device row as an ingest batch holds it (locked) between its first read and the commit."""
+
+    __slots__ = ("device_key", "revoked", "window", "last_seen_ms", "clock_unset", "changed")
+
+    def __init__(self, row):
+        self.device_key, self.revoked = row["device_key"], row["revoked"]
+        self.window = ReplayWindow(row["counter_high"], int(row["counter_bitmap"], 16))
+        self.last_seen_ms, self.clock_unset = row["last_seen_ms"], row["clock_unset"]
+        self.changed = False
+
+    def __getitem__(self, name: str):  # read like the row it came from (device_keys)
+        return getattr(self, name)
+
+    def snapshot(self) -> tuple:
+        return self.window.high, self.window.bitmap, self.last_seen_ms, self.clock_unset, self.changed
+
+    def restore(self, snap: tuple) -> None:
+        # a new window object: the rolled-back message may still hold the one it changed
+        self.window = ReplayWindow(snap[0], snap[1])
+        self.last_seen_ms, self.clock_unset, self.changed = snap[2], snap[3], snap[4]
 
 
 def _str_or_none(v) -> str | None:

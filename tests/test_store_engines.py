@@ -306,6 +306,52 @@ def test_two_gateways_ingesting_the_same_captures_at_once_store_each_exactly_onc
         assert a.spool_size() == 0
 
 
+def test_a_bad_message_in_a_batch_is_undone_down_to_its_counter_and_the_rest_of_the_batch_stands(data):
+    """The batch keeps device rows in memory; a message's savepoint must still undo its part."""
+    cams = {d: mv.TestDevice(c, chunk_size=1024) for d, c in configs(data).items()}
+    cid, sealed = cams["cam-1"].seal(JPEGS)
+    good = [Message(t, p) for t, p in cams["cam-1"].chunk_messages(cid, sealed, alarm_id=b"D" * 8)]
+    bad = Message(*cams["cam-2"].envelope(env.T_CAPTURE, b"not a chunk"))  # MAC fine, body not
+    heard = Message(*cams["cam-2"].envelope(env.T_HEARTBEAT, b""))
+    with Store.open(data) as store:
+        ingest = Ingest(store, log=lambda _l: None)
+        result = ingest.process_batch(good[:2] + [bad] + good[2:] + [heard])
+        assert [c["status"] for c in store.list_captures("cam-1")] == ["stored"]
+        assert sum(result.rejected.values()) == 1 and "replay" not in result.rejected
+        assert store.replay_window("cam-1").high == cams["cam-1"].counter
+        window = store.replay_window("cam-2")
+        assert window.high == cams["cam-2"].counter  # the heartbeat after the bad message counts
+        assert not window.bitmap >> 1 & 1  # the bad message's counter was not recorded
+        assert all(d["last_seen_ms"] for d in store.list_devices())
+        again = ingest.process_batch([bad, good[0]])
+        assert set(again.rejected) == set(result.rejected) | {"replay"}  # bad again, not a replay
+        assert again.rejected["replay"] == 1
+
+
+def test_reassembly_rules_hold_on_both_engines_and_a_refused_chunk_leaves_the_spool_as_it_was(data):
+    from gateway.protocol import capture as cap
+
+    dev = mv.TestDevice(configs(data)["cam-1"], chunk_size=1024)
+    sealed = {}
+    for n in range(5):
+        cid, sealed[cid] = dev.seal(JPEGS)
+    firsts = [Message(*dev.chunk_messages(cid, s, alarm_id=b"E" * 8)[0]) for cid, s in sealed.items()]
+    with Store.open(data) as store:
+        ingest = Ingest(store, log=lambda _l: None)
+        assert ingest.process_batch(firsts).rejected == {"too_many_captures": 1}  # 4 in flight at most
+        assert store.spool_size() == 4
+        cid, blob = next(iter(sealed.items()))
+        count = cap.parse_chunk(env.parse(firsts[0].payload).body).count
+        other_alarm = Message(*dev.envelope(env.T_CAPTURE, cap.build_chunk(cid, b"X" * 8, len(blob), 1, count,
+                                                                              blob[1024:2048])))
+        resent_first = Message(*dev.chunk_messages(cid, blob, alarm_id=b"E" * 8)[0])  # new counter
+        assert ingest.process_batch([other_alarm, resent_first]).rejected == {"malformed": 1}
+        assert store.spool_size() == 4  # the refused chunk rolled back, the resent one kept once
+        rest = [Message(*m) for m in dev.chunk_messages(cid, blob, alarm_id=b"E" * 8)[1:]]
+        assert [c.capture_id for c in ingest.process_batch(rest).stored] == [cid.hex()]
+        assert store.spool_size() == 3
+
+
 # The operator console and data-subject rights, on the same rows -------------------------------
 def test_the_console_and_a_subject_export_and_erasure_work_on_both_engines(tmp_path, engine):
     import console_seed
