@@ -34,7 +34,7 @@ from .protocol.envelope import (RECEIPT_REJECTED, RECEIPT_RESEND, RECEIPT_STORED
 from .protocol.errors import (CaptureTooLarge, Malformed, ProtocolError, Replay, TooManyCaptures)
 from .protocol.event import decrypt_event, parse_status
 from .blobstore import BlobStoreError
-from .store import Store, now_ms
+from .store import Store
 
 MAX_CAPTURES_IN_FLIGHT = 4
 SPOOL_EXPIRY_MS = 10 * 60 * 1000
