@@ -254,7 +254,8 @@ class Ingest:
             # Sent in time but held up on the way (every gateway down, §3 "Late events"): an
             # alarm is logged late rather than lost, and the log says how late.
             event = dict(event, delivered_late_s=late_s)
-            self.log(f"late event: device={env.device_id} kind={safe_label(str(event.get('kind')))} counter={env.counter} "
+            kind = safe_label(str(event.get("kind")))
+            self.log(f"late event: device={env.device_id} kind={kind} counter={env.counter} "
                      f"sent {late_s} s ago; stored with delivered_late_s")
         if self.store.add_event(env.device_id, event, at_ms, clock_unset=env.time == 0) is None:
             return  # the same event sealed again (PROTOCOL section 6): its first copy counted
@@ -362,9 +363,12 @@ def _devices_named(messages: list[Message]) -> list[str]:
     """The devices whose topics the batch's messages came on: their rows are locked up front."""
     devices = []
     for msg in messages:
-        parts = msg.topic.split("/")
-        if len(parts) == 5 and env_mod.valid_device_id(parts[2]):
-            devices.append(parts[2])
+        try:
+            device, _leaf = env_mod.split_topic(msg.topic)
+        except ProtocolError:
+            continue  # refused later, with its reason
+        if env_mod.valid_device_id(device):
+            devices.append(device)
     return devices
 
 

@@ -23,12 +23,13 @@ so the next sweep (the gateway sweeps at start) finishes them. A crash can never
 file without a row, and never a not-yet-due row without its file.
 After the images, every KEK whose day has started and that no image row still names is
 destroyed (audited first, then destroyed: a crash in between leaves the record, and the next
-sweep destroys the key without writing a second one; it never skips the destruction). Then the day's key prefix (`DAY/`) is cleared of any blob that no
-row names, such as one whose row was rolled back while the object store was down: it is
-ciphertext under a KEK that no longer exists, and it is deleted and audited. Blobs of images
-under a police hold stay under their first deletion day's prefix and still have rows, so they
-are kept. Then activity-log records of customers whose relationship
-ended more than `activity_years` ago are purged in batches.
+sweep destroys the key without writing a second one; it never skips the destruction). Then
+the day's key prefix (`DAY/`) is cleared of any blob that no row names, such as one whose
+row was rolled back while the object store was down: it is ciphertext under a KEK that no
+longer exists, and it is deleted and audited. Blobs of images under a police hold stay under
+their first deletion day's prefix and still have rows, so they are kept. Then activity-log
+records of customers whose relationship ended more than `activity_years` ago are purged in
+batches.
 
 **Several sweepers.** Every gateway worker runs its own sweeper; with PostgreSQL they share
 the rows (and, on one machine, the key store). Two of them may select the same due rows and
@@ -54,7 +55,7 @@ from typing import Callable
 
 from . import audit
 from .blobstore import BlobStoreError, key_of, path_of
-from .store import Store, day_start_ms
+from .store import Store
 
 try:  # Python 3.11+
     import tomllib

@@ -520,13 +520,6 @@ class Store:
         return {r["reason"]: r["count"] for r in self.db.execute("SELECT reason, count FROM rejections")}
 
     # Chunk spool ---------------------------------------------------------------------------
-    def spool_chunk(self, device: str, capture_id: str, idx: int, count: int, total: int,
-                    alarm_id: str, data: bytes, at_ms: int) -> None:
-        self.db.execute("INSERT INTO chunks (device, capture_id, idx, count, total, alarm_id, "
-                        "data, received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-                        "ON CONFLICT (device, capture_id, idx) DO NOTHING",
-                        (device, capture_id, idx, count, total, alarm_id, data, at_ms))
-
     def spool_state(self, device: str, capture_id: str) -> dict | None:
         """count/total/alarm of the first chunk, number and bytes spooled, first arrival."""
         row = self.db.execute(_SPOOL_STATE, (device, capture_id)).fetchone()

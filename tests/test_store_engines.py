@@ -158,8 +158,8 @@ def test_the_chunk_spool_keeps_one_copy_of_a_chunk_and_expires_partial_captures(
     with Store.open(data) as store:
         with store.transaction():
             for _ in range(2):
-                store.spool_chunk("cam-1", "c1", 0, 3, 30, "a1", b"x" * 10, 1_000)
-            store.spool_chunk("cam-1", "c1", 1, 3, 30, "a1", b"y" * 10, 2_000)
+                store.spool_chunk_unless_decided("cam-1", "c1", 0, 3, 30, "a1", b"x" * 10, 1_000)
+            store.spool_chunk_unless_decided("cam-1", "c1", 1, 3, 30, "a1", b"y" * 10, 2_000)
         state = store.spool_state("cam-1", "c1")
         assert (state["have"], state["bytes"], state["count"], state["first_ms"]) == (2, 20, 3, 1_000)
         assert store.spool_assemble("cam-1", "c1") == b"x" * 10 + b"y" * 10
