@@ -44,6 +44,7 @@ bound on that figure (`shred_late_s_at_most = 2`).
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib.util
 import re
 import shutil
@@ -204,8 +205,11 @@ def _number(value, what: str, low: float | None = None, high: float | None = Non
     return value
 
 
+@functools.lru_cache(maxsize=1)
 def _firmware_policy():
-    """The firmware's own policy module (plain Python), to check triggers as the device will."""
+    """The firmware's own policy module (plain Python), to check triggers as the device will.
+
+    Loaded once: `sim list` checks every scenario file, most of which name triggers."""
     spec = importlib.util.spec_from_file_location(
         "_vericam_firmware_policy", Path(__file__).resolve().parent.parent / "firmware" / "vericam" / "policy.py")
     module = importlib.util.module_from_spec(spec)
