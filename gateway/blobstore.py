@@ -35,7 +35,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterable, Iterator
 from urllib.parse import urlsplit
 
-from .keystore import fsync_dir
+from .keystore import fsync_dir, write_file_durably
 
 try:  # Python 3.11+
     import tomllib
@@ -146,16 +146,7 @@ class FileBlobStore(BlobStore):
         path = self._path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
+            write_file_durably(path, data)  # its directory is fsynced once per batch, in sync()
         except OSError as exc:
             raise BlobStoreError(f"cannot write blob {key} under {self.root}: {exc.strerror or exc}; "
                                  "check the disk (full?) and its permissions") from exc

@@ -41,16 +41,26 @@ class KeyDestroyed(KeyStoreError):
     """The KEK was destroyed: the data it protected is shredded."""
 
 
-def _write_secret(path: Path, data: bytes) -> None:
+def write_file_durably(path: Path, data: bytes) -> None:
+    """Write `data` to `path` (mode 0600) through a temp file, fsynced, then renamed over it.
+
+    The rename is durable only once the directory is fsynced: that is the caller's, so a
+    batch of files can share one directory fsync (gateway.blobstore)."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
         os.fsync(fd)
     finally:
         os.close(fd)
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
+
+
+def _write_secret(path: Path, data: bytes) -> None:
+    write_file_durably(path, data)
     fsync_dir(path.parent)
 
 
