@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from gateway.provision import add_device, configure_blobs, init_arc
 from gateway.store import Store
 from simulator.bench import percentile
 from simulator.broker import Broker
+from simulator.processes import stop_process
 
 CHUNK = 2048
 FRAME_BYTES = 40 * 1024
@@ -190,12 +190,7 @@ def gateway_run(broker: Broker, data: Path, load, workers: int, log_dir: Path) -
         }
     finally:
         for proc, log in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop_process(proc, 30)
             log.close()
 
 

@@ -8,6 +8,8 @@ import socket
 import subprocess
 import tempfile
 import time
+
+from simulator.processes import stop_process
 from pathlib import Path
 
 # Sizes follow the protocol (docs/PROTOCOL.md): a capture chunk is at most 8 KiB of data plus
@@ -92,13 +94,8 @@ class Broker:
         raise BrokerError(f"mosquitto did not listen on {self.host}:{self.port} within {timeout} s")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc:
+            stop_process(self.proc, 5)
         self.proc = None
 
     def kill(self) -> None:

@@ -8,7 +8,6 @@ running `firmware/`.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -24,6 +23,7 @@ from simulator.device import DeviceError, SimulatedDevice
 from simulator.flash import captures_left
 from simulator.netproxy import NetProxy
 from simulator.panel import Panel
+from simulator.processes import stop_process
 from simulator.timeline import Timeline
 
 # The device profile of the demo site: the firmware's defaults (photos on disarm and on
@@ -97,12 +97,7 @@ class Stack:
 
     def stop_gateway(self, kill: bool = False) -> None:
         if self.gateway_proc and self.gateway_proc.poll() is None:
-            self.gateway_proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-            try:
-                self.gateway_proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.gateway_proc.kill()
-                self.gateway_proc.wait()
+            stop_process(self.gateway_proc, 10, signal.SIGKILL if kill else signal.SIGTERM)
             self.timeline.add("gateway", "gateway killed" if kill else "gateway stopped")
         self.gateway_proc = None
 

@@ -20,6 +20,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.protocol import envelope as env
+from simulator.processes import stop_process
 
 from test_gateway_vectors import mv
 
@@ -105,12 +106,7 @@ class Workers:
 
     def stop(self) -> None:
         for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop_process(proc, 20)
         for f in self._files.values():
             f.close()
 

@@ -14,7 +14,6 @@ Everything is on 127.0.0.1 and bounded in count and time.
 """
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from gateway.protocol import capture as cap
 from gateway.protocol import envelope as env
 from gateway.provision import add_device, init_arc
 from gateway.store import Store
+from simulator.processes import stop_process
 
 from test_gateway_service import JPEGS, DeviceLink
 from test_gateway_vectors import mv
@@ -151,13 +151,7 @@ class Site:
     def close(self):
         for link in [*self.links.values(), self.attacker]:
             link.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 20)
         self._log_fh.close()
 
 
