@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from gateway.provision import add_device, init_arc
-from gateway.store import Store
+from gateway.provisioning.devices import add_device, init_arc
+from gateway.storage.store import Store
 from simulator.broker import Broker
 from simulator.device import DeviceError, SimulatedDevice
 from simulator.flash import captures_left
@@ -65,7 +65,7 @@ class Stack:
         self.broker.start()
         self.timeline.add("broker", f"Mosquitto listening on {self.broker.host}:{self.broker.port}")
         if self.db_url:
-            from gateway.sqldb import bind
+            from gateway.storage.sqldb import bind
 
             bind(self.gateway_dir, self.db_url)  # init, add_device and store() then find it too
         init_arc(self.gateway_dir)
@@ -74,12 +74,12 @@ class Stack:
 
     def start_gateway(self, timeout: float = 20.0) -> None:
         log = open(self.workdir / "gateway.log", "ab")
-        argv = [sys.executable, "-m", "gateway.commandline", "gateway", "run",
+        argv = [sys.executable, "-m", "gateway.cli.main", "gateway", "run",
                 "--data", str(self.gateway_dir), "--broker", f"{self.broker.host}:{self.broker.port}",
                 *self.blobs_args]
         clock = self.timeline.clock
         if clock.scale != 1:
-            # Scaled time: the gateway reads the devices' world clock (gateway/clock.py).
+            # Scaled time: the gateway reads the devices' world clock (gateway/ingest/clock.py).
             argv += ["--sim-time", f"{clock.scale}@{int(clock.epoch_s * 1000)}"]
         if self.db_url:
             argv += ["--db", self.db_url]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from gateway.clock import WorldClock
+from gateway.ingest.clock import WorldClock
 
 
 class Timeline:

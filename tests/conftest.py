@@ -24,7 +24,7 @@ def broker(tmp_path):
 def _pg_admin():
     import psycopg
 
-    from gateway.sqldb import redact
+    from gateway.storage.sqldb import redact
 
     try:
         return psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)

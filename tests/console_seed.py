@@ -3,10 +3,10 @@
 import os
 import time
 
-from gateway.ingest import Ingest, Message
-from gateway.provision import add_device, init_arc
-from gateway.store import Store
-from gateway.users import add_user
+from gateway.ingest.pipeline import Ingest, Message
+from gateway.provisioning.devices import add_device, init_arc
+from gateway.storage.store import Store
+from gateway.governance.users import add_user
 from simulator.camera import Camera
 
 from test_gateway_vectors import mv

@@ -25,8 +25,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.protocol import capture as cap
 from gateway.protocol import envelope as env
-from gateway.provision import add_device, init_arc
-from gateway.store import Store
+from gateway.provisioning.devices import add_device, init_arc
+from gateway.storage.store import Store
 from simulator.processes import stop_process
 
 from test_gateway_service import JPEGS, DeviceLink
@@ -355,7 +355,7 @@ def test_one_devices_reassembly_limit_does_not_touch_another_device(site):
 
 def test_the_gateway_itself_never_lets_a_topic_forge_a_log_line(tmp_path):
     """In case a broker passes control characters in topics: the ingest logs them escaped."""
-    from gateway.ingest import Ingest, Message
+    from gateway.ingest.pipeline import Ingest, Message
 
     data = tmp_path / "gw"
     init_arc(data)

@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from gateway import audit
-from gateway.store import Store
+from gateway.governance import audit
+from gateway.storage.store import Store
 
 from test_retention import ALARM, VERICAM, make_gateway_dir
 

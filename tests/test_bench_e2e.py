@@ -1,6 +1,6 @@
 """The end-to-end benchmark runs and reports its figures against the same-run baseline (no timing asserts)."""
 
-from simulator.bench import percentile, run_e2e
+from simulator.bench.e2e import percentile, run_e2e
 
 
 def test_percentile_interpolates():

@@ -1,6 +1,6 @@
 """The ingest benchmark runs on real parts and accounts for every capture (figures are printed, not asserted)."""
 
-from simulator.bench_ingest import run_ingest
+from simulator.bench.ingest import run_ingest
 
 
 def test_bench_ingest_stores_every_capture_once_and_reports_the_ratio():

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from gateway.blobstore import (BlobConfig, BlobNotFound, BlobStoreError, FileBlobStore, S3BlobStore,
+from gateway.storage.blobstore import (BlobConfig, BlobNotFound, BlobStoreError, FileBlobStore, S3BlobStore,
                                key_of, load_config, open_blobstore, path_of)
 
 DAY = "2026-03-14"
@@ -108,7 +108,7 @@ def test_an_unreachable_endpoint_a_missing_bucket_and_a_bad_url_are_clear_errors
 def test_the_engine_is_recorded_without_credentials_and_the_file_default_is_unchanged(tmp_path, s3_env):
     assert isinstance(open_blobstore(tmp_path), FileBlobStore)
     assert open_blobstore(tmp_path).root == tmp_path / "blobs"  # the layout of existing data dirs
-    from gateway.blobstore import save_config
+    from gateway.storage.blobstore import save_config
 
     save_config(tmp_path, BlobConfig("s3://vericam-images/arc-1", "http://127.0.0.1:9000", "eu-north-1"))
     text = (tmp_path / "blobs.toml").read_text()

@@ -16,7 +16,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from gateway.brokerconf import (GATEWAY_USER, SHARE_GROUP, add_device_account, hash_password,
+from gateway.provisioning.brokerconf import (GATEWAY_USER, SHARE_GROUP, add_device_account, hash_password,
                                 reload_broker, remove_device_account, write_broker_config)
 from simulator.broker import free_port, mosquitto_binary
 
@@ -164,7 +164,7 @@ def test_the_device_listener_speaks_only_tls_with_a_certificate_the_device_can_v
     assert not plain.connect()
     plain.close()
     # A client that trusts some other CA refuses the broker.
-    from gateway.brokerconf import make_tls
+    from gateway.provisioning.brokerconf import make_tls
     (tmp_path / "other").mkdir()
     make_tls(tmp_path / "other", ["localhost"])
     other = Client(secure, "cam-a", secure.passwords["cam-a"])
@@ -335,7 +335,7 @@ def test_running_broker_config_again_keeps_the_ca_and_every_account(tmp_path):
 
 
 def test_vericam_gateway_run_logs_in_to_the_locked_down_broker(secure, tmp_path):
-    from gateway.provision import init_arc
+    from gateway.provisioning.devices import init_arc
 
     data = tmp_path / "gw"
     init_arc(data)

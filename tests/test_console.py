@@ -10,9 +10,9 @@ import zipfile
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway import audit
+from gateway.governance import audit
 from gateway.console import create_app
-from gateway.store import Store
+from gateway.storage.store import Store
 
 from console_seed import PASSWORDS, ingest_alarm, init
 
@@ -251,7 +251,7 @@ def test_devices_and_activity_log(gw):
 def test_users_add_from_stdin_never_echoes_the_password(tmp_path):
     data = init(tmp_path / "gw")
     secret = "a-very-secret-password"
-    r = subprocess.run([sys.executable, "-m", "gateway.commandline", "users", "add", "nina", "--role", "operator",
+    r = subprocess.run([sys.executable, "-m", "gateway.cli.main", "users", "add", "nina", "--role", "operator",
                         "--data", str(data), "--password-stdin"], input=secret + "\n", capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0, r.stderr
@@ -277,7 +277,7 @@ def test_gateway_run_serves_the_console_on_localhost(tmp_path, broker):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = open(tmp_path / "gw.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.commandline", "gateway", "run", "--data", str(data),
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli.main", "gateway", "run", "--data", str(data),
                              "--broker", f"{broker.host}:{broker.port}", "--console-port", str(port)],
                             stdout=log, stderr=log)
     try:
@@ -313,7 +313,7 @@ def test_a_supervisor_releases_a_hold_with_a_reason(gw):
 
 
 def test_disabling_an_account_ends_its_session_at_once(gw):
-    from gateway.users import disable_user
+    from gateway.governance.users import disable_user
 
     data, app, _ = gw
     op = login(app, "olivia")

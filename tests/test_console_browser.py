@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from gateway.console.server import ConsoleServer
-from gateway.store import Store
-from gateway.users import add_user
+from gateway.storage.store import Store
+from gateway.governance.users import add_user
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

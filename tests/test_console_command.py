@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from gateway.provision import init_arc
+from gateway.provisioning.devices import init_arc
 from simulator.broker import free_port
 
 

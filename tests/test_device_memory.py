@@ -5,7 +5,7 @@ The figures behind these bounds come from `vericam bench device` (docs/ARCHITECT
 board it is frozen into flash, so every heap size here is an upper bound for an ESP32.
 """
 
-from simulator.bench_device import FRAME_BYTES, FRAMES, burglary_passes, seal_peak
+from simulator.bench.device import FRAME_BYTES, FRAMES, burglary_passes, seal_peak
 
 # The documented heap at which the burglary passes on the unix port, firmware as source.
 BURGLARY_HEAP = 224 * 1024

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from gateway.blobstore import BlobConfig, BlobStoreError, key_of
-from gateway.provision import configure_blobs
-from gateway.store import Store
+from gateway.storage.blobstore import BlobConfig, BlobStoreError, key_of
+from gateway.provisioning.devices import configure_blobs
+from gateway.storage.store import Store
 from s3server import MotoS3, SeaweedS3, weed_binary
 from simulator.demo import DEVICE, play_burglary
 from simulator.stack import Stack
@@ -109,7 +109,7 @@ def test_photos_that_arrive_while_the_object_store_is_down_are_stored_once_it_is
 
 
 def vericam(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "gateway.commandline", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "gateway.cli.main", *args], capture_output=True, text=True,
                           env=env, timeout=60)
 
 

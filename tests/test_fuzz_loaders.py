@@ -4,7 +4,7 @@ MicroPython), and a few seconds of `vericam bench fuzz` over every target.
 
 Contract: hostile text gives the loader's own error (`ScenarioError`, `RetentionConfigError`,
 `ValueError` on the device), never another exception. The long run is
-`vericam bench fuzz --seconds S --json` (simulator/bench_fuzz.py).
+`vericam bench fuzz --seconds S --json` (simulator/bench/fuzz.py).
 """
 
 import json
@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from gateway.retention import CONFIG_FILE, RetentionConfigError, RetentionPolicy
-from simulator import bench_fuzz
+from gateway.governance.retention import CONFIG_FILE, RetentionConfigError, RetentionPolicy
+from simulator.bench import fuzz as bench_fuzz
 from simulator.mpy import run_micropython
 from simulator.scenario import ScenarioError, load
 

@@ -7,14 +7,14 @@ import sys
 
 import pytest
 
-from gateway import sqldb
-from gateway.store import MIGRATIONS
+from gateway.storage import sqldb
+from gateway.storage.store import MIGRATIONS
 
 SECRET = "s3cr3t-Pa55"
 
 
 def vericam(*args, timeout=60):
-    return subprocess.run([sys.executable, "-m", "gateway.commandline", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "gateway.cli.main", *map(str, args)],
                           capture_output=True, text=True, timeout=timeout)
 
 

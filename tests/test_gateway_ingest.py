@@ -9,13 +9,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.ingest import Ingest, Message
-from gateway.keystore import KeyDestroyed
+from gateway.ingest.pipeline import Ingest, Message
+from gateway.storage.keystore import KeyDestroyed
 from gateway.protocol import capture as cap
 from gateway.protocol import envelope as env
 from gateway.protocol import encrypt_event
-from gateway.provision import add_device, init_arc
-from gateway.store import Store
+from gateway.provisioning.devices import add_device, init_arc
+from gateway.storage.store import Store
 
 from test_gateway_vectors import mv
 

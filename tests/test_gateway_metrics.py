@@ -4,8 +4,8 @@ import os
 import urllib.request
 
 from gateway.protocol import envelope as env
-from gateway.provision import add_device, init_arc
-from gateway.service import Gateway
+from gateway.provisioning.devices import add_device, init_arc
+from gateway.ingest.service import Gateway
 
 from test_gateway_service import DeviceLink
 from test_gateway_vectors import mv

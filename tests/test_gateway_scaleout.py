@@ -2,8 +2,8 @@
 
 import time
 
-from gateway.provision import add_device, init_arc
-from gateway.store import Store
+from gateway.provisioning.devices import add_device, init_arc
+from gateway.storage.store import Store
 
 from scaleout import CaptureStream, Workers, wait_for
 

@@ -16,9 +16,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.protocol import envelope as env
-from gateway.provision import add_device, init_arc
-from gateway.service import Gateway
-from gateway.store import Store
+from gateway.provisioning.devices import add_device, init_arc
+from gateway.ingest.service import Gateway
+from gateway.storage.store import Store
 
 from test_gateway_vectors import mv
 

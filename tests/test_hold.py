@@ -6,8 +6,10 @@ import time
 
 import pytest
 
-from gateway import audit, hold
-from gateway.store import Store
+from gateway.governance import audit
+
+from gateway.governance import hold
+from gateway.storage.store import Store
 
 from test_retention import ALARM, DAY, DUE, VERICAM, make_gateway_dir, ms, seed, stored_ids, sweeper
 

@@ -207,7 +207,7 @@ def test_no_alarm_beats_the_physics_of_its_link():
     """`vericam bench uplink` end to end, one alarm per link: delivery can never be faster
     than the JPEG bytes at the link's bandwidth plus one round trip. A ratio below 1 would
     mean the proxy is not shaping what it claims; the figures must also be complete."""
-    from simulator.bench_uplink import run_uplink
+    from simulator.bench.uplink import run_uplink
 
     result = run_uplink(1)
     assert [link["link"] for link in result["links"]] == ["1mbit-100ms", "256kbit-300ms"]

@@ -7,10 +7,10 @@ import time
 import zipfile
 from pathlib import Path
 
-from gateway import hold
-from gateway.ingest import Ingest, Message
-from gateway.provision import add_device, init_arc
-from gateway.store import Store
+from gateway.governance import hold
+from gateway.ingest.pipeline import Ingest, Message
+from gateway.provisioning.devices import add_device, init_arc
+from gateway.storage.store import Store
 
 from test_gateway_vectors import mv
 

@@ -16,12 +16,12 @@ from cryptography import x509
 from littlefs import LittleFS
 from typer.testing import CliRunner
 
-from gateway.brokerconf import GATEWAY_USER
-from gateway.commandline import _load_commands, app as vericam_app
-from gateway.ingest import Ingest, Message
-from gateway.provision_cli import ca_der
-from gateway.service import Gateway
-from gateway.store import Store
+from gateway.provisioning.brokerconf import GATEWAY_USER
+from gateway.cli.main import _load_commands, app as vericam_app
+from gateway.ingest.pipeline import Ingest, Message
+from gateway.cli.provision import ca_der
+from gateway.ingest.service import Gateway
+from gateway.storage.store import Store
 from simulator.mpy import micropython_binary, micropython_env
 
 from test_broker_security import Client, SecureBroker

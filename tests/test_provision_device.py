@@ -13,7 +13,7 @@ import pytest
 
 from simulator.mpy import micropython_binary, micropython_env
 
-from gateway.brokerconf import GATEWAY_USER
+from gateway.provisioning.brokerconf import GATEWAY_USER
 from test_broker_security import SecureBroker, gateway
 from test_provision import provision, vericam
 
@@ -185,8 +185,8 @@ def test_a_provisioned_esp32_hal_reaches_its_own_subtree_over_verified_tls(board
 def test_the_esp32_hal_refuses_a_broker_its_ca_did_not_sign(board, tmp_path):
     broker, data, fakes = board
     provision(broker, data, "cam-1", tmp_path / "dev")
-    from gateway.brokerconf import make_tls
-    from gateway.provision_cli import ca_der
+    from gateway.provisioning.brokerconf import make_tls
+    from gateway.cli.provision import ca_der
 
     (tmp_path / "rogue").mkdir()
     make_tls(tmp_path / "rogue", ["localhost"])
@@ -206,8 +206,8 @@ def test_the_real_agent_provisioned_for_the_locked_down_broker_delivers_an_alarm
     subscription) all fit the ACL, and its provisioned password is what gets it in. The
     simulator's HAL has no TLS, so this device uses the broker's password-only loopback
     listener; the TLS path is the test above."""
-    from gateway.service import Gateway
-    from gateway.store import Store
+    from gateway.ingest.service import Gateway
+    from gateway.storage.store import Store
     from simulator.device import SimulatedDevice
     from simulator.timeline import Timeline
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway import audit
-from gateway.keystore import KeyDestroyed
-from gateway.provision import add_device, init_arc
-from gateway.retention import (DUE_SQL, LEGAL_MAX_HOLD_DAYS, RetentionConfigError, RetentionPolicy, Sweeper,
+from gateway.governance import audit
+from gateway.storage.keystore import KeyDestroyed
+from gateway.provisioning.devices import add_device, init_arc
+from gateway.governance.retention import (DUE_SQL, LEGAL_MAX_HOLD_DAYS, RetentionConfigError, RetentionPolicy, Sweeper,
                                reconcile)
-from gateway.store import Store
+from gateway.storage.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 VERICAM = str(ROOT / ".venv" / "bin" / "vericam")
@@ -92,7 +92,7 @@ def test_a_config_file_asking_for_a_longer_hold_is_refused_by_the_cli_and_the_ga
     (data / "retention.toml").write_text("[retention]\nhold_days = 45\n")
     out = subprocess.run([VERICAM, "retention", "show", "--data", str(data)], capture_output=True, text=True)
     assert out.returncode == 2 and "legal maximum of 30" in out.stderr
-    from gateway.service import Gateway
+    from gateway.ingest.service import Gateway
     with pytest.raises(RetentionConfigError):
         Gateway(data, "127.0.0.1", 1).start(connect_timeout=0.1)
     (data / "retention.toml").write_text("[retention]\nhold_days = 20\nsweep_interval_s = 5\n")
@@ -181,7 +181,7 @@ def test_a_sweep_costs_what_expired_not_what_is_stored(data):
 
 
 def test_held_images_are_never_purged_early_and_never_kept_beyond_thirty_days(data):
-    from gateway import hold
+    from gateway.governance import hold
     with Store.open(data) as store:
         held = seed(store, "cam-1", ALARM)
         other = seed(store, "cam-1", ALARM)
@@ -200,8 +200,8 @@ def test_held_images_are_never_purged_early_and_never_kept_beyond_thirty_days(da
 CRASHER = r"""
 import sys, time
 sys.path.insert(0, {root!r})
-from gateway.retention import RetentionPolicy, Sweeper
-from gateway.store import Store
+from gateway.governance.retention import RetentionPolicy, Sweeper
+from gateway.storage.store import Store
 store = Store.open({data!r})
 sw = Sweeper(store, RetentionPolicy(batch=25), clock=lambda: {now} / 1000)
 n = [0]
@@ -321,7 +321,7 @@ def test_a_backup_restored_after_the_sweep_decrypts_no_expired_image(data, tmp_p
 
 # Activity log ----------------------------------------------------------------------------------
 def test_activity_log_is_kept_until_three_years_after_the_relationship_ends(tmp_path):
-    from gateway import subject
+    from gateway.governance import subject
     data = make_gateway_dir(tmp_path / "gw", devices=("cam-1", "cam-2", "cam-3"))
     now = ms(2030, 6, 1)
     with Store.open(data) as store:
@@ -345,7 +345,7 @@ def test_activity_log_is_kept_until_three_years_after_the_relationship_ends(tmp_
 
 # Inside the gateway --------------------------------------------------------------------------
 def test_the_gateway_sweeps_on_its_own_schedule(data, broker):
-    from gateway.service import Gateway
+    from gateway.ingest.service import Gateway
     with Store.open(data) as store:
         old = seed(store, "cam-1", int(time.time() * 1000) - 9 * DAY)
         fresh = seed(store, "cam-1", int(time.time() * 1000))

@@ -4,8 +4,8 @@ and the checks do catch a sweeper that forgets to shred or to delete."""
 import json
 import subprocess
 
-from gateway import retention
-from gateway.retention_sim import simulate
+from gateway.governance import retention
+from simulator.bench.retention_sim import simulate
 
 from test_retention import VERICAM
 

@@ -2,12 +2,12 @@
 
 import pytest
 
-from gateway import audit
-from gateway.blobstore import BlobConfig, BlobStoreError, key_of
-from gateway.keystore import KeyDestroyed
-from gateway.provision import configure_blobs
-from gateway.retention import RetentionPolicy, Sweeper, reconcile
-from gateway.store import Store
+from gateway.governance import audit
+from gateway.storage.blobstore import BlobConfig, BlobStoreError, key_of
+from gateway.storage.keystore import KeyDestroyed
+from gateway.provisioning.devices import configure_blobs
+from gateway.governance.retention import RetentionPolicy, Sweeper, reconcile
+from gateway.storage.store import Store
 from s3server import MotoS3
 from test_retention import ALARM, DAY, DUE, make_gateway_dir, seed
 

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from gateway.clock import WorldClock, sim_clock
-from gateway.store import Store
+from gateway.ingest.clock import WorldClock, sim_clock
+from gateway.storage.store import Store
 from simulator.flash import mounted
 from simulator.mpy import FIRMWARE_DIR, run_micropython
 from simulator.scenario import ScenarioError, duration_s, find, load, run

@@ -18,12 +18,14 @@ import psycopg
 import pytest
 from botocore.exceptions import ClientError
 
-from gateway import audit, sqldb
-from gateway.blobstore import BlobConfig, BlobStoreError, key_of
-from gateway.keystore import KeyStore
-from gateway.provision import add_device, configure_blobs, init_arc
-from gateway.retention import reconcile
-from gateway.store import Store
+from gateway.governance import audit
+
+from gateway.storage import sqldb
+from gateway.storage.blobstore import BlobConfig, BlobStoreError, key_of
+from gateway.storage.keystore import KeyStore
+from gateway.provisioning.devices import add_device, configure_blobs, init_arc
+from gateway.governance.retention import reconcile
+from gateway.storage.store import Store
 
 from scaleout import CaptureStream, Workers, race, wait_for
 from test_retention import ALARM, seed

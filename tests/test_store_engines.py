@@ -13,12 +13,16 @@ import time
 
 import pytest
 
-from gateway import audit, hold, sqldb
-from gateway.ingest import Ingest, Message
-from gateway.keystore import KeyDestroyed
+from gateway.governance import audit
+
+from gateway.governance import hold
+
+from gateway.storage import sqldb
+from gateway.ingest.pipeline import Ingest, Message
+from gateway.storage.keystore import KeyDestroyed
 from gateway.protocol import envelope as env
-from gateway.schema_pg import PG_MIGRATIONS
-from gateway.store import MIGRATIONS, Store, StoreError
+from gateway.storage.schema_pg import PG_MIGRATIONS
+from gateway.storage.store import MIGRATIONS, Store, StoreError
 
 from scaleout import race
 from test_gateway_vectors import mv
@@ -44,7 +48,7 @@ def data(tmp_path, engine):
 
 def configs(data):
     """Device configs as the firmware holds them (device key and ARC key), for the test devices."""
-    from gateway.provision import arc_public
+    from gateway.provisioning.devices import arc_public
 
     with Store.open(data) as store:
         arc = arc_public(store.keys)
@@ -356,7 +360,9 @@ def test_reassembly_rules_hold_on_both_engines_and_a_refused_chunk_leaves_the_sp
 def test_the_console_and_a_subject_export_and_erasure_work_on_both_engines(tmp_path, engine):
     import console_seed
 
-    from gateway import subject, users
+    from gateway.governance import subject
+
+    from gateway.governance import users
     from gateway.console import data as console
 
     path = tmp_path / "gw"

@@ -8,8 +8,12 @@ import time
 
 import pytest
 
-from gateway import audit, hold, subject
-from gateway.store import Store
+from gateway.governance import audit
+
+from gateway.governance import hold
+
+from gateway.governance import subject
+from gateway.storage.store import Store
 
 from test_retention import VERICAM, make_gateway_dir, seed, stored_ids
 

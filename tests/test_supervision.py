@@ -2,10 +2,10 @@
 
 import json
 
-from gateway.ingest import Ingest, Message
+from gateway.ingest.pipeline import Ingest, Message
 from gateway.protocol import envelope as env
-from gateway.provision import add_device, init_arc
-from gateway.store import Store
+from gateway.provisioning.devices import add_device, init_arc
+from gateway.storage.store import Store
 
 from test_gateway_vectors import mv
 

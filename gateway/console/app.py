@@ -34,12 +34,13 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 
-from .. import hold as holds
-from .. import audit, users
-from ..keystore import KeyDestroyed
-from ..store import Store, StoreError, now_ms
-from . import data
-from .auth import LOGIN_COOKIE, SESSION_COOKIE, LoginForm, LoginLimiter, Session, Sessions, csrf_ok
+from gateway.governance import hold as holds
+from gateway.governance import audit
+from gateway.governance import users
+from gateway.storage.keystore import KeyDestroyed
+from gateway.storage.store import Store, StoreError, now_ms
+from gateway.console import data
+from gateway.console.auth import LOGIN_COOKIE, SESSION_COOKIE, LoginForm, LoginLimiter, Session, Sessions, csrf_ok
 
 log = logging.getLogger("vericam.console")
 HERE = Path(__file__).parent

@@ -13,8 +13,8 @@ import io
 import json
 import zipfile
 
-from .. import audit
-from ..store import Store
+from gateway.governance import audit
+from gateway.storage.store import Store
 
 OUTCOMES = {
     "verified-burglary": "Verified burglary",

@@ -35,7 +35,7 @@ class ConsoleServer:
 
     def __init__(self, data_dir: str | Path, host: str = "127.0.0.1", port: int = 8080,
                  secure_cookies: bool = True, log_level: str = "warning"):
-        from .app import create_app
+        from gateway.console.app import create_app
 
         self.app = create_app(data_dir, load_secret(Path(data_dir)), secure_cookies=secure_cookies)
         # access_log off: URLs name alarms and images, and the audit trail already records every view.

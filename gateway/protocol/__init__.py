@@ -3,13 +3,13 @@
 Pure functions and small classes, no I/O: bytes and time in, values or a `ProtocolError` out.
 """
 
-from .capture import (Chunk, Frame, OpenedCapture, TRIGGERS, build_chunk, open_sealed, parse_chunk,
+from gateway.protocol.capture import (Chunk, Frame, OpenedCapture, TRIGGERS, build_chunk, open_sealed, parse_chunk,
                       seal, split_chunks)
-from .envelope import (Envelope, ReplayWindow, T_CAPTURE, T_EVENT, T_RECEIPT, T_STATUS, T_TIME, build,
+from gateway.protocol.envelope import (Envelope, ReplayWindow, T_CAPTURE, T_EVENT, T_RECEIPT, T_STATUS, T_TIME, build,
                        build_receipt_body, build_time_body, open_envelope, parse, topic_for)
-from .errors import ProtocolError
-from .event import decrypt_event, encrypt_event, parse_status
-from .keys import DeviceKeys, arc_key_id, hkdf, hmac_sha256
+from gateway.protocol.errors import ProtocolError
+from gateway.protocol.event import decrypt_event, encrypt_event, parse_status
+from gateway.protocol.keys import DeviceKeys, arc_key_id, hkdf, hmac_sha256
 
 __all__ = [
     "Chunk", "Frame", "OpenedCapture", "TRIGGERS", "build_chunk", "open_sealed", "parse_chunk", "seal",

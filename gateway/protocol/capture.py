@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives import hashes, padding as sym_padding
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from .errors import BadCapture, CaptureTooLarge, Malformed, WrongArcKey
-from .keys import frame_keys, hmac_sha256
+from gateway.protocol.errors import BadCapture, CaptureTooLarge, Malformed, WrongArcKey
+from gateway.protocol.keys import frame_keys, hmac_sha256
 
 CAP_MAGIC = b"VCAP"
 CAP_VERSION = 1

@@ -15,8 +15,8 @@ import struct
 from dataclasses import dataclass
 from typing import Callable
 
-from .errors import BadMac, Malformed, Replay, Stale, TopicMismatch, UnknownDevice
-from .keys import DeviceKeys, hmac_sha256
+from gateway.protocol.errors import BadMac, Malformed, Replay, Stale, TopicMismatch, UnknownDevice
+from gateway.protocol.keys import DeviceKeys, hmac_sha256
 
 MAGIC = b"VC"
 VERSION = 1

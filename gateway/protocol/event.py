@@ -7,7 +7,7 @@ import json
 from cryptography.hazmat.primitives import padding as sym_padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from .errors import BadEvent, Malformed
+from gateway.protocol.errors import BadEvent, Malformed
 
 EVENT_KINDS = ("alarm", "alarm_cancelled", "armed", "disarmed", "technical", "config")
 STATES = ("online", "offline")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .errors import Malformed
+from gateway.protocol.errors import Malformed
 
 INFO_UP = b"vericam v1 up mac"
 INFO_DOWN = b"vericam v1 down mac"

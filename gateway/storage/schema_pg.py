@@ -1,4 +1,4 @@
-"""The metadata schema on PostgreSQL: the same numbered migrations as `gateway.store.MIGRATIONS`.
+"""The metadata schema on PostgreSQL: the same numbered migrations as `gateway.storage.store.MIGRATIONS`.
 
 Entry i brings the schema from version i to i+1, exactly as the SQLite entry of the same
 number does, so `schema_version` means the same on both engines. Append, never edit; a new

@@ -13,7 +13,7 @@ There is no moment when an expired image still has a live key (the crypto-shredd
 **The sweeper** selects `... WHERE delete_at_ms <= now ORDER BY delete_at_ms, id LIMIT batch` on
 the index `images_by_delete_at`, so a sweep reads only what has expired: when nothing has,
 it is one index probe, whatever is stored. For each batch it
-  1. deletes the blobs (`gateway.blobstore`: files are truncated then unlinked, so space held
+  1. deletes the blobs (`gateway.storage.blobstore`: files are truncated then unlinked, so space held
      by an open descriptor comes back, and their directories fsynced; S3 objects go in
      DeleteObjects batches of up to 1000),
   2. deletes the rows and appends one audit record per image (key id, content hash) in one
@@ -40,7 +40,7 @@ audited once (the record is looked for under the same lock) and reported by the 
 whose `destroy` erased it. So each deletion has exactly one record, whoever swept.
 
 **Never for disk space.** Nothing here deletes anything before it is due. When the disk
-fills, ingest stops and logs `INGEST STOPPED` (gateway.service); evidence under a hold is
+fills, ingest stops and logs `INGEST STOPPED` (gateway.ingest.service); evidence under a hold is
 never traded for space.
 """
 
@@ -53,9 +53,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import audit
-from .blobstore import BlobStoreError, key_of, path_of
-from .store import Store
+from gateway.governance import audit
+from gateway.storage.blobstore import BlobStoreError, key_of, path_of
+from gateway.storage.store import Store
 
 try:  # Python 3.11+
     import tomllib

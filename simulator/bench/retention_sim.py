@@ -25,11 +25,11 @@ from typing import Callable
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from . import hold as hold_mod
-from .keystore import KeyStoreError
-from .provision import add_device, init_arc
-from .retention import RetentionPolicy, Sweeper, reconcile
-from .store import Store
+from gateway.governance import hold as hold_mod
+from gateway.storage.keystore import KeyStoreError
+from gateway.provisioning.devices import add_device, init_arc
+from gateway.governance.retention import RetentionPolicy, Sweeper, reconcile
+from gateway.storage.store import Store
 
 HOUR = 3_600_000
 DAY = 24 * HOUR
@@ -169,7 +169,7 @@ def _run(store, policy, rng, days, start, clock, progress) -> dict:
                      f"{out['images_deleted']:5d} deleted, {out['keks_destroyed']:3d} KEKs destroyed")
     out["decryptable_after_expiry"] = len(decryptable_ids)
     out["violations"] += out["orphans"] + out["premature_deletions"] + out["decryptable_after_expiry"]
-    from . import audit
+    from gateway.governance import audit
     out["audit_ok"] = audit.verify(store).ok
     if not out["audit_ok"]:
         out["violations"] += 1

@@ -32,14 +32,14 @@ import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from gateway import sqldb
-from gateway.blobstore import BlobConfig
+from gateway.storage import sqldb
+from gateway.storage.blobstore import BlobConfig
 from gateway.protocol import capture as cap
 from gateway.protocol import envelope as env
 from gateway.protocol.keys import DeviceKeys
-from gateway.provision import add_device, configure_blobs, init_arc
-from gateway.store import Store
-from simulator.bench import percentile
+from gateway.provisioning.devices import add_device, configure_blobs, init_arc
+from gateway.storage.store import Store
+from simulator.bench.e2e import percentile
 from simulator.broker import Broker
 from simulator.processes import stop_process
 
@@ -146,7 +146,7 @@ def gateway_run(broker: Broker, data: Path, load, workers: int, log_dir: Path) -
     for w in range(workers):
         log = open(log_dir / f"gw-{workers}-{w}.log", "ab")
         procs.append((subprocess.Popen(
-            [sys.executable, "-m", "gateway.commandline", "gateway", "run", "--data", str(data), "--broker",
+            [sys.executable, "-m", "gateway.cli.main", "gateway", "run", "--data", str(data), "--broker",
              f"{broker.host}:{broker.port}", "--client-id", f"bench-gw-{workers}-{w}", "--sweep-interval", "3600"],
             stdout=log, stderr=log), log))
     try:

@@ -1,6 +1,6 @@
 """Where sealed image bytes live: one small interface, a file engine and an S3-compatible engine.
 
-The store (`gateway.store`) seals every image before it gets here: a blob is
+The store (`gateway.storage.store`) seals every image before it gets here: a blob is
 `b"VCB1" || nonce || AES-256-GCM(data key, ...)`, and the data key exists only wrapped under
 the KEK of the image's deletion day, which lives in the key store, never beside the blobs. So
 an engine only ever sees ciphertext, and destroying a day's KEK makes that day's blobs
@@ -35,7 +35,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterable, Iterator
 from urllib.parse import urlsplit
 
-from .keystore import fsync_dir, write_file_durably
+from gateway.storage.keystore import fsync_dir, write_file_durably
 
 try:  # Python 3.11+
     import tomllib

@@ -16,7 +16,7 @@ DATA_OPT = typer.Option(..., "--data", help="The gateway's data directory.")
 
 
 def _store(data: Path):
-    from ..store import Store, is_initialised
+    from gateway.storage.store import Store, is_initialised
 
     if not is_initialised(data):
         typer.echo(f"error: no gateway data in {data}: run `vericam gateway init --data {data}`", err=True)
@@ -35,8 +35,8 @@ def add(name: str = typer.Argument(..., help="User name, 1-64 letters, digits or
         password_stdin: bool = typer.Option(False, "--password-stdin",
                                             help="Read the password from the first line of stdin.")) -> None:
     """Create an account, or reset its role and password."""
-    from ..store import now_ms
-    from ..users import UserError, add_user
+    from gateway.storage.store import now_ms
+    from gateway.governance.users import UserError, add_user
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -55,7 +55,7 @@ def add(name: str = typer.Argument(..., help="User name, 1-64 letters, digits or
 @app.command("list")
 def list_cmd(data: Path = DATA_OPT) -> None:
     """List the accounts (never their password hashes)."""
-    from ..users import list_users
+    from gateway.governance.users import list_users
 
     with _store(data) as store:
         for u in list_users(store):
@@ -66,8 +66,8 @@ def list_cmd(data: Path = DATA_OPT) -> None:
 @app.command()
 def disable(name: str = typer.Argument(...), data: Path = DATA_OPT) -> None:
     """Disable an account: its open console sessions end at their next request."""
-    from ..store import now_ms
-    from ..users import UserError, disable_user
+    from gateway.storage.store import now_ms
+    from gateway.governance.users import UserError, disable_user
 
     with _store(data) as store:
         try:

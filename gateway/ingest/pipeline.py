@@ -3,7 +3,7 @@
 This module does no network I/O, like a sans-IO core: `Ingest.process_batch(messages)` verifies
 every message (PROTOCOL.md §3), handles it in one database transaction with one savepoint per
 message (group commit), commits, and returns the downlink messages (receipts §8, time §9) that
-the caller must publish only after it has acknowledged the batch. `gateway.service` owns the
+the caller must publish only after it has acknowledged the batch. `gateway.ingest.service` owns the
 MQTT client and the worker thread that feeds it.
 
 What becomes of each message:
@@ -26,15 +26,15 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .protocol import capture as cap
-from .protocol import envelope as env_mod
-from .protocol.envelope import (RECEIPT_REJECTED, RECEIPT_RESEND, RECEIPT_STORED, T_CAPTURE, T_EVENT,
+from gateway.protocol import capture as cap
+from gateway.protocol import envelope as env_mod
+from gateway.protocol.envelope import (RECEIPT_REJECTED, RECEIPT_RESEND, RECEIPT_STORED, T_CAPTURE, T_EVENT,
                                 T_HEARTBEAT,
                                 T_RECEIPT, T_STATUS, T_TIME, Envelope)
-from .protocol.errors import (CaptureTooLarge, Malformed, ProtocolError, Replay, TooManyCaptures)
-from .protocol.event import decrypt_event, parse_status
-from .blobstore import BlobStoreError
-from .store import Store
+from gateway.protocol.errors import (CaptureTooLarge, Malformed, ProtocolError, Replay, TooManyCaptures)
+from gateway.protocol.event import decrypt_event, parse_status
+from gateway.storage.blobstore import BlobStoreError
+from gateway.storage.store import Store
 
 MAX_CAPTURES_IN_FLIGHT = 4
 SPOOL_EXPIRY_MS = 10 * 60 * 1000

@@ -27,7 +27,7 @@ def _fail(msg: str, code: int = 2):
 
 def _bind_db(data: Path, db: str | None) -> None:
     """Record `--db` for the data directory, or say clearly why not (never the password)."""
-    from .sqldb import DatabaseError, bind
+    from gateway.storage.sqldb import DatabaseError, bind
 
     if db is None:
         return
@@ -50,8 +50,8 @@ S3_CREDS_OPT = typer.Option(None, "--s3-credentials-file", help="AWS-style crede
 def _blob_option(data: Path, blobs: str | None, endpoint: str | None, region: str | None,
                  credentials_file: Path | None) -> str | None:
     """Check and record --blobs (and its --s3-* options) if given; exits with a clear error if refused."""
-    from .blobstore import BlobConfig, BlobStoreError
-    from .provision import configure_blobs
+    from gateway.storage.blobstore import BlobConfig, BlobStoreError
+    from gateway.provisioning.devices import configure_blobs
 
     if blobs is None:
         if endpoint or region or credentials_file:
@@ -74,9 +74,9 @@ def init(data: Path = DATA_OPT, db: str = DB_OPT, blobs: str = BLOBS_OPT, s3_end
     """Create the data directory, metadata schema and ARC key pair (kept if they exist); say where images go.
 
     Run it again after an upgrade: it applies any pending schema migrations."""
-    from .provision import init_arc
-    from .sqldb import DatabaseError
-    from .store import StoreError
+    from gateway.provisioning.devices import init_arc
+    from gateway.storage.sqldb import DatabaseError
+    from gateway.storage.store import StoreError
 
     _bind_db(data, db)
     try:
@@ -98,8 +98,8 @@ def add_device_cmd(device: str = typer.Argument(..., help="Device id, [a-z0-9-]{
                    out: Path = typer.Option(None, "--out", help="Device config file to write "
                                             "(default: DEVICE.json in the current directory).")) -> None:
     """Provision a device: a fresh device key, and its config file (mode 0600) for flashing."""
-    from .provision import add_device, write_config
-    from .store import StoreError
+    from gateway.provisioning.devices import add_device, write_config
+    from gateway.storage.store import StoreError
 
     try:
         config = add_device(data, device, site)
@@ -149,13 +149,13 @@ def run(data: Path = DATA_OPT,
                                                   "http from a browser that is not on this machine."),
         sim_time: str = typer.Option(None, "--sim-time", hidden=True,
                                      help="Simulation only: SCALE@EPOCH_MS, the scaled world clock of a "
-                                     "simulated run (gateway/clock.py).")) -> None:
+                                     "simulated run (gateway/ingest/clock.py).")) -> None:
     """Run the gateway until SIGTERM or SIGINT: verify, store and acknowledge what devices send."""
-    from .blobstore import BlobStoreError
-    from .keystore import KeyStoreError
-    from .service import Gateway
-    from .sqldb import DatabaseError
-    from .store import StoreError
+    from gateway.storage.blobstore import BlobStoreError
+    from gateway.storage.keystore import KeyStoreError
+    from gateway.ingest.service import Gateway
+    from gateway.storage.sqldb import DatabaseError
+    from gateway.storage.store import StoreError
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(message)s", stream=sys.stderr)
@@ -166,7 +166,7 @@ def run(data: Path = DATA_OPT,
         raise typer.Exit(2)
     clock = None
     if sim_time is not None:
-        from .clock import sim_clock
+        from gateway.ingest.clock import sim_clock
 
         try:
             clock = sim_clock(sim_time, host)
@@ -200,7 +200,7 @@ def run(data: Path = DATA_OPT,
              f"subscribed to the devices of {broker}")
     console = None
     if console_port is not None:
-        from .console.server import ConsoleServer
+        from gateway.console.server import ConsoleServer
 
         try:
             console = ConsoleServer(data, console_host, console_port,
@@ -228,8 +228,8 @@ def console(data: Path = DATA_OPT,
             http_cookies: bool = typer.Option(False, "--http-cookies",
                                               help="Session cookies without the Secure flag, for plain http.")) -> None:
     """Serve only the operator console on the stored data, without taking messages from a broker."""
-    from .console.server import ConsoleServer
-    from .store import Store, is_initialised
+    from gateway.console.server import ConsoleServer
+    from gateway.storage.store import Store, is_initialised
 
     if not is_initialised(data):
         typer.echo(f"error: no gateway data in {data}: run `vericam gateway init --data {data}`", err=True)
@@ -255,7 +255,7 @@ def images(data: Path = DATA_OPT,
            device: str = typer.Option(None, "--device", help="Only this device's images."),
            as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """List the stored images (metadata only; images are shown in the operator console)."""
-    from .store import Store, is_initialised
+    from gateway.storage.store import Store, is_initialised
 
     if not is_initialised(data):
         typer.echo(f"error: no gateway data in {data}: run `vericam gateway init --data {data}`", err=True)

@@ -20,7 +20,7 @@ Where a gateway keeps its metadata is a *target*: a PostgreSQL URL
 (`postgresql://HOST:PORT/DBNAME`) or the path of a SQLite file. `database_target()` resolves
 it for a data directory: `--db`, else the URL recorded in `DATA/database.toml` by
 `vericam gateway init --db`, else `DATA/vericam.sqlite`. The key store never lives here
-(`gateway.keystore`): it stays in its own files so that it is backed up and destroyed apart.
+(`gateway.storage.keystore`): it stays in its own files so that it is backed up and destroyed apart.
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from .retention import RetentionPolicy, Sweeper
-from .store import Store, day_start_ms
+from gateway.governance.retention import RetentionPolicy, Sweeper
+from gateway.storage.store import Store, day_start_ms
 
 BLOB = b"VCB1" + bytes(60)
 

@@ -7,9 +7,9 @@ import os
 import secrets
 from pathlib import Path
 
-from .blobstore import BlobConfig, configure, key_of, open_blobstore
-from .keystore import KeyStore
-from .store import Store
+from gateway.storage.blobstore import BlobConfig, configure, key_of, open_blobstore
+from gateway.storage.keystore import KeyStore
+from gateway.storage.store import Store
 
 
 def init_arc(data_dir: str | Path) -> dict:
@@ -57,7 +57,7 @@ def add_device(data_dir: str | Path, device_id: str, site: str) -> dict:
 
     Returns the device's config dict {"device_id", "site", "device_key" (hex), "arc_n" (hex),
     "arc_e", "arc_key_id" (hex)}. It holds the device key: write it only to a 0600 file."""
-    from .protocol.envelope import valid_device_id
+    from gateway.protocol.envelope import valid_device_id
 
     if not valid_device_id(device_id):
         raise ValueError(f"device id {device_id!r} must match [a-z0-9-]{{1,32}} (it is also the MQTT user name)")

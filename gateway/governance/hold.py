@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import re
 
-from . import audit
-from .retention import RetentionPolicy, alarm_ms, day_after, delete_images, utc_day
-from .store import Store, day_start_ms
+from gateway.governance import audit
+from gateway.governance.retention import RetentionPolicy, alarm_ms, day_after, delete_images, utc_day
+from gateway.storage.store import Store, day_start_ms
 
 HOLD_ROLE = "supervisor"
 ROLES = ("operator", "supervisor", "auditor", "admin")

@@ -22,9 +22,9 @@ import os
 import re
 from pathlib import Path
 
-from . import audit
-from .retention import RetentionPolicy, delete_images, years_after
-from .store import Store
+from gateway.governance import audit
+from gateway.governance.retention import RetentionPolicy, delete_images, years_after
+from gateway.storage.store import Store
 
 CUSTOMER_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 

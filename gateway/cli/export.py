@@ -17,7 +17,7 @@ from pathlib import Path
 
 import typer
 
-from .hold import HoldError, check_role
+from gateway.governance.hold import HoldError, check_role
 
 
 def export(
@@ -43,8 +43,8 @@ def export(
     if data is None or by is None:
         typer.echo("error: exporting needs --data DIR and --by USER", err=True)
         raise typer.Exit(2)
-    from .console.data import Conflict, police_export
-    from .store import Store
+    from gateway.console.data import Conflict, police_export
+    from gateway.storage.store import Store
 
     with Store.open(data) as store:
         try:

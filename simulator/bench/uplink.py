@@ -24,7 +24,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from simulator.bench import percentile
+from simulator.bench.e2e import percentile
 from simulator.stack import Stack
 
 DEVICE = "bench-uplink-1"

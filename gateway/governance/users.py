@@ -13,8 +13,8 @@ import re
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from . import audit
-from .store import Store
+from gateway.governance import audit
+from gateway.storage.store import Store
 
 ROLES = ("operator", "supervisor", "auditor", "admin")
 NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")

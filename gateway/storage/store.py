@@ -2,12 +2,12 @@
 
 Layout under the data directory:
 - `vericam.sqlite`: devices, the chunk spool, captures, images, events, alarms, rejections;
-  or, when `database.toml` names one, the same tables in PostgreSQL (`gateway.sqldb`).
+  or, when `database.toml` names one, the same tables in PostgreSQL (`gateway.storage.sqldb`).
 - `blobs/<deletion day>/<image id>.vcb`: one file per image, `b"VCB1" || nonce(12) ||
   AES-256-GCM(data_key, nonce, jpeg, aad=image id)`. The data key is random per image and is
-  kept only wrapped under the KEK of the image's deletion day (see `gateway.keystore`).
+  kept only wrapped under the KEK of the image's deletion day (see `gateway.storage.keystore`).
   Or the same blobs as objects `<deletion day>/<image id>.vcb` in an S3-compatible bucket,
-  when `blobs.toml` says so: `gateway.blobstore` is the one place that knows where blobs live.
+  when `blobs.toml` says so: `gateway.storage.blobstore` is the one place that knows where blobs live.
 - `keys/`: the key store, kept apart so that it can be backed up and destroyed apart.
 
 Durability order for an image: blob written to a temp file, fsynced, renamed, directory fsynced
@@ -34,11 +34,11 @@ from typing import Iterator
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from . import sqldb
-from .blobstore import BlobStore, BlobStoreError, key_of, open_blobstore
-from .keystore import KeyStore
-from .protocol.envelope import ReplayWindow
-from .protocol.keys import DeviceKeys
+from gateway.storage import sqldb
+from gateway.storage.blobstore import BlobStore, BlobStoreError, key_of, open_blobstore
+from gateway.storage.keystore import KeyStore
+from gateway.protocol.envelope import ReplayWindow
+from gateway.protocol.keys import DeviceKeys
 
 DB_FILE = sqldb.SQLITE_FILE
 BLOB_MAGIC = b"VCB1"
@@ -49,7 +49,7 @@ def now_ms() -> int:
 
 
 # Ordered migrations: index i brings the schema from version i to i+1. Append, never edit,
-# and append the PostgreSQL text of the same step to gateway.schema_pg.PG_MIGRATIONS.
+# and append the PostgreSQL text of the same step to gateway.storage.schema_pg.PG_MIGRATIONS.
 MIGRATIONS: list[str] = [
     # 1: the thin slice.
     """
@@ -272,7 +272,7 @@ class Store:
             raise
         self._written: list[str] = []  # blob keys put in this transaction
         self._key_cache: dict[bytes, DeviceKeys] = {}
-        self._audit_head: tuple[int, str] | None = None  # set by gateway.audit.append
+        self._audit_head: tuple[int, str] | None = None  # set by gateway.governance.audit.append
         self._devices: dict[str, _DeviceRow | None] | None = None  # within `batch()` only
         self._undo: dict[str, tuple] | None = None  # device rows as they were at the savepoint
         try:
@@ -307,7 +307,7 @@ class Store:
     def migrations(self) -> list[str]:
         """This engine's text of the numbered migrations (the same numbers on both engines)."""
         if self.db.engine == "postgresql":
-            from .schema_pg import PG_MIGRATIONS
+            from gateway.storage.schema_pg import PG_MIGRATIONS
 
             return PG_MIGRATIONS
         return MIGRATIONS
@@ -341,7 +341,7 @@ class Store:
                 with self.db.transaction(durable):
                     yield
                     self.sync_dirs()
-                if self._audit_head is not None:  # anchor the committed chain head (gateway.audit)
+                if self._audit_head is not None:  # anchor the committed chain head (gateway.governance.audit)
                     self.keys.anchor_audit(*self._audit_head)
             except BaseException:
                 self.blobs.discard(self._written)  # rows rolled back: their blobs must not linger
@@ -444,10 +444,10 @@ class Store:
             return done
 
     def _audit_config(self, why: str, device_id: str, detail: dict) -> None:
-        """Configuration changes made from the command line: the OS user is who (gateway.audit)."""
+        """Configuration changes made from the command line: the OS user is who (gateway.governance.audit)."""
         import getpass
 
-        from . import audit
+        from gateway.governance import audit
 
         audit.append(self, f"os:{getpass.getuser()}", "configure device", why, at_ms=now_ms(),
                      subject=device_id, detail=detail)

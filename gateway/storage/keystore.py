@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
-from .protocol.keys import arc_key_id
+from gateway.protocol.keys import arc_key_id
 
 ARC_KEY_FILE = "arc_private.pem"
 KEYS_DB = "keys.sqlite"
@@ -45,7 +45,7 @@ def write_file_durably(path: Path, data: bytes) -> None:
     """Write `data` to `path` (mode 0600) through a temp file, fsynced, then renamed over it.
 
     The rename is durable only once the directory is fsynced: that is the caller's, so a
-    batch of files can share one directory fsync (gateway.blobstore)."""
+    batch of files can share one directory fsync (gateway.storage.blobstore)."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
@@ -90,7 +90,7 @@ class KeyStore:
         self._db.execute("PRAGMA secure_delete=ON")  # freed pages are zeroed: a destroyed KEK is gone
         self._db.execute("CREATE TABLE IF NOT EXISTS kek (day TEXT PRIMARY KEY, kek BLOB, "
                          "created_at_ms INTEGER NOT NULL, destroyed_at_ms INTEGER)")
-        # The audit chain's head, kept apart from the metadata DB (see gateway.audit): whoever
+        # The audit chain's head, kept apart from the metadata DB (see gateway.governance.audit): whoever
         # truncates or rewrites the audit table must also reach the key store to hide it.
         self._db.execute("CREATE TABLE IF NOT EXISTS audit_head (id INTEGER PRIMARY KEY CHECK (id = 1), "
                          "seq INTEGER NOT NULL, hash TEXT NOT NULL, at_ms INTEGER NOT NULL)")

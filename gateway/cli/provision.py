@@ -1,7 +1,7 @@
 """Provisioning a device onto the broker, the gateway and its flash: `vericam provision` and `vericam broker-config`.
 
 One device gets, in one step:
-- its device key (32 random bytes), registered with the gateway (`gateway.provision.add_device`);
+- its device key (32 random bytes), registered with the gateway (`gateway.provisioning.devices.add_device`);
 - its broker account: user name = device id, a random password, hashed into the broker's
   password file, which the running broker re-reads (SIGHUP);
 - its config, `config.json` (mode 0600) with the key, the password and the ARC public key,
@@ -26,13 +26,13 @@ from pathlib import Path
 import typer
 from typer.core import TyperGroup
 
-from . import brokerconf
-from .provision import add_device, arc_public, init_arc, write_config
-from .store import Store, StoreError
+from gateway.provisioning import brokerconf
+from gateway.provisioning.devices import add_device, arc_public, init_arc, write_config
+from gateway.storage.store import Store, StoreError
 
 FLASH_BLOCK_SIZE = 4096  # the ESP32's SPI flash erase block, and MicroPython's littlefs block
 FLASH_BLOCKS = 512  # 2 MiB: the `vfs` partition of MicroPython's 4 MiB ESP32 boards
-FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware"
+FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware"
 COMMANDS = ("device", "revoke", "rotate")
 
 

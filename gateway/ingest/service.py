@@ -1,4 +1,4 @@
-"""The gateway service: an MQTT v5 consumer that feeds `gateway.ingest` and acknowledges late.
+"""The gateway service: an MQTT v5 consumer that feeds `gateway.ingest.pipeline` and acknowledges late.
 
 Threads: paho's network loop only enqueues (token, topic, payload) and never blocks, because
 the broker may send at most ReceiveMaximum unacknowledged messages, the capacity of the queue.
@@ -28,11 +28,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from .blobstore import FileBlobStore
-from .clock import WorldClock
-from .ingest import SPOOL_EXPIRY_MS, BatchResult, Ingest, Message
-from .metrics import Metrics, MetricsServer
-from .store import Store, now_ms
+from gateway.storage.blobstore import FileBlobStore
+from gateway.ingest.clock import WorldClock
+from gateway.ingest.pipeline import SPOOL_EXPIRY_MS, BatchResult, Ingest, Message
+from gateway.ingest.metrics import Metrics, MetricsServer
+from gateway.storage.store import Store, now_ms
 
 SHARE_GROUP = "vericam-gw"
 SUBSCRIPTION = f"$share/{SHARE_GROUP}/vc/v1/+/up/#"
@@ -60,9 +60,9 @@ class Gateway:
                  metrics_port: int | None = None, sweep_interval_s: float | None = None, sweep: bool = True,
                  clock: WorldClock | None = None, db: str | None = None):
         self.data_dir = Path(data_dir)
-        # The host clock, or a simulated run's scaled world clock (gateway/clock.py).
+        # The host clock, or a simulated run's scaled world clock (gateway/ingest/clock.py).
         self.clock = clock or WorldClock()
-        self.db = db  # None: DATA/database.toml, else SQLite in the data directory (gateway.sqldb)
+        self.db = db  # None: DATA/database.toml, else SQLite in the data directory (gateway.storage.sqldb)
         self.broker_host = broker_host
         self.broker_port = broker_port
         self.retention_days = retention_days
@@ -95,12 +95,12 @@ class Gateway:
         self.metrics_port = metrics_port
         self.sweep_interval_s = sweep_interval_s
         self.sweep_enabled = sweep
-        self.sweeper = None  # gateway.retention.SweeperThread, started with the gateway
+        self.sweeper = None  # gateway.governance.retention.SweeperThread, started with the gateway
         self._metrics_server: MetricsServer | None = None
 
     # Lifecycle -----------------------------------------------------------------------------
     def start(self, connect_timeout: float = 10.0) -> "Gateway":
-        from .retention import RetentionPolicy, Sweeper, SweeperThread
+        from gateway.governance.retention import RetentionPolicy, Sweeper, SweeperThread
 
         # Validated before anything starts: a hold above the legal maximum refuses to run.
         policy = RetentionPolicy.load(self.data_dir, image_days=self.retention_days,
@@ -118,7 +118,7 @@ class Gateway:
         # the spool expiry (a transport timer) stays 10 real minutes in scaled time.
         self.ingest = Ingest(self.store, log=self.log, clock=self.clock,
                              spool_expiry_ms=SPOOL_EXPIRY_MS * self.clock.scale)
-        from .retention import record_policy
+        from gateway.governance.retention import record_policy
 
         record_policy(self.store, policy, now_ms())  # a changed retention config is audited
         if self.sweep_enabled:  # shares the store (and its lock) with the writer thread
@@ -177,7 +177,7 @@ class Gateway:
         """Images whose deletion day has passed but which are still stored: must stay 0.
 
         Read on a connection of its own: the scrape must not wait for the writer's batch."""
-        from . import sqldb
+        from gateway.storage import sqldb
 
         db = sqldb.connect(sqldb.database_target(self.data_dir, self.db), readonly=True)
         try:

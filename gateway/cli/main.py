@@ -2,8 +2,10 @@
 
 Packages join through the `vericam.commands` entry-point group (see pyproject.toml). An entry
 point names either a typer app, which becomes a command group (`vericam gateway ...`), or a
-plain function, which becomes a command (`vericam demo`). This keeps the gateway free of any
-import of the simulator.
+plain function, which becomes a command (`vericam demo`). A package may also add one command
+to a group another package owns, through `vericam.subcommands` named GROUP.COMMAND
+(`vericam retention bench` is simulator code). This keeps the gateway free of any import of
+the simulator.
 """
 
 from __future__ import annotations
@@ -24,21 +26,37 @@ app = typer.Typer(
 )
 
 
+def _load(ep):
+    try:
+        return ep.load()
+    except Exception as exc:  # a broken plug-in must not take the whole CLI down
+        print(f"vericam: could not load command {ep.name!r}: {exc}", file=sys.stderr)
+        return None
+
+
 def _load_commands() -> None:
+    groups: dict[str, typer.Typer] = {}
     for ep in sorted(entry_points(group="vericam.commands"), key=lambda e: e.name):
-        try:
-            target = ep.load()
-        except Exception as exc:  # a broken plug-in must not take the whole CLI down
-            print(f"vericam: could not load command {ep.name!r}: {exc}", file=sys.stderr)
-            continue
+        target = _load(ep)
         if isinstance(target, typer.Typer):
             app.add_typer(target, name=ep.name)
-        else:
+            groups[ep.name] = target
+        elif target is not None:
             app.command(name=ep.name)(target)
+    for ep in sorted(entry_points(group="vericam.subcommands"), key=lambda e: e.name):
+        group, _, command = ep.name.partition(".")
+        if group not in groups:
+            print(f"vericam: no command group {group!r} for {ep.name!r}", file=sys.stderr)
+            continue
+        target = _load(ep)
+        if target is not None:
+            registered = {c.name for c in groups[group].registered_commands}
+            if command not in registered:  # tests may assemble the app twice in one process
+                groups[group].command(command)(target)
 
 
 def main() -> None:
-    from .sqldb import DatabaseError
+    from gateway.storage.sqldb import DatabaseError
 
     _load_commands()
     try:

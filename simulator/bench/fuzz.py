@@ -37,9 +37,9 @@ from gateway.protocol import envelope as env
 from gateway.protocol.errors import ProtocolError
 from gateway.protocol.keys import DeviceKeys
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 VECTORS = REPO_ROOT / "tests" / "vectors"
-SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 
 BOUNDARY_INTS = [0, 1, 2, 0x7F, 0x80, 0xFF, 0x100, 0xFFFF, 0x10000, 0x7FFFFFFF, 0xFFFFFFFF, 1024, 1025,
                  4 * 2**20, 4 * 2**20 + 1]
@@ -116,8 +116,8 @@ class Corpus:
     """Valid inputs to start from: a provisioned test device, a sealed capture, the vectors."""
 
     def __init__(self, workdir: Path):
-        from gateway.provision import add_device, init_arc
-        from gateway.store import Store
+        from gateway.provisioning.devices import add_device, init_arc
+        from gateway.storage.store import Store
 
         self.data = workdir / "gw"
         init_arc(self.data)
@@ -269,15 +269,15 @@ class ReassemblerTarget(Target):
 
     def __init__(self, corpus, rng, workdir):
         super().__init__(corpus, rng, workdir)
-        from gateway.ingest import Ingest
-        from gateway.store import Store
+        from gateway.ingest.pipeline import Ingest
+        from gateway.storage.store import Store
 
         self.store = Store.open(corpus.data)
         self.ingest = Ingest(self.store, log=lambda line: None)
         self.batches = 0
 
     def run_one(self) -> str:
-        from gateway.ingest import Message
+        from gateway.ingest.pipeline import Message
         from gateway.protocol.envelope import ReplayWindow
 
         c, rng = self.corpus, self.rng
@@ -352,7 +352,7 @@ class RetentionTarget(Target):
     name = "retention"
 
     def run_one(self) -> str:
-        from gateway.retention import CONFIG_FILE, RetentionConfigError, RetentionPolicy
+        from gateway.governance.retention import CONFIG_FILE, RetentionConfigError, RetentionPolicy
 
         c, rng = self.corpus, self.rng
         d = self.workdir / "retention"

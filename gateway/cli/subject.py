@@ -1,0 +1,110 @@
+"""`vericam subject`: customers and their data-subject rights (access, portability, erasure, restriction)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from gateway.cli.common import BY_OPT, DATA_OPT, fail, load_policy, now_ms, open_store, parse_ms
+
+subject_app = typer.Typer(help="Customers and their data-subject rights: export, erase, restrict.",
+                          no_args_is_help=True)
+
+
+@subject_app.command("add-customer")
+def subject_add(customer: str, data: Path = DATA_OPT, name: str = typer.Option(None, "--name"),
+                by: str = BY_OPT) -> None:
+    """Record a customer relationship (open until `end`)."""
+    from gateway.governance.subject import SubjectError, add_customer
+
+    with open_store(data) as store:
+        try:
+            add_customer(store, customer, name, by, now_ms())
+        except SubjectError as exc:
+            fail(str(exc))
+    typer.echo(f"customer {customer} recorded")
+
+
+@subject_app.command("link")
+def subject_link(device: str, customer: str, data: Path = DATA_OPT, by: str = BY_OPT) -> None:
+    """Link a device to the customer whose premises it watches."""
+    from gateway.governance.subject import SubjectError, link_device
+
+    with open_store(data) as store:
+        try:
+            link_device(store, device, customer, by, now_ms())
+        except SubjectError as exc:
+            fail(str(exc))
+    typer.echo(f"device {device} belongs to customer {customer}")
+
+
+@subject_app.command("end")
+def subject_end(customer: str, data: Path = DATA_OPT, by: str = BY_OPT,
+                on: str = typer.Option(None, "--on", help="End date (ISO, UTC); default now.")) -> None:
+    """Record the end of the customer relationship (starts the activity log's 3 years)."""
+    from gateway.governance.subject import SubjectError, end_relationship
+
+    with open_store(data) as store:
+        try:
+            end_relationship(store, customer, parse_ms(on), by, now_ms())
+        except SubjectError as exc:
+            fail(str(exc))
+    typer.echo(f"relationship with {customer} ended")
+
+
+@subject_app.command("export")
+def subject_export(customer: str, data: Path = DATA_OPT,
+                   out: Path = typer.Option(..., "--out", help="A new directory for the export."),
+                   by: str = BY_OPT, why: str = typer.Option("data-subject access request", "--why")) -> None:
+    """Export the customer's data: export.json, retained images, MANIFEST.sha256. Audited."""
+    from gateway.governance.subject import SubjectError, export
+
+    with open_store(data) as store:
+        try:
+            s = export(store, customer, out, by, why, now_ms())
+        except SubjectError as exc:
+            fail(str(exc))
+    typer.echo(f"exported {customer}: {s['devices']} devices, {s['events']} events, {s['alarms']} alarms, "
+               f"{s['images']} images to {out} (manifest {s['manifest_sha256'][:16]})")
+
+
+@subject_app.command("erase")
+def subject_erase(customer: str, data: Path = DATA_OPT, by: str = BY_OPT,
+                  why: str = typer.Option("data-subject erasure request", "--why"),
+                  restrict: bool = typer.Option(False, "--restrict", help="Also restrict processing of "
+                                                "what is kept."),
+                  as_json: bool = typer.Option(False, "--json")) -> None:
+    """Erase what may be erased; report what a police hold or a legal duty keeps. Audited.
+
+    Exit 3 if nothing could be erased because everything is kept."""
+    from gateway.governance.subject import SubjectError, erase
+
+    with open_store(data) as store:
+        try:
+            r = erase(store, customer, by, why, now_ms(), restrict=restrict, policy=load_policy(data))
+        except SubjectError as exc:
+            fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(r))
+    else:
+        typer.echo(f"erased {r['images_erased']} images and {r['uploads_dropped']} unfinished uploads of {customer}")
+        for k in r["kept"]:
+            typer.echo(f"kept {k['what']}: {k['why']}, until {k['until']}")
+    if r["refused"]:
+        raise typer.Exit(3)
+
+
+@subject_app.command("restrict")
+def subject_restrict(customer: str, data: Path = DATA_OPT, by: str = BY_OPT,
+                     why: str = typer.Option(..., "--why"), lift: bool = typer.Option(False, "--lift")) -> None:
+    """Set (or --lift) the restriction-of-processing flag. Audited."""
+    from gateway.governance.subject import SubjectError, set_restricted
+
+    with open_store(data) as store:
+        try:
+            set_restricted(store, customer, not lift, by, why, now_ms())
+        except SubjectError as exc:
+            fail(str(exc))
+    typer.echo(f"processing of {customer} {'no longer ' if lift else ''}restricted")

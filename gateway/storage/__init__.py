@@ -1,0 +1,1 @@
+"""Storage: the one boundary where SQL is written."""
