@@ -7,7 +7,7 @@ BIN     = $(VENV)/bin
 
 setup: $(VENV)/.installed mosquitto
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'

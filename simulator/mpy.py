@@ -8,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-FIRMWARE_DIR = REPO_ROOT / "firmware"
+from gateway.provisioning.firmware import firmware_dir
+
+# The tree every simulated device runs: the checkout's firmware/, or the installed wheel's copy.
+FIRMWARE_DIR = firmware_dir()
 
 
 class MicroPythonNotFound(RuntimeError):

@@ -11,6 +11,8 @@ in order, and an `[expect]` table checked at the end. Steps:
     {do = "check", what = "shredded", count = 0}  (the device has reported `what` exactly
                                   `count` times so far; a failed expectation otherwise)
     {do = "stop_gateway"} / "start_gateway" / "restart_broker" / "power_cut" / "boot"
+    {do = "reboot"}               (the firmware restarts at once, as after a reset, and
+                                  boots again on the same flash)
     {do = "cut_link", for_s = 18, mode = "blackhole"}  (mode "reset" resets connections;
                                   without for_s the link stays down until restore_link)
     {do = "restore_link"}
@@ -37,7 +39,10 @@ Expectations are compared with the run's figures (`images_at_arc`, `images_captu
 The per-trigger tallies `images_captured_by_trigger`, `images_at_arc_by_trigger` and
 `alarms_by_code` are tables ({intrusion = 6, smoke = 2}) compared whole.
 The bytes sent without an alarm are counted by an observer subscribed at the broker, not
-taken from the device's own report. An expectation named `<figure>_at_most` is an upper
+taken from the device's own report: the broker's read-only observer account, which logs
+every message it carries (`run(wire_log=...)`, `vericam sim run --wire-log FILE`).
+`captures_recoverable_with_arc_key` is what someone holding the raw flash image and the
+ARC's private key opens at the end of the run (`simulator/flash.py`). An expectation named `<figure>_at_most` is an upper
 bound on that figure (`shred_late_s_at_most = 2`).
 """
 
@@ -52,15 +57,16 @@ import threading
 import time
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
-
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
+from simulator.broker import WireObserver
+from simulator.flash import recoverable_with_arc_key
 from simulator.panel import ZONES as PANEL_ZONES
 from simulator.device import DeviceError
+from simulator.mpy import FIRMWARE_DIR
 from simulator.panel import PanelError
 from simulator.stack import ALARM_EVENTS, Stack
 
@@ -93,6 +99,7 @@ STEP_KEYS: dict[str, dict[str, str]] = {
     "restart_broker": {"down_s": "duration"},
     "power_cut": {},
     "boot": {},
+    "reboot": {},
     "cut_link": {"for_s": "duration", "mode": "cut_mode"},
     "restore_link": {},
     "shape": {"latency_ms": "number", "bandwidth_bps": "number", "loss": "loss"},
@@ -118,6 +125,9 @@ FIGURES = {
     "shredded_on_device": "int", "receipt_timeouts": "int", "heartbeats_sent": "int",
     "shred_late_s": "number", "shredded_early": "int", "device_online": "bool", "link": "table",
     "scenario": "str", "time_scale": "int", "real_s": "number", "scenario_s": "number",
+    "wire_messages": "int", "wire_bytes": "int",
+    "sealed_headers_on_flash": "int", "capture_keys_recoverable_with_arc_key": "int",
+    "captures_recoverable_with_arc_key": "int",
 }
 
 
@@ -211,7 +221,7 @@ def _firmware_policy():
 
     Loaded once: `sim list` checks every scenario file, most of which name triggers."""
     spec = importlib.util.spec_from_file_location(
-        "_vericam_firmware_policy", Path(__file__).resolve().parent.parent / "firmware" / "vericam" / "policy.py")
+        "_vericam_firmware_policy", FIRMWARE_DIR / "vericam" / "policy.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -359,39 +369,47 @@ def duration_s(value, what: str) -> float:
 
 
 class BrokerObserver:
-    """Counts what crosses the broker on the devices' up topics, by an independent subscriber."""
+    """What crosses the broker, seen by its observer account and not taken from the device.
 
-    def __init__(self, host: str, port: int):
-        self.capture_bytes = 0
-        self.capture_bytes_before_alarm = 0
-        self.alarm_seen = threading.Event()
+    Keeps the wire log (every message: scenario seconds, topic, size, QoS, retain) and counts
+    the capture bytes before and after the first alarm the panel raised."""
+
+    def __init__(self, stack: Stack):
+        timeline = stack.timeline
+        self.wire = WireObserver(stack.broker, clock=lambda: timeline.scenario_s(time.time()), t0=0.0)
         self._lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"observer-{time.monotonic_ns()}")
-        self.client.on_message = self._on_message
-        self.client.connect(host, port)
-        self.client.subscribe("vc/v1/+/up/capture", qos=1)
-        self.client.loop_start()
+        self._alarm_at: int | None = None  # how many messages the log held when the first alarm was raised
 
     def alarm_raised(self) -> None:
-        self.alarm_seen.set()
-
-    def _on_message(self, _c, _u, msg) -> None:
         with self._lock:
-            self.capture_bytes += len(msg.payload)
-            if not self.alarm_seen.is_set():
-                self.capture_bytes_before_alarm += len(msg.payload)
+            if self._alarm_at is None:
+                self._alarm_at = len(self.wire.snapshot())
+
+    def figures(self) -> dict:
+        records = self.wire.snapshot()
+        with self._lock:
+            alarm_at = len(records) if self._alarm_at is None else self._alarm_at
+        capture = [i for i, r in enumerate(records) if r["topic"].endswith("/up/capture")]
+        return {
+            "image_bytes_sent_without_alarm": sum(records[i]["bytes"] for i in capture if i < alarm_at),
+            "capture_bytes_at_broker": sum(records[i]["bytes"] for i in capture),
+            "wire_messages": len(records),
+            "wire_bytes": sum(r["bytes"] for r in records),
+        }
 
     def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+        self.wire.close()
 
 
 def run(path: Path, workdir: Path | None = None, flash_out: Path | None = None, echo=None,
-        timeline=None, time_scale: int | None = None) -> dict:
+        timeline=None, time_scale: int | None = None, wire_log: Path | None = None) -> dict:
     """Play one scenario; returns its figures, `passed` and the failed expectations.
 
     Pass a `Timeline` to keep the run's timeline (`Timeline.render` prints it as a table).
-    `time_scale` overrides the scenario's own (scaled time: see the module's docstring)."""
+    `time_scale` overrides the scenario's own (scaled time: see the module's docstring).
+    `wire_log` writes every message the broker carried as JSON lines
+    `{"t", "topic", "bytes", "qos", "retain"}` (`t` in scenario seconds since the start),
+    also when the run fails."""
     from simulator.timeline import Timeline
 
     spec = load(path)
@@ -409,7 +427,7 @@ def run(path: Path, workdir: Path | None = None, flash_out: Path | None = None, 
     observer = None
     try:
         stack.start()
-        observer = BrokerObserver(stack.broker.host, stack.broker.port)
+        observer = BrokerObserver(stack)
         panel_kwargs = {k: dev_spec[k] for k in ("exit_delay_s", "entry_delay_s") if k in dev_spec}
         via_proxy = dev_spec.get("via_proxy", False)
         if not via_proxy and any(st.get("do") in LINK_STEPS for st in spec.get("step", [])):
@@ -466,12 +484,16 @@ def run(path: Path, workdir: Path | None = None, flash_out: Path | None = None, 
             Path(flash_out).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(dev.flash_path, flash_out)
             result["flash_image"] = str(flash_out)
+        if wire_log:
+            result["wire_log"] = str(wire_log)
         failures = step_failures + _check(expect, result)
         result["passed"] = not failures
         result["failures"] = failures
         return result
     finally:
         if observer:
+            if wire_log:
+                observer.wire.write_jsonl(wire_log)
             observer.close()
         stack.close()
 
@@ -524,6 +546,13 @@ def _play(stack: Stack, device_id: str, step: dict) -> str | None:
         _link_step(stack, dev, do, step)
     elif do == "boot":
         dev.boot()
+    elif do == "reboot":
+        # A reset, not a power cut: the simulator restarts the firmware on purpose. The
+        # device stops at once (nothing flushed, as machine.reset() does) and boots again
+        # on the same flash.
+        stack.timeline.add("device", "reboot")
+        dev.stop()
+        dev.boot()
     else:
         raise ScenarioError(f"unknown step {do!r}")
     return None
@@ -568,15 +597,17 @@ def _figures(stack: Stack, device_id: str, observer: BrokerObserver) -> dict:
         alarms = s.list_alarms(device_id)
         events = s.list_events(device_id)
         captures = s.list_captures(device_id)
+        arc_key = s.keys.arc_private_key()
     keys = [(r["capture_id"], r["frame_index"]) for r in images]
     return {
         "images_captured": len(dev.frames),
         "images_at_arc": len(images),
         "duplicates_stored": len(keys) - len(set(keys)),
         "captures_at_arc": len(captures),
-        "image_bytes_sent_without_alarm": observer.capture_bytes_before_alarm,
-        "capture_bytes_at_broker": observer.capture_bytes,
+        **observer.figures(),
         "device_captures_left": stack.device_captures_left(device_id),
+        # What a raw dump of the chip opens with the ARC's private key, free blocks included.
+        **recoverable_with_arc_key(dev.flash_path, arc_key),
         "alarms": sorted({a.get("code") for a in alarms if a.get("code")}),
         "alarms_by_code": _tally(a.get("code") for a in alarms if a.get("code")),
         "images_captured_by_trigger": _tally(trigger for trigger, _i, _j in dev.frames),

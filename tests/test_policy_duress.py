@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from simulator.mpy import REPO_ROOT, run_micropython
+from simulator.mpy import FIRMWARE_DIR, run_micropython
 
-sys.path.insert(0, str(REPO_ROOT / "firmware"))
+sys.path.insert(0, str(FIRMWARE_DIR))
 
 from vericam.policy import CapturePolicy  # noqa: E402
 

@@ -28,11 +28,11 @@ from typer.core import TyperGroup
 
 from gateway.provisioning import brokerconf
 from gateway.provisioning.devices import add_device, arc_public, init_arc, write_config
+from gateway.provisioning.firmware import FirmwareNotFound, firmware_dir
 from gateway.storage.store import Store, StoreError
 
 FLASH_BLOCK_SIZE = 4096  # the ESP32's SPI flash erase block, and MicroPython's littlefs block
 FLASH_BLOCKS = 512  # 2 MiB: the `vfs` partition of MicroPython's 4 MiB ESP32 boards
-FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware"
 COMMANDS = ("device", "revoke", "rotate")
 
 
@@ -136,10 +136,12 @@ def write_flash_image(path: Path, config: dict, ca: bytes, blocks: int = FLASH_B
     with fs.open("ca.der", "wb") as f:
         f.write(ca)
     if with_firmware:
-        if not (FIRMWARE_DIR / "main.py").exists():
-            raise ProvisionError(f"no firmware tree at {FIRMWARE_DIR}: run from a source checkout")
-        for src in sorted(FIRMWARE_DIR.rglob("*.py")):
-            rel = src.relative_to(FIRMWARE_DIR)
+        try:
+            tree = firmware_dir()
+        except FirmwareNotFound as exc:
+            raise ProvisionError(str(exc)) from None
+        for src in sorted(tree.rglob("*.py")):
+            rel = src.relative_to(tree)
             if rel.name in ("manifest.py", "hal_sim.py") or "__pycache__" in rel.parts:
                 continue
             for parent in reversed(rel.parents[:-1]):
