@@ -65,9 +65,9 @@ def demo(
     photos.mkdir(exist_ok=True)
     from gateway.storage.store import Store
     with Store.open(stack.gateway_dir) as s:
-        for row in s.list_images():
+        for row in s.images.list():
             (photos / f"{row['device']}-{row['capture_id'][:8]}-{row['frame_index']}.jpg").write_bytes(
-                s.read_image(row["id"]))
+                s.images.read(row["id"]))
     console.rule("Result")
     console.print(f"photos stored at the ARC:   {result['images_at_arc']} "
                   f"({result['images_identical']} byte-identical to what the camera took)")
@@ -147,6 +147,9 @@ def sim_run(
     time_scale: int = typer.Option(None, "--time-scale", min=1, max=600,
                                    help="Play N x faster than real time (default: the scenario's "
                                    "time_scale, else 1); the device keeps its configuration."),
+    wire_log: Path = typer.Option(None, "--wire-log", help="Write every MQTT message the broker carried, "
+                                  "as the broker's read-only observer account saw it, to this file as JSON "
+                                  'lines {"t", "topic", "bytes", "qos", "retain"} (t: scenario seconds since the start).'),
 ) -> None:
     """Play one scenario on the real firmware, broker and gateway; print its timeline and outcome.
 
@@ -164,15 +167,16 @@ def sim_run(
             # While it plays, the status line shows the latest entry; the whole timeline
             # follows as a table.
             timeline = Timeline(echo=lambda t, source, text: status.update(f"{clock_text(t)} {source}: {text}"))
-            result = run(path, workdir, flash, timeline=timeline, time_scale=time_scale)
+            result = run(path, workdir, flash, timeline=timeline, time_scale=time_scale, wire_log=wire_log)
     except ScenarioError as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2)
     timeline.render(console, title=f"timeline of {path.stem}")
     console.rule("outcome")
     for key in ("images_captured", "images_at_arc", "image_bytes_sent_without_alarm",
-                "device_captures_left", "duplicates_stored", "alarms", "technical", "shred_late_s"):
-        console.print(f"{key:<32} {result.get(key)}")
+                "device_captures_left", "captures_recoverable_with_arc_key", "duplicates_stored", "alarms",
+                "technical", "shred_late_s", "wire_messages"):
+        console.print(f"{key:<34} {result.get(key)}")
     if result["time_scale"] != 1:
         console.print(f"{'time':<32} {result['scenario_s']:.1f} s of scenario time in {result['real_s']:.1f} s "
                       f"(x{result['time_scale']})")
