@@ -1,0 +1,93 @@
+"""`vericam bench wire-privacy`: how well a watcher at the broker tells a duress disarm from a normal one.
+
+The classifiers and the cross-validation are checked on made-up data (a telling feature is
+found, noise scores about chance), the features on a hand-made wire log, and the whole
+benchmark once with a few disarms of each kind: its JSON has every figure, and the accuracy
+is computed (its value is what issue 13 is about, not what this test checks).
+"""
+
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+
+from simulator.bench.wire_privacy import CLASSIFIERS, KINDS, WINDOW_S, features, score, stratified_folds
+
+
+def made_up(n: int, telling: bool, seed: int = 5) -> tuple[list[dict], list[int]]:
+    rng = random.Random(seed)
+    labels = [i % 2 for i in range(n)]
+    rows = [{"size": rng.gauss(3.0 * label if telling else 0.0, 0.3), "noise": rng.gauss(0, 1), "flat": 7.0}
+            for label in labels]
+    return rows, labels
+
+
+def test_a_feature_that_tells_the_kinds_apart_is_found_by_every_classifier():
+    rows, labels = made_up(40, telling=True)
+    result = score(rows, labels, seed=1)
+    assert result["classifier_accuracy"] == 1.0
+    assert set(result["classifiers"]) == set(CLASSIFIERS)
+    assert all(acc >= 0.95 for acc in result["classifiers"].values()), result["classifiers"]
+    assert next(iter(result["per_feature_threshold"])) == "size"
+    assert result["per_feature_threshold"]["flat"] == 0.5
+
+
+def test_noise_scores_about_chance_and_so_does_the_shuffled_label_baseline():
+    rows, labels = made_up(40, telling=False)
+    result = score(rows, labels, seed=1)
+    assert all(acc <= 0.75 for acc in result["classifiers"].values()), result["classifiers"]
+    assert result["shuffled_labels_accuracy"] <= 0.75
+    assert result["per_feature_threshold"]["flat"] == 0.5  # learned nothing: exactly chance
+
+
+def test_folds_are_stratified_and_cover_every_episode_once():
+    labels = [0] * 20 + [1] * 20
+    folds = stratified_folds(labels, seed=3)
+    assert len(folds) == 10
+    assert sorted(i for fold in folds for i in fold) == list(range(40))
+    assert all(sum(labels[i] for i in fold) == 2 and len(fold) == 4 for fold in folds)
+    assert len(stratified_folds([0, 1, 0, 1, 0, 1, 0, 1], seed=3)) == 4
+
+
+def test_features_are_the_watchers_view_of_one_window():
+    log = [
+        {"t": 100.0, "topic": "vc/v1/home-1/up/event", "bytes": 172, "qos": 1, "retain": False},
+        {"t": 101.0, "topic": "vc/v1/home-1/up/capture", "bytes": 2200, "qos": 1, "retain": False},
+        {"t": 101.5, "topic": "vc/v1/home-1/up/capture", "bytes": 2200, "qos": 1, "retain": False},
+        {"t": 103.0, "topic": "vc/v1/home-1/down/receipt", "bytes": 110, "qos": 1, "retain": False},
+        {"t": 150.0, "topic": "vc/v1/home-1/up/heartbeat", "bytes": 92, "qos": 0, "retain": False},
+    ]
+    f = features(log, start=95.0)
+    assert (f["messages"], f["bytes"], f["max_size"], f["distinct_sizes"]) == (5, 4774, 2200, 4)
+    assert (f["capture_messages"], f["capture_bytes"], f["event_messages"], f["receipt_messages"]) == (2, 4400, 1, 1)
+    assert (f["downlink_messages"], f["qos0_messages"], f["retained_messages"]) == (1, 1, 0)
+    assert (f["size_0_128"], f["size_128_256"], f["size_2048_4096"]) == (2, 1, 2)
+    assert (f["first_message_s"], f["last_message_s"], f["span_s"], f["max_gap_s"]) == (5.0, 55.0, 50.0, 47.0)
+    assert (f["max_messages_in_5s"], f["max_bytes_in_5s"]) == (4, 4682)
+    empty = features([], start=0.0)
+    assert empty["messages"] == 0 and empty["first_message_s"] == WINDOW_S
+
+
+@pytest.mark.timeout(600)
+def test_the_benchmark_plays_both_kinds_and_reports_its_figures(tmp_path):
+    log = tmp_path / "wire.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "gateway.cli.main", "bench", "wire-privacy", "--runs", "4",
+                           "--seed", "3", "--json", "--wire-log", str(log)],
+                          capture_output=True, text=True, timeout=580)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["runs"] == 8 and result["runs_by_kind"] == {"normal": 4, "duress": 4}
+    assert result["runs_scored"] == 8, result["runs_failed"]
+    assert [e["kind"] for e in result["episodes"]].count("duress") == 4
+    assert isinstance(result["classifier_accuracy"], float) and 0.0 <= result["classifier_accuracy"] <= 1.0
+    assert result["classifier_accuracy"] == max(result["classifiers"].values())
+    assert set(result["classifiers"]) == set(CLASSIFIERS)
+    assert result["folds"] == 4 and result["features"] == len(result["per_feature_threshold"])
+    assert isinstance(result["cover_bytes_per_disarm"], (int, float)) and result["cover_bytes_per_disarm"] >= 0
+    assert set(result["device_bytes_per_disarm"]) == set(KINDS)
+    assert 0.0 <= result["shuffled_labels_accuracy"] <= 1.0
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(lines) == result["wire_messages"] > 0
+    assert all(set(line) == {"t", "topic", "bytes", "qos", "retain"} for line in lines)
