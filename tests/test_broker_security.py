@@ -112,11 +112,24 @@ class Client:
         self.connack.wait(5)
         return self.ok
 
-    def subscribe(self, topic: str) -> None:
+    def subscribe(self, topic: str) -> list:
+        """Subscribe at QoS 1; returns the broker's reason codes from the SUBACK."""
         done = threading.Event()
-        self.c.on_subscribe = lambda *a: done.set()
+        codes: list = []
+
+        def on_subscribe(client, userdata, mid, reason_codes, properties=None):
+            codes.extend(reason_codes)
+            done.set()
+        self.c.on_subscribe = on_subscribe
         self.c.subscribe(topic, qos=1)
         assert done.wait(5)
+        return codes
+
+    def wait_for_count(self, n: int, timeout: float = 5.0) -> list[tuple[str, bytes]]:
+        """The messages received once there are `n` of them, or all there are after `timeout`."""
+        with self.got:
+            self.got.wait_for(lambda: len(self.messages) >= n, timeout)
+            return list(self.messages)
 
     def publish(self, topic: str, payload: bytes) -> None:
         self.c.publish(topic, payload, qos=1).wait_for_publish(5)
@@ -212,6 +225,100 @@ def test_a_device_cannot_read_another_devices_receipts_or_config(secure):
     finally:
         for c in (gw, a, b):
             c.close()
+
+
+def test_a_device_cannot_join_the_gateways_share_group_and_drain_its_messages(secure):
+    # Mosquitto hands each message of a $share group to one member in turn. A device in the
+    # gateway's group would take its share of every device's uplink; its read check then drops
+    # them, so alarms would vanish without a trace. The broker must refuse the subscription.
+    gw = gateway(secure)
+    a, b = device(secure, "cam-a"), device(secure, "cam-b")
+    try:
+        codes = a.subscribe(f"$share/{SHARE_GROUP}/vc/v1/+/up/#")
+        assert all(c.is_failure for c in codes), f"cam-a was let into the gateway's share group: {codes}"
+        sent = [f"cam-b event {i}".encode() for i in range(20)]
+        for payload in sent:
+            b.publish("vc/v1/cam-b/up/event", payload)
+        got = gw.wait_for_count(len(sent))
+        assert [p for _, p in got] == sent, f"the gateway got {len(got)} of cam-b's {len(sent)} messages"
+        time.sleep(0.3)
+        assert a.messages == [], "cam-a received messages meant for the gateway"
+    finally:
+        for c in (gw, a, b):
+            c.close()
+
+
+def test_a_device_provisioned_while_the_broker_runs_is_confined_the_same_way(secure):
+    # Provisioning gives a new device its role through the running broker's plugin (the file is
+    # read only at start-up), and a revoked device loses it at once.
+    gw = gateway(secure)
+    secure.add_device("cam-c")
+    assert reload_broker(secure.dir) == [secure.proc.pid]
+    c = device(secure, "cam-c")
+    try:
+        assert all(code.is_failure for code in c.subscribe(f"$share/{SHARE_GROUP}/vc/v1/+/up/#"))
+        assert all(code.is_failure for code in c.subscribe("vc/v1/+/up/#"))
+        assert not any(code.is_failure for code in c.subscribe("vc/v1/cam-c/down/#"))
+        c.publish("vc/v1/cam-c/up/event", b"cam-c alarm")
+        assert gw.wait_for(b"cam-c alarm") == [("vc/v1/cam-c/up/event", b"cam-c alarm")]
+        gw.publish("vc/v1/cam-c/down/receipt", b"receipt for cam-c")
+        assert c.wait_for(b"receipt for cam-c") == [("vc/v1/cam-c/down/receipt", b"receipt for cam-c")]
+        assert remove_device_account(secure.dir, "cam-c")
+        assert c.disconnected.wait(5), "a revoked device kept its connection"
+    finally:
+        for cl in (gw, c):
+            cl.close()
+
+
+def test_a_device_cannot_use_the_brokers_control_topic_to_widen_its_rights(secure):
+    gw = gateway(secure)
+    a, b = device(secure, "cam-a"), device(secure, "cam-b")
+    try:
+        assert all(code.is_failure for code in a.subscribe("$CONTROL/dynamic-security/v1/response"))
+        grab = {"commands": [
+            {"command": "createRole", "rolename": "mine", "acls": [
+                {"acltype": "subscribePattern", "topic": "#", "allow": True},
+                {"acltype": "publishClientReceive", "topic": "#", "allow": True}]},
+            {"command": "addClientRole", "username": "cam-a", "rolename": "mine", "priority": 99},
+            {"command": "setDefaultACLAccess", "acls": [{"acltype": "subscribe", "allow": True},
+                                                        {"acltype": "publishClientReceive", "allow": True}]}]}
+        a.publish("$CONTROL/dynamic-security/v1", json.dumps(grab).encode())
+        time.sleep(0.3)
+        assert all(code.is_failure for code in a.subscribe(f"$share/{SHARE_GROUP}/vc/v1/+/up/#"))
+        assert all(code.is_failure for code in a.subscribe("vc/v1/+/up/#"))
+        for i in range(4):
+            b.publish("vc/v1/cam-b/up/event", f"cam-b {i}".encode())
+        assert len(gw.wait_for_count(4)) == 4
+        time.sleep(0.3)
+        assert a.messages == []
+        assert "mine" not in (secure.dir / "data" / "dynamic-security.json").read_text()
+    finally:
+        for c in (gw, a, b):
+            c.close()
+
+
+def test_an_account_the_access_rules_do_not_know_can_do_nothing(secure):
+    # Fail closed: a password line without a role (written by hand, or by an older version)
+    # lets its holder connect and nothing more.
+    from gateway.provisioning.brokerconf import read_passwd, write_passwd
+    accounts = read_passwd(secure.dir / "passwd")
+    accounts["cam-x"] = hash_password("cam-x's password")
+    write_passwd(secure.dir / "passwd", accounts)
+    assert reload_broker(secure.dir) == [secure.proc.pid]
+    gw = gateway(secure)
+    x = Client(secure, "cam-x", "cam-x's password", client_id="cam-x")
+    assert x.connect()
+    try:
+        for topic in (f"$share/{SHARE_GROUP}/vc/v1/+/up/#", "vc/v1/cam-x/down/#", "#"):
+            assert all(code.is_failure for code in x.subscribe(topic)), topic
+        x.publish("vc/v1/cam-x/up/event", b"from an account without a role")
+        a = device(secure, "cam-a")
+        a.publish("vc/v1/cam-a/up/event", b"cam-a after it")
+        assert gw.wait_for(b"cam-a after it") == [("vc/v1/cam-a/up/event", b"cam-a after it")]
+        a.close()
+    finally:
+        gw.close()
+        x.close()
 
 
 def test_a_device_cannot_push_another_off_the_broker_by_taking_its_client_id(secure):
@@ -316,7 +423,8 @@ def test_running_broker_config_again_keeps_the_ca_and_every_account(tmp_path):
     out = tmp_path / "broker"
     write_broker_config(out, hosts=["mq.example.net"], port=free_port(), local_port=None)
     password = add_device_account(out, "cam-a")
-    before = {name: (out / name).read_bytes() for name in ("ca.pem", "ca.key", "passwd", "gateway.secret")}
+    before = {name: (out / name).read_bytes()
+              for name in ("ca.pem", "ca.key", "passwd", "gateway.secret", "admin.secret")}
     port = free_port()
     write_broker_config(out, hosts=["mq.example.net", "mq2.example.net"], port=port, local_port=None,
                         max_queued=5000)
@@ -331,7 +439,12 @@ def test_running_broker_config_again_keeps_the_ca_and_every_account(tmp_path):
     assert "max_queued_messages 5000" in conf and "allow_anonymous false" in conf
     assert [ln for ln in conf.splitlines() if ln.startswith("listener ")] == [f"listener {port} 0.0.0.0"]
     assert stat.S_IMODE((out / "passwd").stat().st_mode) == 0o600
+    assert stat.S_IMODE((out / "admin.secret").stat().st_mode) == 0o600
     assert password not in (out / "passwd").read_text()
+    rules = json.loads((out / "data" / "dynamic-security.json").read_text())
+    assert "device-cam-a" in {role["rolename"] for role in rules["roles"]}, "the device kept its role"
+    assert not [ln for ln in conf.splitlines() if ln.startswith("acl_file")], \
+        "an acl_file would allow what the plugin leaves undecided"
 
 
 def test_vericam_gateway_run_logs_in_to_the_locked_down_broker(secure, tmp_path):

@@ -1,27 +1,30 @@
-"""The production Mosquitto configuration: TLS, one account per device, and an ACL that confines it.
+"""The production Mosquitto configuration: TLS, one account per device, and access rules that confine it.
 
 `write_broker_config` writes a directory that Mosquitto 2 runs from as it stands:
 
 | file | what |
 |---|---|
-| `mosquitto.conf` | listeners, authentication, limits, persistence (the reasons are comments in it) |
+| `mosquitto.conf` | listeners, authentication, access rules, limits, persistence (the reasons are comments in it) |
 | `passwd` | one line per account, in Mosquitto 2's `$7$` PBKDF2-SHA512 format |
-| `acl` | devices confined to `vc/v1/<own id>/...` by `%u` patterns; the gateway account |
+| `data/dynamic-security.json` | the access rules, for Mosquitto's dynamic-security plugin: each device its own subtree, never a `$share` group; the gateway accounts; the admin account |
 | `ca.pem`, `server.pem`, `server.key` | the TLS chain, made here unless given (`ca.key` is kept 0600 to renew it) |
-| `gateway.secret` | the gateway account's user name and password (0600) |
+| `gateway.secret` | the gateway accounts' user names and passwords (0600) |
+| `admin.secret` | the admin account's password (0600): provisioning changes the running broker's rules with it |
 | `broker.json` | where devices reach the broker and which CA they trust; read by provisioning |
 | `data/` | Mosquitto's persistence (the queued messages of the gateway's session) |
 
 Running it again keeps what exists (CA, server key, every account's password), so it is safe
-to regenerate the configuration after changing a limit. Device accounts are added, replaced
-and removed by provisioning (`add_device_account`, `remove_device_account`), which then asks
-the running broker to reload (`reload_broker`, SIGHUP): Mosquitto re-reads the password file
-and the ACL and drops clients whose account is gone.
+to regenerate the configuration after changing a limit (then restart the broker). Device
+accounts are added, replaced and removed by provisioning (`add_device_account`,
+`remove_device_account`): the password goes into `passwd`, which the running broker re-reads
+on a reload (`reload_broker`, SIGHUP, dropping clients whose account is gone), and the
+device's role goes to the running broker's plugin over its control topic (or into the
+plugin's file when no broker runs from this directory).
 
-Why one user per device, named by its device id: the ACL patterns substitute `%u`, so a
-device's credentials are good for its own subtree only, and `use_username_as_clientid` makes
-the user name the MQTT client id, so no device can take another device's client id and push
-it off the broker (MQTT hands a client id to the newest connection).
+Why one user per device, named by its device id: each device's role names its own subtree,
+so its credentials are good for that subtree only, and `use_username_as_clientid` makes the
+user name the MQTT client id, so no device can take another device's client id and push it
+off the broker (MQTT hands a client id to the newest connection).
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ import ipaddress
 import json
 import os
 import secrets
+import re
 import signal
+import threading
 from pathlib import Path
 
 GATEWAY_USER = "vericam_gateway"  # the underscore keeps it out of the device-id alphabet [a-z0-9-]
@@ -114,24 +119,189 @@ def write_passwd(path: Path, accounts: dict[str, str], owner: str | None = None)
     _write_private(path, "".join(f"{user}:{hashed}\n" for user, hashed in sorted(accounts.items())), owner=owner)
 
 
-# -- ACL ------------------------------------------------------------------------------------
+# -- access control: the dynamic-security plugin --------------------------------------------
+#
+# Mosquitto's acl_file never checks a SUBSCRIBE: its check returns "allowed" for every
+# subscription ("FIXME - implement ACL subscription strings" in security_default.c, from 2.0.11
+# through 2.0.20 and on the development branch) and only filters at delivery. A device could therefore join the gateway's share group
+# `$share/vericam-gw/vc/v1/+/up/#`: Mosquitto hands each member of a group its turn of the
+# messages, and then drops the device's turns at its read check, so half of every device's
+# uplink would vanish. The dynamic-security plugin that ships with Mosquitto 2 checks
+# subscriptions, deny by default, so the ACL lives there: one role per device (the plugin has
+# no %u), one for the gateway accounts, one for the account provisioning uses to change it.
+# Passwords stay in `passwd`; the plugin's entries have none and leave authentication to it.
+# With no acl_file configured, an account the plugin does not know may do nothing at all.
 
-def acl_text(gateway_users: list[str]) -> str:
-    lines = [
-        "# Vericam broker ACL, written by `vericam broker-config`. Anything not granted is denied.",
-        "#",
-        "# Devices: one account per device, whose user name is its device id (docs/PROTOCOL.md §2).",
-        "# %u is replaced by the user name, so a device may publish only into its own up/ subtree",
-        "# and read only its own down/ subtree: not another device's receipts, time or config.",
-        "pattern write vc/v1/%u/up/#",
-        "pattern read vc/v1/%u/down/#",
-        "",
-        "# The gateway: reads every device's up/ subtree (as the $share group "
-        f"{SHARE_GROUP}) and writes their down/ subtrees.",
-    ]
-    for user in gateway_users:
-        lines += [f"user {user}", "topic read vc/v1/+/up/#", "topic write vc/v1/+/down/#", ""]
-    return "\n".join(lines) + "\n"
+ADMIN_USER = "vericam_broker_admin"  # changes the plugin's roles at run time; not a device id either
+CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
+DYNSEC_FILE = Path("data") / "dynamic-security.json"  # in data/: the broker's user rewrites it
+_DEVICE_ID = re.compile(r"[a-z0-9-]{1,32}")
+_PLUGIN = "mosquitto_dynamic_security.so"
+
+
+def find_dynsec_plugin() -> Path:
+    """Where this machine's Mosquitto keeps its dynamic-security plugin."""
+    candidates = [Path("/usr/lib/x86_64-linux-gnu") / _PLUGIN, Path("/usr/lib/aarch64-linux-gnu") / _PLUGIN]
+    for lib in ("/usr/lib", "/usr/lib64", "/usr/local/lib", "/usr/local/lib64", "/opt/homebrew/lib"):
+        candidates += [Path(lib) / _PLUGIN, *sorted(Path(lib).glob(f"*/{_PLUGIN}"))]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise BrokerConfigError(f"Mosquitto's dynamic-security plugin ({_PLUGIN}) is not installed here. It comes "
+                            "with Mosquitto 2.0 or later; without it the broker cannot stop a device from "
+                            "joining the gateway's $share group (docs/OPERATING.md, \"The broker\")")
+
+
+def device_role(device_id: str) -> dict:
+    """What one device may do: publish into its own up/ subtree, read its own down/ subtree.
+
+    Anything else is refused by the plugin's default, the subscription to any `$share` group
+    explicitly too, so that no other rule could ever let a device into the gateway's group."""
+    if not _DEVICE_ID.fullmatch(device_id):
+        raise BrokerConfigError(f"device id {device_id!r} must match [a-z0-9-]{{1,32}}")
+    own = f"vc/v1/{device_id}"
+    return {"rolename": f"device-{device_id}", "acls": [
+        {"acltype": "subscribePattern", "topic": "$share/#", "priority": 1, "allow": False},
+        {"acltype": "publishClientSend", "topic": f"{own}/up/#", "allow": True},
+        {"acltype": "subscribePattern", "topic": f"{own}/down/#", "allow": True},
+        {"acltype": "publishClientReceive", "topic": f"{own}/down/#", "allow": True},
+    ]}
+
+
+GATEWAY_ROLE = {"rolename": "gateway", "acls": [
+    # every device's up/ subtree, as a member of a share group or alone (one gateway, tools)
+    {"acltype": "subscribePattern", "topic": "$share/+/vc/v1/+/up/#", "allow": True},
+    {"acltype": "subscribePattern", "topic": "vc/v1/+/up/#", "allow": True},
+    {"acltype": "publishClientReceive", "topic": "vc/v1/+/up/#", "allow": True},
+    # receipts, time and config into every device's down/ subtree
+    {"acltype": "publishClientSend", "topic": "vc/v1/+/down/#", "allow": True},
+]}
+ADMIN_ROLE = {"rolename": "broker-admin", "acls": [
+    {"acltype": "publishClientSend", "topic": CONTROL_TOPIC, "allow": True},
+    {"acltype": "subscribePattern", "topic": f"{CONTROL_TOPIC}/response", "allow": True},
+    {"acltype": "publishClientReceive", "topic": f"{CONTROL_TOPIC}/response", "allow": True},
+]}
+
+
+def dynsec_config(accounts: list[str], gateway_users: list[str]) -> dict:
+    """The plugin's whole configuration for these broker accounts (those of `passwd`).
+
+    Accounts that are neither a gateway, the admin nor a valid device id get no entry: the
+    broker lets them connect (their password is in `passwd`) and do nothing."""
+    devices = sorted(u for u in accounts if u not in gateway_users and _DEVICE_ID.fullmatch(u))
+    clients = [{"username": u, "roles": [{"rolename": "gateway"}]} for u in sorted(gateway_users)]
+    clients.append({"username": ADMIN_USER, "roles": [{"rolename": ADMIN_ROLE["rolename"]}]})
+    clients += [{"username": d, "roles": [{"rolename": f"device-{d}"}]} for d in devices]
+    return {
+        "defaultACLAccess": {"publishClientSend": False, "publishClientReceive": False,
+                             "subscribe": False, "unsubscribe": True},
+        "clients": clients,
+        "groups": [],
+        "roles": [GATEWAY_ROLE, ADMIN_ROLE, *(device_role(d) for d in devices)],
+    }
+
+
+def _write_dynsec(out: Path, accounts: list[str], gateway_users: list[str], owner: str | None = None) -> None:
+    _write_private(out / DYNSEC_FILE, json.dumps(dynsec_config(accounts, gateway_users), indent=2) + "\n",
+                   owner=owner)
+
+
+class _Control:
+    """A short MQTT 5 session as the admin account that sends the running broker's plugin commands."""
+
+    def __init__(self, broker_dir: Path, info: dict):
+        import paho.mqtt.client as mqtt
+
+        try:
+            secret = json.loads((broker_dir / "admin.secret").read_text())
+        except FileNotFoundError:
+            raise BrokerConfigError(f"{broker_dir} has no admin.secret (written by an older version): run "
+                                    f"`vericam broker-config --out {broker_dir}` again and restart the broker") from None
+        self.responses: list[dict] = []
+        self.cond = threading.Condition()
+        self.connack = threading.Event()
+        self.refused = None
+        self.subscribed = threading.Event()
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=ADMIN_USER, protocol=mqtt.MQTTv5)
+        self.c.username_pw_set(ADMIN_USER, secret[ADMIN_USER])
+        if info.get("local_port"):
+            self.addr = ("127.0.0.1", int(info["local_port"]))
+        else:  # the TLS listener: our own CA, on this machine, so no host name to check
+            import ssl
+            ctx = ssl.create_default_context(cafile=str(broker_dir / "ca.pem"))
+            ctx.check_hostname = False
+            self.c.tls_set_context(ctx)
+            bind = info.get("bind", "127.0.0.1")
+            self.addr = ("127.0.0.1" if bind in ("0.0.0.0", "::", "") else bind, int(info["port"]))
+        self.c.on_message = self._on_message
+        self.c.on_connect = self._on_connect
+        self.c.on_subscribe = lambda *a: self.subscribed.set()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties=None) -> None:
+        self.refused = reason_code if reason_code.is_failure else None
+        self.connack.set()
+
+    def _on_message(self, client, userdata, msg) -> None:
+        with self.cond:
+            try:
+                self.responses += json.loads(msg.payload).get("responses", [])
+            except (ValueError, AttributeError):
+                pass
+            self.cond.notify_all()
+
+    def run(self, commands: list[dict], tolerate: tuple[str, ...] = (), timeout: float = 10.0) -> None:
+        for i, command in enumerate(commands):
+            command["correlationData"] = f"vericam-{i}-{secrets.token_hex(4)}"
+        try:
+            self.c.connect(*self.addr, keepalive=30)
+        except OSError as exc:
+            raise BrokerConfigError(f"cannot reach the running broker at {self.addr[0]}:{self.addr[1]} to "
+                                    f"change its access rules: {exc}") from None
+        self.c.loop_start()
+        try:
+            if not self.connack.wait(timeout) or self.refused is not None:
+                raise BrokerConfigError(f"the running broker refused the admin account ({self.refused}): "
+                                        "check admin.secret against passwd, and the broker's log")
+            self.c.subscribe(f"{CONTROL_TOPIC}/response", qos=1)
+            if not self.subscribed.wait(timeout):
+                raise BrokerConfigError("the running broker did not answer the admin account's subscription")
+            self.c.publish(CONTROL_TOPIC, json.dumps({"commands": commands}), qos=1)
+            wanted = {c["correlationData"] for c in commands}
+            with self.cond:
+                if not self.cond.wait_for(lambda: wanted <= {r.get("correlationData") for r in self.responses},
+                                          timeout):
+                    raise BrokerConfigError("the running broker did not answer the access-rule change; "
+                                            "is its dynamic-security plugin loaded? (see its log)")
+                for r in self.responses:
+                    if r.get("correlationData") in wanted and r.get("error") and r["error"] not in tolerate:
+                        raise BrokerConfigError(f"the broker refused {r.get('command')}: {r['error']}")
+        finally:
+            self.c.disconnect()
+            self.c.loop_stop()
+
+
+def _grant_device(broker_dir: Path, info: dict, device_id: str) -> None:
+    """Give a device its role: in the running broker, or in the plugin's file for the next start."""
+    role = device_role(device_id)
+    if broker_pids(broker_dir):
+        _Control(broker_dir, info).run([
+            {"command": "deleteClient", "username": device_id},  # kicks a connection under an old password
+            {"command": "deleteRole", "rolename": role["rolename"]},
+            {"command": "createRole", **role},
+            {"command": "createClient", "username": device_id, "roles": [{"rolename": role["rolename"]}]},
+        ], tolerate=("Client not found", "Role not found"))
+    else:
+        _write_dynsec(broker_dir, list(read_passwd(broker_dir / "passwd")), info.get("gateway_users", []))
+
+
+def _withdraw_device(broker_dir: Path, info: dict, device_id: str) -> None:
+    if broker_pids(broker_dir):
+        _Control(broker_dir, info).run([
+            {"command": "deleteClient", "username": device_id},  # and disconnects it at once
+            {"command": "deleteRole", "rolename": f"device-{device_id}"},
+        ], tolerate=("Client not found", "Role not found"))
+    else:
+        _write_dynsec(broker_dir, list(read_passwd(broker_dir / "passwd")), info.get("gateway_users", []))
 
 
 # -- TLS ------------------------------------------------------------------------------------
@@ -202,7 +372,7 @@ def make_tls(out: Path, hosts: list[str]) -> None:
 # -- mosquitto.conf -------------------------------------------------------------------------
 
 def mosquitto_conf(out: Path, *, port: int, bind: str, local_port: int | None, cafile: Path, certfile: Path,
-                   keyfile: Path, max_queued: int, run_as: str | None) -> str:
+                   keyfile: Path, max_queued: int, run_as: str | None, plugin: Path) -> str:
     d = out.resolve()
     lines = [
         "# Vericam broker, written by `vericam broker-config`. Regenerate it rather than edit it:",
@@ -216,7 +386,13 @@ def mosquitto_conf(out: Path, *, port: int, bind: str, local_port: int | None, c
         "per_listener_settings false",
         "allow_anonymous false",
         f"password_file {d / 'passwd'}",
-        f"acl_file {d / 'acl'}",
+        "",
+        "# Who may publish, subscribe and receive what: the dynamic-security plugin, deny by default.",
+        "# Not an acl_file: Mosquitto's acl_file never refuses a subscription, so a device could join",
+        "# the gateway's $share group and take its turn of every device's messages. No acl_file may",
+        "# be added: the plugin leaves what it does not decide to the next check.",
+        f"plugin {plugin}",
+        f"plugin_opt_config_file {d / DYNSEC_FILE}",
         "",
         "# On every listener, the MQTT client id is the user name: no device can take another's",
         "# client id and push that device off the broker (the newest connection with an id wins).",
@@ -282,10 +458,13 @@ def write_broker_config(out: str | Path, *, hosts: list[str] | None = None, port
                         bind: str = "0.0.0.0", local_port: int | None = 1883, cafile: Path | None = None,
                         certfile: Path | None = None, keyfile: Path | None = None,
                         gateway_users: list[str] | None = None, max_queued: int = 100000,
-                        run_as: str | None = None) -> dict:
+                        run_as: str | None = None, plugin: Path | None = None) -> dict:
     """Write (or refresh) a broker directory. Returns the contents of `broker.json`.
 
-    Gateway passwords are made here and kept in `gateway.secret` (0600), never printed."""
+    Gateway passwords are made here and kept in `gateway.secret` (0600), never printed; so is
+    the admin account's, in `admin.secret`. A running broker loads the access rules written
+    here (`data/dynamic-security.json`) only when it starts: restart it afterwards."""
+    plugin = Path(plugin) if plugin is not None else find_dynsec_plugin()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "data").mkdir(exist_ok=True)
@@ -311,6 +490,11 @@ def write_broker_config(out: str | Path, *, hosts: list[str] | None = None, port
         if user not in gw_secrets or user not in accounts:
             gw_secrets[user] = new_password()
             accounts[user] = hash_password(gw_secrets[user])
+    admin_path = out / "admin.secret"
+    admin = json.loads(admin_path.read_text()) if admin_path.exists() else {}
+    if ADMIN_USER not in admin or ADMIN_USER not in accounts:
+        admin[ADMIN_USER] = new_password()
+        accounts[ADMIN_USER] = hash_password(admin[ADMIN_USER])
     if run_as and os.geteuid() == 0:
         import pwd
         try:
@@ -321,8 +505,10 @@ def write_broker_config(out: str | Path, *, hosts: list[str] | None = None, port
     # persistence directory) belongs to that user; the gateway's secret does not.
     mosq = run_as if run_as and run_as != "root" else None
     _write_private(secrets_path, json.dumps(gw_secrets, indent=2) + "\n")
+    _write_private(admin_path, json.dumps(admin, indent=2) + "\n")
     write_passwd(out / "passwd", accounts, owner=mosq)
-    _write_private(out / "acl", acl_text(gateway_users), 0o644, owner=mosq)
+    _write_dynsec(out, list(accounts), gateway_users, owner=mosq)
+    (out / "acl").unlink(missing_ok=True)  # the acl_file of earlier versions: no longer in force
     if mosq and os.geteuid() == 0:
         import pwd
         entry = pwd.getpwnam(mosq)
@@ -331,9 +517,9 @@ def write_broker_config(out: str | Path, *, hosts: list[str] | None = None, port
                 os.chown(p, entry.pw_uid, entry.pw_gid)
     conf = mosquitto_conf(out, port=port, bind=bind, local_port=local_port, cafile=Path(cafile).resolve(),
                           certfile=Path(certfile).resolve(), keyfile=Path(keyfile).resolve(),
-                          max_queued=max_queued, run_as=run_as)
+                          max_queued=max_queued, run_as=run_as, plugin=plugin)
     _write_private(out / "mosquitto.conf", conf, 0o644)
-    info = {"host": hosts[0], "port": port, "local_port": local_port, "ca": "ca.pem",
+    info = {"host": hosts[0], "port": port, "bind": bind, "local_port": local_port, "ca": "ca.pem",
             "gateway_users": gateway_users}
     _write_private(out / "broker.json", json.dumps(info, indent=2) + "\n", 0o644)
     return info
@@ -352,22 +538,26 @@ def broker_info(broker_dir: str | Path) -> dict:
 def add_device_account(broker_dir: str | Path, device_id: str) -> str:
     """Give `device_id` a new random broker password (replacing any old one); returns it."""
     info = broker_info(broker_dir)
-    if device_id in info.get("gateway_users", []):
+    if device_id in info.get("gateway_users", []) or device_id == ADMIN_USER:
         raise BrokerConfigError(f"{device_id!r} is the gateway's account")
+    device_role(device_id)  # refuses an id outside the device alphabet before anything is written
     path = Path(broker_dir) / "passwd"
     accounts = read_passwd(path)
     password = new_password()
     accounts[device_id] = hash_password(password)
     write_passwd(path, accounts)
+    _grant_device(Path(broker_dir), info, device_id)
     return password
 
 
 def remove_device_account(broker_dir: str | Path, device_id: str) -> bool:
+    """Remove a device's account and its role; a running broker disconnects it at once."""
     path = Path(broker_dir) / "passwd"
     accounts = read_passwd(path)
     if accounts.pop(device_id, None) is None:
         return False
     write_passwd(path, accounts)
+    _withdraw_device(Path(broker_dir), broker_info(broker_dir), device_id)
     return True
 
 
