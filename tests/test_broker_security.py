@@ -22,12 +22,11 @@ from simulator.broker import free_port, mosquitto_binary
 
 
 class SecureBroker:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, run_as: str | None = "root" if os.geteuid() == 0 else None):
         self.dir = root / "broker"
         self.port, self.local_port = free_port(), free_port()
         self.info = write_broker_config(self.dir, hosts=["localhost", "127.0.0.1"], port=self.port,
-                                        bind="127.0.0.1", local_port=self.local_port,
-                                        run_as="root" if os.geteuid() == 0 else None)
+                                        bind="127.0.0.1", local_port=self.local_port, run_as=run_as)
         self.ca = str(self.dir / "ca.pem")
         self.gateway_password = json.loads((self.dir / "gateway.secret").read_text())[GATEWAY_USER]
         self.passwords: dict[str, str] = {}
@@ -55,8 +54,13 @@ class SecureBroker:
             self.proc.terminate()
             self.proc.wait(5)
 
+    def log_path(self) -> Path:
+        """Where the generated mosquitto.conf sends the broker's log."""
+        conf = (self.dir / "mosquitto.conf").read_text().splitlines()
+        return Path(next(ln for ln in conf if ln.startswith("log_dest file ")).split(" ", 2)[2])
+
     def log(self) -> str:
-        p = self.dir / "mosquitto.log"
+        p = self.log_path()
         return p.read_text(errors="replace") if p.exists() else ""
 
 
@@ -376,9 +380,9 @@ def test_our_password_hashes_are_the_format_mosquitto_writes(tmp_path):
     assert base64.b64decode(b64salt) == salt and len(base64.b64decode(b64hash)) == 64
 
 
-def test_revocation_reaches_a_broker_that_dropped_to_its_own_user(tmp_path_factory):
-    # In production Mosquitto starts as root and drops to `mosquitto`; it re-reads passwd
-    # and acl on SIGHUP as that user, so provisioning must keep those files readable by it.
+@pytest.fixture
+def dropped():
+    """The production set-up: Mosquitto started as root drops to its own user, `mosquitto`."""
     import pwd
     import shutil
     import tempfile
@@ -391,32 +395,53 @@ def test_revocation_reaches_a_broker_that_dropped_to_its_own_user(tmp_path_facto
     root = Path(tempfile.mkdtemp(prefix="vericam-broker-user-"))
     os.chmod(root, 0o755)  # mkdtemp is 0700: the dropped broker could not even look inside
     try:
-        b = SecureBroker.__new__(SecureBroker)
-        b.dir = root / "broker"
-        b.port, b.local_port = free_port(), free_port()
-        write_broker_config(b.dir, hosts=["localhost", "127.0.0.1"], port=b.port, bind="127.0.0.1",
-                            local_port=b.local_port, run_as="mosquitto")
+        b = SecureBroker(root, run_as="mosquitto")
         os.chmod(b.dir, 0o755)
-        b.ca = str(b.dir / "ca.pem")
-        b.gateway_password = json.loads((b.dir / "gateway.secret").read_text())[GATEWAY_USER]
-        b.passwords = {}
-        b.proc = None
-        b.add_device("cam-a")
-        b.add_device("cam-b")
+        for dev in ("cam-a", "cam-b"):
+            b.add_device(dev)
         b.start()
-        try:
-            a = device(b, "cam-a")
-            remove_device_account(b.dir, "cam-a")
-            b.add_device("cam-c")  # a device provisioned after the drop is accepted too
-            assert reload_broker(b.dir) == [b.proc.pid]
-            assert a.disconnected.wait(5), "the reload did not take: " + b.log()[-500:]
-            assert not Client(b, "cam-a", b.passwords["cam-a"]).connect()
-            device(b, "cam-c").close()
-            a.close()
-        finally:
-            b.stop()
+        yield b
+        b.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_revocation_reaches_a_broker_that_dropped_to_its_own_user(dropped):
+    # The broker re-reads passwd on SIGHUP, and rewrites its access rules in data/, as
+    # `mosquitto`: provisioning must keep those readable and writable by it.
+    b = dropped
+    a = device(b, "cam-a")
+    remove_device_account(b.dir, "cam-a")
+    b.add_device("cam-c")  # a device provisioned after the drop is accepted too
+    assert reload_broker(b.dir) == [b.proc.pid]
+    assert a.disconnected.wait(5), "the reload did not take: " + b.log()[-500:]
+    assert not Client(b, "cam-a", b.passwords["cam-a"]).connect()
+    device(b, "cam-c").close()
+    a.close()
+
+
+def test_a_broker_that_dropped_to_its_own_user_writes_its_log(dropped):
+    # Mosquitto opens its log file after dropping to its user, and again on every SIGHUP
+    # (log rotation): the file must be somewhere that user can create it.
+    import pwd
+    log = dropped.log_path()
+    a = device(dropped, "cam-a")
+    a.close()
+    deadline = time.monotonic() + 5
+    while "as cam-a" not in dropped.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert log.exists(), f"no broker log at {log}: Mosquitto could not create it as its own user"
+    assert "as cam-a" in dropped.log(), dropped.log()[-500:]
+    assert log.stat().st_uid == pwd.getpwnam("mosquitto").pw_uid
+    log.rename(log.with_name(log.name + ".1"))  # what logrotate does before its SIGHUP
+    assert reload_broker(dropped.dir) == [dropped.proc.pid]
+    b = device(dropped, "cam-b")
+    b.close()
+    deadline = time.monotonic() + 5
+    while "as cam-b" not in dropped.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "as cam-b" in dropped.log(), "no new log after the reload"
+    assert dropped.passwords["cam-b"] not in dropped.log() + log.with_name(log.name + ".1").read_text()
 
 
 def test_running_broker_config_again_keeps_the_ca_and_every_account(tmp_path):

@@ -12,6 +12,7 @@
 | `admin.secret` | the admin account's password (0600): provisioning changes the running broker's rules with it |
 | `broker.json` | where devices reach the broker and which CA they trust; read by provisioning |
 | `data/` | Mosquitto's persistence (the queued messages of the gateway's session) |
+| `log/mosquitto.log` | the broker's log, in a directory that belongs to the user Mosquitto runs as |
 
 Running it again keeps what exists (CA, server key, every account's password), so it is safe
 to regenerate the configuration after changing a limit (then restart the broker). Device
@@ -135,6 +136,7 @@ def write_passwd(path: Path, accounts: dict[str, str], owner: str | None = None)
 ADMIN_USER = "vericam_broker_admin"  # changes the plugin's roles at run time; not a device id either
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 DYNSEC_FILE = Path("data") / "dynamic-security.json"  # in data/: the broker's user rewrites it
+LOG_FILE = Path("log") / "mosquitto.log"  # in log/: the broker's user creates it
 _DEVICE_ID = re.compile(r"[a-z0-9-]{1,32}")
 _PLUGIN = "mosquitto_dynamic_security.so"
 
@@ -444,7 +446,9 @@ def mosquitto_conf(out: Path, *, port: int, bind: str, local_port: int | None, c
         "autosave_interval 30",
         f"pid_file {d / 'data' / 'mosquitto.pid'}",  # in data/: the broker's user writes it
         "",
-        f"log_dest file {d / 'mosquitto.log'}",
+        "# The log goes into log/, which belongs to the broker's user: Mosquitto opens the file after",
+        "# dropping to that user, and opens it again on every SIGHUP (reloads, log rotation).",
+        f"log_dest file {d / LOG_FILE}",
         "log_type error",
         "log_type warning",
         "log_type notice",
@@ -468,6 +472,7 @@ def write_broker_config(out: str | Path, *, hosts: list[str] | None = None, port
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "data").mkdir(exist_ok=True)
+    (out / LOG_FILE.parent).mkdir(mode=0o750, exist_ok=True)
     hosts = hosts or ["localhost", "127.0.0.1"]
     gateway_users = gateway_users or [GATEWAY_USER]
     given = [p for p in (cafile, certfile, keyfile) if p is not None]
@@ -501,8 +506,9 @@ def write_broker_config(out: str | Path, *, hosts: list[str] | None = None, port
             pwd.getpwnam(run_as)
         except KeyError:
             raise BrokerConfigError(f"--run-as {run_as}: no such user on this machine") from None
-    # What Mosquitto reads after dropping to its user (passwd and acl on every reload, the
-    # persistence directory) belongs to that user; the gateway's secret does not.
+    # What Mosquitto reads or writes after dropping to its user (passwd on every reload, the
+    # persistence directory with its access rules, its log) belongs to that user; the
+    # gateway's and the admin's secrets do not.
     mosq = run_as if run_as and run_as != "root" else None
     _write_private(secrets_path, json.dumps(gw_secrets, indent=2) + "\n")
     _write_private(admin_path, json.dumps(admin, indent=2) + "\n")
@@ -512,7 +518,7 @@ def write_broker_config(out: str | Path, *, hosts: list[str] | None = None, port
     if mosq and os.geteuid() == 0:
         import pwd
         entry = pwd.getpwnam(mosq)
-        for p in (out / "data", out / "server.key"):
+        for p in (out / "data", out / LOG_FILE.parent, out / "server.key"):
             if p.exists():
                 os.chown(p, entry.pw_uid, entry.pw_gid)
     conf = mosquitto_conf(out, port=port, bind=bind, local_port=local_port, cafile=Path(cafile).resolve(),
