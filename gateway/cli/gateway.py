@@ -122,6 +122,21 @@ def _broker_password(path: Path, username: str | None) -> str:
     return text
 
 
+TRUSTED_PROXY_HELP = ("Address or network (CIDR) of a reverse proxy in front of the console whose "
+                      "X-Forwarded-For/-Proto headers are believed (repeat for several). Without it those "
+                      "headers are ignored and the client is the TCP peer.")
+
+
+def _trusted_proxies(cidrs: list[str] | None) -> list[str]:
+    from gateway.console.server import trusted_networks
+
+    try:
+        return trusted_networks(cidrs)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+
+
 @app.command()
 def run(data: Path = DATA_OPT,
         db: str = DB_OPT,
@@ -147,6 +162,7 @@ def run(data: Path = DATA_OPT,
         console_http_cookies: bool = typer.Option(False, "--console-http-cookies",
                                                   help="Session cookies without the Secure flag, for plain "
                                                   "http from a browser that is not on this machine."),
+        trusted_proxy: list[str] = typer.Option(None, "--trusted-proxy", help=TRUSTED_PROXY_HELP),
         sim_time: str = typer.Option(None, "--sim-time", hidden=True,
                                      help="Simulation only: SCALE@EPOCH_MS, the scaled world clock of a "
                                      "simulated run (gateway/ingest/clock.py).")) -> None:
@@ -160,6 +176,7 @@ def run(data: Path = DATA_OPT,
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(message)s", stream=sys.stderr)
     log = logging.getLogger("vericam.gateway")
+    proxies = _trusted_proxies(trusted_proxy)
     host, _, port = broker.rpartition(":")
     if not host or not port.isdigit():
         typer.echo(f"error: --broker must be HOST:PORT, got {broker!r}", err=True)
@@ -203,8 +220,8 @@ def run(data: Path = DATA_OPT,
         from gateway.console.server import ConsoleServer
 
         try:
-            console = ConsoleServer(data, console_host, console_port,
-                                    secure_cookies=not console_http_cookies).start()
+            console = ConsoleServer(data, console_host, console_port, secure_cookies=not console_http_cookies,
+                                    trusted_proxies=proxies).start()
         except (ConnectionError, OSError) as exc:
             gw.stop()
             typer.echo(f"error: {exc}", err=True)
@@ -226,11 +243,13 @@ def console(data: Path = DATA_OPT,
             port: int = typer.Option(8080, "--port", help="Port of the console."),
             host: str = typer.Option("127.0.0.1", "--host", help="Address (put TLS in front of it beyond localhost)."),
             http_cookies: bool = typer.Option(False, "--http-cookies",
-                                              help="Session cookies without the Secure flag, for plain http.")) -> None:
+                                              help="Session cookies without the Secure flag, for plain http."),
+            trusted_proxy: list[str] = typer.Option(None, "--trusted-proxy", help=TRUSTED_PROXY_HELP)) -> None:
     """Serve only the operator console on the stored data, without taking messages from a broker."""
     from gateway.console.server import ConsoleServer
     from gateway.storage.store import Store, is_initialised
 
+    proxies = _trusted_proxies(trusted_proxy)
     if not is_initialised(data):
         typer.echo(f"error: no gateway data in {data}: run `vericam gateway init --data {data}`", err=True)
         raise typer.Exit(2)
@@ -239,7 +258,7 @@ def console(data: Path = DATA_OPT,
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        server = ConsoleServer(data, host, port, secure_cookies=not http_cookies).start()
+        server = ConsoleServer(data, host, port, secure_cookies=not http_cookies, trusted_proxies=proxies).start()
     except (ConnectionError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1)

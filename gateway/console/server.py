@@ -1,7 +1,15 @@
-"""Serve the console from inside `vericam gateway run`: uvicorn in a thread, on 127.0.0.1 by default."""
+"""Serve the console from inside `vericam gateway run`: uvicorn in a thread, on 127.0.0.1 by default.
+
+Client addresses are the TCP peer's unless trusted proxies are named: the login rate limit and
+the audit record of a failed login count per address, so a header the client writes must not
+choose it. uvicorn on its own believes `X-Forwarded-For` from 127.0.0.1; here proxy headers
+are off unless `trusted_proxies` lists the networks of the reverse proxies in front (and then
+only a request from one of those may name the client).
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import threading
@@ -30,17 +38,34 @@ def load_secret(data_dir: Path) -> str:
     return value
 
 
+def trusted_networks(cidrs: list[str] | None) -> list[str]:
+    """The reverse proxies' networks, checked and written out (`10.0.0.5` becomes `10.0.0.5/32`).
+
+    Raises ValueError naming the bad entry. `*` is refused: it would let anyone name the client."""
+    nets = []
+    for cidr in cidrs or ():
+        try:
+            nets.append(str(ipaddress.ip_network(cidr.strip(), strict=False)))
+        except ValueError:
+            raise ValueError(f"--trusted-proxy {cidr!r} is not an address or network (such as 10.0.0.5 or "
+                             f"10.0.0.0/24)") from None
+    return nets
+
+
 class ConsoleServer:
     """uvicorn running `create_app(data_dir)` in a daemon thread; `stop()` shuts it down."""
 
     def __init__(self, data_dir: str | Path, host: str = "127.0.0.1", port: int = 8080,
-                 secure_cookies: bool = True, log_level: str = "warning"):
+                 secure_cookies: bool = True, log_level: str = "warning",
+                 trusted_proxies: list[str] | None = None):
         from gateway.console.app import create_app
 
+        proxies = trusted_networks(trusted_proxies)
         self.app = create_app(data_dir, load_secret(Path(data_dir)), secure_cookies=secure_cookies)
         # access_log off: URLs name alarms and images, and the audit trail already records every view.
         config = uvicorn.Config(self.app, host=host, port=port, log_level=log_level, access_log=False,
-                                server_header=False, lifespan="off")
+                                server_header=False, lifespan="off",
+                                proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="vericam-console", daemon=True)
         self.host, self.port = host, port
