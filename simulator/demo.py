@@ -51,7 +51,7 @@ def run_demo(workdir=None, keep: bool = False, echo=None) -> tuple[dict, Stack]:
         dev.stop()
         result["device_captures_left"] = stack.device_captures_left(DEVICE)
         with stack.store() as s:
-            result["rejected"] = s.rejection_counts()
+            result["rejected"] = s.rejections.counts()
         result["gateway_data"] = str(stack.gateway_dir)
         return result, stack
     finally:

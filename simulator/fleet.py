@@ -252,9 +252,9 @@ def run_fleet(devices: int = 10, duration_s: float = 30.0, seed: int = 1, workdi
         rss_now = {d: _rss_kb(dev.proc.pid) for d, dev in stack.devices.items() if dev.proc}
         pss_mb = [v / 1024 for v in (_pss_kb(dev.proc.pid) for dev in stack.devices.values() if dev.proc) if v]
         with stack.store() as s:
-            rows = s.list_devices()
-            images = s.list_images()
-            alarms_at_arc = s.list_alarms()
+            rows = s.devices.list()
+            images = s.images.list()
+            alarms_at_arc = s.alarms.list()
         supervised = [r for r in rows if r["id"] in stack.devices and r.get("online")
                       and (r.get("last_seen_ms") or 0) >= started_ms]
         keys = [(r["device"], r["capture_id"], r["frame_index"]) for r in images]
@@ -348,7 +348,7 @@ def _images_by_device(stack: Stack) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     with stack.store() as s:
         seen = set()
-        for r in s.list_images():
+        for r in s.images.list():
             key = (r["device"], r["capture_id"], r["frame_index"])
             if key in seen:
                 continue
@@ -360,7 +360,7 @@ def _images_by_device(stack: Stack) -> dict[str, dict[str, int]]:
 
 def _count_images(stack: Stack) -> int:
     with stack.store() as s:
-        return len(s.list_images())
+        return len(s.images.list())
 
 
 def _count_alarm_frames(stack: Stack) -> int:

@@ -584,7 +584,7 @@ def _link_step(stack: Stack, dev, do: str, step: dict) -> None:
 def _device_online(stack: Stack, device_id: str) -> bool | None:
     """What the ARC believes: the device's status as the gateway last accepted it."""
     with stack.store() as s:
-        for row in s.list_devices():
+        for row in s.devices.list():
             if row.get("id") == device_id:
                 return bool(row.get("online"))
     return None
@@ -593,10 +593,10 @@ def _device_online(stack: Stack, device_id: str) -> bool | None:
 def _figures(stack: Stack, device_id: str, observer: BrokerObserver) -> dict:
     dev = stack.devices[device_id]
     with stack.store() as s:
-        images = s.list_images(device_id)
-        alarms = s.list_alarms(device_id)
-        events = s.list_events(device_id)
-        captures = s.list_captures(device_id)
+        images = s.images.list(device_id)
+        alarms = s.alarms.list(device_id)
+        events = s.events.list(device_id)
+        captures = s.captures.list(device_id)
         arc_key = s.keys.arc_private_key()
     keys = [(r["capture_id"], r["frame_index"]) for r in images]
     return {

@@ -176,11 +176,11 @@ class Stack:
 
     def images_at_arc(self, device_id: str | None = None) -> list[dict]:
         with self.store() as s:
-            return s.list_images(device_id)
+            return s.images.list(device_id)
 
     def read_images(self, device_id: str | None = None) -> list[bytes]:
         with self.store() as s:
-            return [s.read_image(row["id"]) for row in s.list_images(device_id)]
+            return [s.images.read(row["id"]) for row in s.images.list(device_id)]
 
     def wait_images(self, device_id: str, count: int, timeout: float = 60.0) -> list[dict]:
         deadline = time.monotonic() + timeout

@@ -26,7 +26,7 @@ def init(data):
 def ingest_alarm(data, device="cam-1", site="Storgatan 12", frames=3, code="intrusion"):
     """Provision `device` (once) and deliver one alarm with `frames` real JPEG photos. Returns the alarm id."""
     with Store.open(data) as store:
-        known = any(d["id"] == device for d in store.list_devices())
+        known = any(d["id"] == device for d in store.devices.list())
     config = _configs.get((str(data), device)) or add_device(data, device, site)
     _configs[(str(data), device)] = config
     dev = _devices.setdefault((str(data), device), mv.TestDevice(config))
@@ -41,7 +41,7 @@ def ingest_alarm(data, device="cam-1", site="Storgatan 12", frames=3, code="intr
     msgs += dev.chunk_messages(cid, sealed, aid)
     with Store.open(data) as store:
         result = Ingest(store).process_batch([Message(t, p) for t, p in msgs])
-        store.mark_stored([s.rowid for s in result.stored], int(time.time() * 1000))
+        store.captures.mark_stored([s.rowid for s in result.stored], int(time.time() * 1000))
     return aid.hex()
 
 

@@ -84,11 +84,11 @@ class Site:
 
     def rejections(self) -> dict:
         with Store.open(self.data) as store:
-            return store.rejection_counts()
+            return store.rejections.counts()
 
     def stored_capture_ids(self) -> set[str]:
         with Store.open(self.data) as store:
-            return {c["capture_id"] for c in store.list_captures() if c["status"] == "stored"}
+            return {c["capture_id"] for c in store.captures.list() if c["status"] == "stored"}
 
     def hostile(self, messages, link=None):
         """Publish hostile (topic, payload) messages with QoS 1 and remember their payloads."""
@@ -176,13 +176,13 @@ def test_replayed_valid_messages_are_refused_and_counted(site):
     site.links["cam-1"].send([event, status])
     site.wait_counts({})
     with Store.open(site.data) as store:
-        events_before = len(store.list_events("cam-1"))
+        events_before = len(store.events.list("cam-1"))
     # An eavesdropper replays everything it saw, twice, from its own connection.
     site.hostile(captured + [event, status] + captured + [event, status])
     site.wait_counts({"replay": 2 * (len(captured) + 2)})
     with Store.open(site.data) as store:
-        assert len(store.list_events("cam-1")) == events_before
-        assert len([c for c in store.list_captures() if c["capture_id"] == cid.hex()]) == 1
+        assert len(store.events.list("cam-1")) == events_before
+        assert len([c for c in store.captures.list() if c["capture_id"] == cid.hex()]) == 1
     site.after()
 
 
@@ -208,8 +208,8 @@ def test_forged_macs_unknown_devices_and_stale_messages_store_nothing_and_are_co
     site.hostile([held_back], link=site.links["cam-1"])
     site.wait_counts({"bad_mac": len(forged), "unknown_device": len(unknown), "stale": 1})
     with Store.open(site.data) as store:
-        assert all(e.get("slot") != 9 for e in store.list_events("cam-1"))
-        assert not store.list_alarms("cam-1")
+        assert all(e.get("slot") != 9 for e in store.events.list("cam-1"))
+        assert not store.alarms.list("cam-1")
     site.after()
 
 
@@ -286,7 +286,7 @@ def test_a_bounded_flood_from_one_device_is_all_counted(site):
             msgs.append(("vc/v1/cam-1/up/event", os.urandom(40 + i % 200)))
     valid = sum(1 for i in range(FLOOD) if i % 3 == 0)
     with Store.open(site.data) as store:
-        before = len(store.list_events("cam-1"))
+        before = len(store.events.list("cam-1"))
     t0 = time.monotonic()
     site.hostile(msgs)
     sent_s = time.monotonic() - t0
@@ -294,7 +294,7 @@ def test_a_bounded_flood_from_one_device_is_all_counted(site):
                      timeout=60)
     drained_s = time.monotonic() - t0
     with Store.open(site.data) as store:
-        events = store.list_events("cam-1")
+        events = store.events.list("cam-1")
     assert len(events) - before == valid
     assert not any(e.get("slot") == 7 for e in events)
     print(f"\nflood: {FLOOD} messages published in {sent_s:.1f} s, all handled in {drained_s:.1f} s "

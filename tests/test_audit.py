@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from gateway.governance import audit
+from gateway.provisioning.devices import revoke_device
 from gateway.storage.store import Store
 
 from test_retention import ALARM, VERICAM, make_gateway_dir
@@ -113,6 +114,6 @@ def test_provisioning_and_revoking_a_device_are_audited(data):
         recs = audit.records(store, what="configure device")
         assert [(r["subject"], r["why"]) for r in recs] == [("cam-1", "device provisioned")]
         assert recs[0]["who"].startswith("os:")
-        store.revoke_device("cam-1")
+        revoke_device(store, "cam-1")
         assert audit.records(store, what="configure device")[-1]["why"] == "device revoked"
         assert audit.verify(store).ok

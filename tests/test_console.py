@@ -66,7 +66,7 @@ def test_an_operator_sees_the_photos_of_an_alarm_and_every_view_is_audited(gw):
     urls = photo_urls(op, alarm)
     assert len(urls) == 3
     with Store.open(data) as s:
-        stored = {i["id"]: s.read_image(i["id"]) for i in s.list_images("cam-1")}
+        stored = {i["id"]: s.images.read(i["id"]) for i in s.images.list("cam-1")}
     for url in urls:
         r = op.get(url)
         assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"

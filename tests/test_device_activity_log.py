@@ -20,7 +20,7 @@ def _events(stack, timeout, want):
     deadline = time.monotonic() + timeout
     while True:
         with stack.store() as s:
-            events = s.list_events(DEVICE)
+            events = s.events.list(DEVICE)
         have = {(e["kind"], e.get("code")) for e in events}
         if want <= have or time.monotonic() > deadline:
             return events

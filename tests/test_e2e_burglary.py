@@ -35,8 +35,8 @@ def test_burglary_delivers_three_identical_photos_and_leaves_nothing_on_the_devi
 
     # The alarm itself reached the activity log, with the user slot that armed (never a PIN).
     with stack.store() as s:
-        events = s.list_events(DEVICE)
-        alarms = s.list_alarms(DEVICE)
+        events = s.events.list(DEVICE)
+        alarms = s.alarms.list(DEVICE)
     kinds = [e["kind"] for e in events]
     assert "armed" in kinds and "alarm" in kinds
     assert any(a.get("code") == "intrusion" for a in alarms)

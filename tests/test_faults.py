@@ -159,8 +159,8 @@ def test_heartbeats_reach_the_broker_at_the_configured_interval(tmp_path):
             time.sleep(0.3)
             with stack.store() as s:
                 # The gateway accepts them (no rejection) and has heard the device just now.
-                assert s.rejection_counts() == {}
-                [row] = s.list_devices()
+                assert s.rejections.counts() == {}
+                [row] = s.devices.list()
                 assert time.time() * 1000 - row["last_seen_ms"] < 3000
         finally:
             sub.loop_stop()

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from gateway.storage import sqldb
-from gateway.storage.store import MIGRATIONS
+from gateway.storage.migrations import MIGRATIONS
 
 SECRET = "s3cr3t-Pa55"
 

@@ -66,18 +66,18 @@ def test_a_capture_in_chunks_is_stored_encrypted_and_receipted(gw):
     msgs = dev.chunk_messages(cid, sealed, alarm_id=b"A" * 8)
     assert len(msgs) > 3
     first = run(ingest, msgs[:-1][::-1])  # reordered, and the last chunk in a later batch
-    assert first.outbound == [] and ingest.store.list_images() == []
+    assert first.outbound == [] and ingest.store.images.list() == []
     result = run(ingest, msgs[-1:])
     assert receipts(dev, result) == [(cid, env.RECEIPT_STORED, 2, hashlib.sha256(sealed).digest())]
-    images = ingest.store.list_images("cam-1")
-    assert [ingest.store.read_image(i["id"]) for i in images] == JPEGS
+    images = ingest.store.images.list("cam-1")
+    assert [ingest.store.images.read(i["id"]) for i in images] == JPEGS
     assert images[0]["trigger"] == "intrusion" and images[0]["alarm_id"] == (b"A" * 8).hex()
     for image in images:
         blob = (ingest.store.data_dir / image["blob_path"]).read_bytes()
         assert JPEGS[image["frame_index"]][:64] not in blob and JPEGS[image["frame_index"]][100:164] not in blob
         assert stat.S_IMODE(os.stat(ingest.store.data_dir / image["blob_path"]).st_mode) == 0o600
-    assert ingest.store.spool_size() == 0
-    [capture] = ingest.store.list_captures()
+    assert ingest.store.spool.size() == 0
+    [capture] = ingest.store.captures.list()
     assert capture["sha256"] == hashlib.sha256(sealed).hexdigest() and capture["frames"] == 2
 
 
@@ -87,7 +87,7 @@ def test_a_capture_sent_twice_is_stored_once_and_receipted_twice(gw):
     r1 = run(ingest, dev.chunk_messages(cid, sealed, b"B" * 8))
     r2 = run(ingest, dev.chunk_messages(cid, sealed, b"B" * 8))  # the device did not get the receipt
     assert receipts(dev, r1) == receipts(dev, r2) and len(receipts(dev, r2)) == 1
-    assert len(ingest.store.list_images()) == 2 and len(ingest.store.list_captures()) == 1
+    assert len(ingest.store.images.list()) == 2 and len(ingest.store.captures.list()) == 1
 
 
 def test_bad_messages_are_counted_by_reason_and_logged_without_payload(gw):
@@ -108,7 +108,7 @@ def test_bad_messages_are_counted_by_reason_and_logged_without_payload(gw):
         stranger.status("online"),                             # unknown_device
         dev.envelope(env.T_EVENT, os.urandom(48), time_s=int(time.time()) + 3600),  # stale: from the future
     ])
-    assert ingest.store.rejection_counts() == {"bad_mac": 2, "replay": 1, "topic_mismatch": 1, "malformed": 1,
+    assert ingest.store.rejections.counts() == {"bad_mac": 2, "replay": 1, "topic_mismatch": 1, "malformed": 1,
                                                "unknown_device": 1, "stale": 1}
     assert "device=cam-1" in log.text and "topic=vc/v1/cam-1/up/capture" in log.text
     for _, p in msgs[:2]:
@@ -132,7 +132,7 @@ def test_a_sealed_capture_that_does_not_open_gets_a_rejected_receipt(gw):
     bad[-100] ^= 1  # inside the last frame's tag
     result = run(ingest, dev.chunk_messages(cid, bytes(bad), b"D" * 8))
     assert receipts(dev, result) == [(cid, env.RECEIPT_REJECTED, 0, hashlib.sha256(bad).digest())]
-    assert ingest.store.list_images() == [] and ingest.store.rejection_counts() == {"bad_capture": 1}
+    assert ingest.store.images.list() == [] and ingest.store.rejections.counts() == {"bad_capture": 1}
 
 
 def test_reassembly_limits(gw):
@@ -142,11 +142,11 @@ def test_reassembly_limits(gw):
         cid, sealed = dev.seal(JPEGS)
         firsts.append(dev.chunk_messages(cid, sealed, b"E" * 8)[0])
     run(ingest, firsts)
-    assert ingest.store.rejection_counts() == {"too_many_captures": 1}
+    assert ingest.store.rejections.counts() == {"too_many_captures": 1}
     too_big = dev.envelope(env.T_CAPTURE, cap.build_chunk(os.urandom(16), b"E" * 8, 5 << 20, 0, 2, b"x" * 100))
     inconsistent = dev.envelope(env.T_CAPTURE, cap.build_chunk(os.urandom(16), b"E" * 8, 1000, 0, 3, b"x" * 100))
     run(ingest, [too_big, inconsistent])
-    assert ingest.store.rejection_counts() == {"too_many_captures": 1, "capture_too_large": 1, "malformed": 1}
+    assert ingest.store.rejections.counts() == {"too_many_captures": 1, "capture_too_large": 1, "malformed": 1}
 
 
 def test_a_partial_capture_expires_and_the_device_is_asked_to_resend(gw):
@@ -157,7 +157,7 @@ def test_a_partial_capture_expires_and_the_device_is_asked_to_resend(gw):
     ingest.spool_expiry_ms = -1
     result = ingest.expire()
     assert receipts(dev, result) == [(cid, env.RECEIPT_RESEND, 0, bytes(32))]
-    assert ingest.store.spool_size() == 0
+    assert ingest.store.spool.size() == 0
 
 
 def test_events_are_decrypted_and_an_alarm_links_its_captures(gw):
@@ -171,22 +171,22 @@ def test_events_are_decrypted_and_an_alarm_links_its_captures(gw):
                                      "captures": [cid.hex()]})] + dev.chunk_messages(cid, sealed, aid))
     [time_msg] = [o for o in result.outbound if o.topic == "vc/v1/cam-1/down/time"]
     assert dev.open_downlink(time_msg.topic, time_msg.payload).etype == env.T_TIME
-    events = ingest.store.list_events("cam-1")
+    events = ingest.store.events.list("cam-1")
     assert [(e["kind"], e["slot"]) for e in events] == [("disarmed", 2), ("alarm", None)]
-    alarm = ingest.store.first_alarm("cam-1")
+    alarm = ingest.store.alarms.first("cam-1")
     assert alarm["alarm_id"] == aid.hex() and alarm["code"] == "intrusion" and alarm["captures"] == [cid.hex()]
     assert alarm["captures_stored"] == 1
-    device = ingest.store.list_devices()[0]
+    device = ingest.store.devices.list()[0]
     assert device["online"] == 1 and device["fw"] == "test"
     # The last will (counter online + 1, §7), published by the broker long after with its old
     # time and a counter far below the data counters, still marks the device offline...
     will = dev.envelope(env.T_STATUS, b'{"state":"offline","fw":"test"}', counter=2, time_s=1)
     run(ingest, [will])
-    assert ingest.store.list_devices()[0]["online"] == 0
+    assert ingest.store.devices.list()[0]["online"] == 0
     # ...and the old online status replayed after it does not bring it back.
     run(ingest, [online])
-    assert ingest.store.list_devices()[0]["online"] == 0
-    assert ingest.store.rejection_counts() == {"replay": 1}
+    assert ingest.store.devices.list()[0]["online"] == 0
+    assert ingest.store.rejections.counts() == {"replay": 1}
 
 
 def test_an_alarm_sealed_twice_after_a_lost_puback_is_logged_once(gw):
@@ -198,12 +198,12 @@ def test_an_alarm_sealed_twice_after_a_lost_puback_is_logged_once(gw):
     armed = {"kind": "armed", "mode": "away", "slot": 1, "t": 1795299000, "event_id": "a2a2a2a2a2a2a2a2"}
     run(ingest, [dev.event(armed), dev.event(alarm)])
     run(ingest, [dev.event(dict(alarm)), dev.event(dict(armed))])   # fresh counters, same events
-    assert [e["kind"] for e in ingest.store.list_events("cam-1")] == ["armed", "alarm"]
-    assert [(a["alarm_id"], a["code"]) for a in ingest.store.list_alarms("cam-1")] == [(aid, "smoke")]
-    assert ingest.store.rejection_counts() == {}
+    assert [e["kind"] for e in ingest.store.events.list("cam-1")] == ["armed", "alarm"]
+    assert [(a["alarm_id"], a["code"]) for a in ingest.store.alarms.list("cam-1")] == [(aid, "smoke")]
+    assert ingest.store.rejections.counts() == {}
     # Events without an id (older firmware) are stored every time, as before.
     run(ingest, [dev.event({"kind": "disarmed", "slot": 1, "t": 1}), dev.event({"kind": "disarmed", "slot": 1, "t": 1})])
-    assert [e["kind"] for e in ingest.store.list_events("cam-1")] == ["armed", "alarm", "disarmed", "disarmed"]
+    assert [e["kind"] for e in ingest.store.events.list("cam-1")] == ["armed", "alarm", "disarmed", "disarmed"]
 
 
 def test_an_alarm_that_waited_at_the_broker_while_the_gateway_was_down_is_logged_late_not_lost(gw):
@@ -218,10 +218,10 @@ def test_an_alarm_that_waited_at_the_broker_while_the_gateway_was_down_is_logged
     cid, sealed = dev.seal(JPEGS)
     old_chunk = dev.envelope(env.T_CAPTURE, cap.split_chunks(sealed, cid, b"L" * 8, 4096)[0], time_s=sent)
     run(ingest, [late, old_chunk, late])
-    [event] = ingest.store.list_events("cam-1")
+    [event] = ingest.store.events.list("cam-1")
     assert event["kind"] == "alarm" and 1195 <= event["event"]["delivered_late_s"] <= 1260
-    assert [(a["alarm_id"], a["code"]) for a in ingest.store.list_alarms("cam-1")] == [(aid, "intrusion")]
-    assert ingest.store.rejection_counts() == {"stale": 1, "replay": 1}
+    assert [(a["alarm_id"], a["code"]) for a in ingest.store.alarms.list("cam-1")] == [(aid, "intrusion")]
+    assert ingest.store.rejections.counts() == {"stale": 1, "replay": 1}
     assert "late event: device=cam-1 kind=alarm" in log.text
 
 
@@ -229,10 +229,10 @@ def test_destroying_the_deletion_day_key_shreds_the_images(gw):
     ingest, dev, _, _ = gw
     cid, sealed = dev.seal(JPEGS)
     run(ingest, dev.chunk_messages(cid, sealed, b"G" * 8))
-    images = ingest.store.list_images()
+    images = ingest.store.images.list()
     assert ingest.store.keys.destroy(images[0]["kek_day"])
     with pytest.raises(KeyDestroyed):
-        ingest.store.read_image(images[0]["id"])
+        ingest.store.images.read(images[0]["id"])
     keyfile = ingest.store.data_dir / "keys" / "arc_private.pem"
     assert stat.S_IMODE(keyfile.stat().st_mode) == 0o600
 
@@ -245,7 +245,7 @@ def test_the_replay_window_survives_a_restart(gw, tmp_path):
     store = Store.open(ingest.store.data_dir)
     again = Ingest(store, log=lambda line: None)
     run(again, [msg])
-    assert store.rejection_counts() == {"replay": 1}
+    assert store.rejections.counts() == {"replay": 1}
     ingest.store = store  # closed by the fixture
 
 
@@ -264,7 +264,7 @@ def test_arbitrary_chunk_sequences_never_reach_an_internal_error(gw, bodies):
     ingest, dev, _, _ = gw
     result = run(ingest, [dev.envelope(env.T_CAPTURE, b) for b in bodies])
     assert "internal_error" not in result.rejected
-    assert ingest.store.list_images() == []
+    assert ingest.store.images.list() == []
 
 
 def test_a_capture_arriving_after_its_deletion_day_is_refused_for_good(gw):
@@ -273,10 +273,10 @@ def test_a_capture_arriving_after_its_deletion_day_is_refused_for_good(gw):
     aid = b"L" * 8
     eight_days_ago = int((__import__("time").time() - 8 * 86400) * 1000)
     with ingest.store.transaction():
-        ingest.store.note_alarm("cam-1", aid.hex(), eight_days_ago, code="intrusion")
+        ingest.store.alarms.note("cam-1", aid.hex(), eight_days_ago, code="intrusion")
     cid, sealed = dev.seal(JPEGS)
     result = run(ingest, dev.chunk_messages(cid, sealed, alarm_id=aid))
     assert receipts(dev, result) == [(cid, env.RECEIPT_REJECTED, 0, hashlib.sha256(sealed).digest())]
-    assert ingest.store.list_images("cam-1") == []
-    assert ingest.store.rejection_counts().get("expired") == 1
-    assert "internal_error" not in ingest.store.rejection_counts()
+    assert ingest.store.images.list("cam-1") == []
+    assert ingest.store.rejections.counts().get("expired") == 1
+    assert "internal_error" not in ingest.store.rejections.counts()

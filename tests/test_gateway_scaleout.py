@@ -30,13 +30,13 @@ def test_two_workers_one_killed_mid_stream_every_capture_stored_exactly_once(tmp
 
         def all_stored():
             with Store.open(data) as s:
-                return len(s.list_captures()) >= len(stream.expected)
+                return len(s.captures.list()) >= len(stream.expected)
 
         stream.join(120)
         wait_for(all_stored, 30, "every capture to be stored")
         with Store.open(data) as s:
-            captures = s.list_captures()
-            images = s.list_images()
+            captures = s.captures.list()
+            images = s.images.list()
         stored = {(c["device"], c["capture_id"]) for c in captures}
         assert stored == stream.expected
         assert len(captures) == len(stream.expected), "a capture was stored twice"

@@ -97,9 +97,9 @@ def test_an_alarm_capture_arrives_in_chunks_is_stored_and_receipted(site):
     assert receipt == (cid, env.RECEIPT_STORED, 2, hashlib.sha256(sealed).digest())
     assert gw.wait_idle()
     with Store.open(data) as store:  # a reader of its own, as the console would be
-        images = store.list_images("cam-1")
-        assert [store.read_image(i["id"]) for i in images] == JPEGS
-        [capture] = store.list_captures()
+        images = store.images.list("cam-1")
+        assert [store.images.read(i["id"]) for i in images] == JPEGS
+        [capture] = store.captures.list()
         assert capture["stored_at_ms"] is not None
     assert any(line.startswith(f"stored capture {cid.hex()[:8]} from cam-1: 2 frames") for line in log)
     print(f"\n{len(sealed)} bytes in {len(dev.chunk_messages(cid, sealed, b'x' * 8))} chunks: "
@@ -116,7 +116,7 @@ def test_a_capture_sent_again_is_stored_once_and_receipted_again(site):
     link.send(dev.chunk_messages(cid, sealed, aid))  # new counters: the device resends after a lost receipt
     assert link.next_downlink() == first
     with Store.open(data) as store:
-        assert len(store.list_images()) == 2 and len(store.list_captures()) == 1
+        assert len(store.images.list()) == 2 and len(store.captures.list()) == 1
 
 
 def test_attacks_and_garbage_are_counted_and_a_good_capture_still_goes_through(site, broker):
@@ -138,8 +138,8 @@ def test_attacks_and_garbage_are_counted_and_a_good_capture_still_goes_through(s
     assert link.next_downlink()[1] == env.RECEIPT_STORED
     assert gw.wait_idle()
     with Store.open(data) as store:
-        assert store.rejection_counts() == {"bad_mac": 2, "topic_mismatch": 1, "malformed": 1, "replay": 1}
-        assert len(store.list_images()) == 2
+        assert store.rejections.counts() == {"bad_mac": 2, "topic_mismatch": 1, "malformed": 1, "replay": 1}
+        assert len(store.images.list()) == 2
     for _, payload in msgs[:1]:
         assert payload[40:60].hex() not in log.text and str(payload[40:60])[2:-1] not in log.text
     assert "garbage" not in log.text

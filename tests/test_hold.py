@@ -8,7 +8,7 @@ import pytest
 
 from gateway.governance import audit
 
-from gateway.governance import hold
+from gateway.governance import hold, users
 from gateway.storage.store import Store
 
 from test_retention import ALARM, DAY, DUE, VERICAM, make_gateway_dir, ms, seed, stored_ids, sweeper
@@ -31,8 +31,8 @@ def test_a_hold_needs_a_supervisor_a_reason_and_a_case(data):
             hold.place(store, ids[0], "sue", "burglary", "K-1", now)
         with pytest.raises(hold.HoldError, match="state --role supervisor"):
             hold.place(store, ids[0], "olle", "burglary", "K-1", now, role="operator")
-        hold.add_user(store, "olle", "operator", "admin", now)
-        hold.add_user(store, "sue", "supervisor", "admin", now)
+        users.add_user(store, "olle", "operator", None, "admin", now)
+        users.add_user(store, "sue", "supervisor", None, "admin", now)
         with pytest.raises(hold.HoldError, match="needs the supervisor role"):
             hold.place(store, ids[0], "olle", "burglary", "K-1", now)
         with pytest.raises(hold.HoldError, match="drop --role"):
@@ -47,15 +47,15 @@ def test_a_hold_needs_a_supervisor_a_reason_and_a_case(data):
 def test_a_hold_rewraps_the_key_under_the_thirty_day_kek(data):
     with Store.open(data) as store:
         ids = seed(store, "cam-1", ALARM, frames=3)
-        before = {i: store.read_image(i) for i in ids}
-        alarm = store.list_images()[0]["alarm_id"]
+        before = {i: store.images.read(i) for i in ids}
+        alarm = store.images.list()[0]["alarm_id"]
         r = hold.place(store, alarm, "sue", "suspect seen", "K-2026-0042", ALARM + DAY, role="supervisor")
         assert r["images"] == 3 and r["delete_on"] == ["2026-02-09"]
         rows = store.db.execute("SELECT kek_day, delete_at_ms FROM images").fetchall()
         assert {(x[0], x[1]) for x in rows} == {("2026-02-09/hold-1", ms(2026, 2, 9))}
         sweeper(store, DUE).sweep()  # the 7-day KEK goes: the held images are unharmed
         assert store.keys.is_destroyed("2026-01-17")
-        assert {i: store.read_image(i) for i in ids} == before
+        assert {i: store.images.read(i) for i in ids} == before
         rec = audit.records(store, what="place hold")[0]
         assert rec["who"] == "sue" and rec["why"] == "suspect seen"
         assert rec["detail"]["case"] == "K-2026-0042" and rec["detail"]["role_source"].startswith("asserted")
@@ -76,7 +76,7 @@ def test_releasing_before_day_seven_puts_images_back_on_schedule(data):
         assert (r["back_on_schedule"], r["deleted_now"]) == (1, 0)
         assert store.db.execute("SELECT kek_day, hold_id FROM images WHERE id = ?", (ids[0],)).fetchone()[:] == \
             ("2026-01-17", None)
-        assert store.read_image(ids[0])
+        assert store.images.read(ids[0])
         sweeper(store, DUE).sweep()
         assert stored_ids(store) == set()
 
@@ -84,7 +84,7 @@ def test_releasing_before_day_seven_puts_images_back_on_schedule(data):
 def test_releasing_after_day_seven_deletes_at_once(data):
     with Store.open(data) as store:
         ids = seed(store, "cam-1", ALARM)
-        blob = data / store.list_images()[0]["blob_path"]
+        blob = data / store.images.list()[0]["blob_path"]
         hold.place(store, ids[0], "sue", "x", "K-1", ALARM + DAY, role="supervisor")
         sweeper(store, DUE).sweep()
         assert stored_ids(store) == {ids[0]}
@@ -111,3 +111,22 @@ def test_the_cli_places_a_hold_on_an_alarm_and_refuses_without_a_case(data):
     out = subprocess.run(base + ["--case", "K-7"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "hold #1 on 2 images for case K-7" in out.stdout
+
+
+def test_the_users_command_gives_a_supervisor_without_a_console_login(data):
+    with Store.open(data) as store:
+        seed(store, "cam-1", int(time.time() * 1000), alarm_id="a1b2c3")
+    out = subprocess.run([VERICAM, "users", "add", "sue", "--role", "supervisor", "--no-password", "--data", str(data)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    out = subprocess.run([VERICAM, "users", "list", "--data", str(data)], capture_output=True, text=True)
+    assert out.stdout.split() == ["sue", "supervisor", "no", "password"]
+    with Store.open(data) as store:
+        assert users.authenticate(store, "sue", "") is None  # a role, but no console login
+    out = subprocess.run([VERICAM, "hold", "place", "cam-1/a1b2c3", "--data", str(data), "--by", "sue",
+                          "--reason", "burglary", "--case", "K-8"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "role: users table" in out.stdout
+    gone = subprocess.run([VERICAM, "hold", "add-user", "olle", "--role", "operator", "--by", "sue", "--data",
+                           str(data)], capture_output=True, text=True)
+    assert gone.returncode == 2, "one user command: `vericam users add`"

@@ -127,8 +127,8 @@ def test_power_cut_mid_capture_leaves_a_consistent_vault_and_loses_no_finished_a
         stack.wait_images(DEVICE, FRAMES * len(finished), timeout=60)
         dev.wait_trace("receipt", count=len(finished), since=since, timeout=60)
         with stack.store() as s:
-            captures = s.list_captures(DEVICE)
-            images = s.list_images(DEVICE)
+            captures = s.captures.list(DEVICE)
+            images = s.images.list(DEVICE)
         assert {c["capture_id"] for c in captures} == set(finished)
         assert len(images) == FRAMES * len(finished)
         dev.stop()

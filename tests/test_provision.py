@@ -99,8 +99,8 @@ def test_the_config_files_for_mpremote_are_private(ground, tmp_path):
     ca = x509.load_der_x509_certificate((tmp_path / "dev" / "ca.der").read_bytes())
     assert ca == x509.load_pem_x509_certificate((broker.dir / "ca.pem").read_bytes())
     with Store.open(data) as store:
-        assert store.device_keys("cam-1") is not None
-        assert [d["site"] for d in store.list_devices() if d["id"] == "cam-1"] == ["Storgatan 1"]
+        assert store.devices.keys_for("cam-1") is not None
+        assert [d["site"] for d in store.devices.list() if d["id"] == "cam-1"] == ["Storgatan 1"]
     assert config["site"] == "Storgatan 1"
 
 
@@ -115,7 +115,7 @@ def _wait_for_events(data, device, n, timeout=10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with Store.open(data) as store:
-            events = store.list_events(device)
+            events = store.events.list(device)
         if len(events) >= n:
             return events
         time.sleep(0.05)
@@ -147,7 +147,7 @@ def test_a_revoked_device_is_refused_by_the_broker_and_by_the_gateway(running, t
         result = Ingest(store, log=lambda line: None).process_batch(
             [Message(*device.event({"kind": "disarmed", "slot": 2, "t": int(time.time())}))])
         assert result.rejected == {"unknown_device": 1}
-        assert len(store.list_events("cam-1")) == 1
+        assert len(store.events.list("cam-1")) == 1
     link.close()
 
 

@@ -223,9 +223,9 @@ def test_the_real_agent_provisioned_for_the_locked_down_broker_delivers_an_alarm
         dev.panel("smoke")  # captures by default, and is an alarm: the photos go to the ARC
         dev.wait_trace("receipt", timeout=60)
         with Store.open(data) as store:
-            assert len(store.list_images("cam-1")) >= 1
-            assert any(e["kind"] == "alarm" for e in store.list_events("cam-1"))
-            assert store.rejection_counts() == {}
+            assert len(store.images.list("cam-1")) >= 1
+            assert any(e["kind"] == "alarm" for e in store.events.list("cam-1"))
+            assert store.rejections.counts() == {}
     finally:
         dev.close()
         gw.stop()

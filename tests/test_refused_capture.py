@@ -16,5 +16,5 @@ def test_a_capture_sealed_to_the_wrong_arc_key_is_refused_and_shredded(tmp_path)
         assert vault_listing(dev.flash_path)["captures"] == []
         assert stack.images_at_arc("panel-1") == []
         with stack.store() as s:
-            assert s.rejection_counts().get("wrong_arc_key") == 1
+            assert s.rejections.counts().get("wrong_arc_key") == 1
         assert dev.trace_count("receipt") == 0

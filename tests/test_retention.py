@@ -18,8 +18,10 @@ import pytest
 from gateway.governance import audit
 from gateway.storage.keystore import KeyDestroyed
 from gateway.provisioning.devices import add_device, init_arc
-from gateway.governance.retention import (DUE_SQL, LEGAL_MAX_HOLD_DAYS, RetentionConfigError, RetentionPolicy, Sweeper,
-                               reconcile)
+from gateway.governance.retention import (LEGAL_MAX_HOLD_DAYS, RetentionConfigError, RetentionPolicy, Sweeper,
+                                          deletion_day, reconcile)
+from gateway.storage.captures import CaptureRecord
+from gateway.storage.retention import DUE_SQL
 from gateway.storage.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,12 +46,13 @@ def seed(store: Store, device: str, alarm_ms: int, frames: int = 2, alarm_id: st
     aid = alarm_id or secrets.token_hex(8)
     cid = secrets.token_hex(8)
     with store.transaction():
-        alarm = store.note_alarm(device, aid, alarm_ms)
-        day = store.deletion_day(alarm["received_at_ms"])
-        ids = [store.put_image(device, cid, aid, i, alarm_ms // 1000, jpeg(), day, alarm_ms) for i in range(frames)]
-        store.add_capture(device, cid, aid, "intrusion", alarm_ms // 1000, "stored", None, "0" * 64, 1000, frames,
-                          alarm_ms)
-        store.link_alarm_capture(device, aid, cid)
+        alarm = store.alarms.note(device, aid, alarm_ms)
+        day = deletion_day(alarm["received_at_ms"], RetentionPolicy().image_days)
+        ids = [store.images.put(jpeg(), device=device, capture_id=cid, alarm_id=aid, frame_index=i,
+                                frame_t=alarm_ms // 1000, kek_day=day, at_ms=alarm_ms) for i in range(frames)]
+        store.captures.claim(CaptureRecord(device, cid, aid, "stored", "0" * 64, 1000, frames, alarm_ms, "intrusion",
+                                           alarm_ms // 1000))
+        store.alarms.link_capture(device, aid, cid)
     return ids
 
 
@@ -105,7 +108,7 @@ def test_an_image_is_kept_until_its_deletion_day_and_then_deleted_with_its_key(d
     with Store.open(data) as store:
         ids = seed(store, "cam-1", ALARM)
         later = seed(store, "cam-1", ALARM + DAY)  # the next day's alarm: due a day later
-        day = store.list_images()[0]["kek_day"]
+        day = store.images.list()[0]["kek_day"]
         assert day == "2026-01-17"
 
         rep = sweeper(store, DUE - 1).sweep()
@@ -118,7 +121,7 @@ def test_an_image_is_kept_until_its_deletion_day_and_then_deleted_with_its_key(d
         with pytest.raises(KeyDestroyed):
             store.keys.kek(day, create=False)
         for i in later:
-            assert store.read_image(i)  # the next day's images are untouched
+            assert store.images.read(i)  # the next day's images are untouched
 
         deletions = audit.records(store, what="delete image")
         assert {r["subject"] for r in deletions} == set(ids)
@@ -188,7 +191,7 @@ def test_held_images_are_never_purged_early_and_never_kept_beyond_thirty_days(da
         hold.place(store, held[0], "sue", "burglary investigation", "K-2026-17", ALARM + DAY, role="supervisor")
         sweeper(store, DUE).sweep()
         assert stored_ids(store) == {held[0]}
-        assert store.read_image(held[0])  # re-wrapped: readable after the 7-day KEK is gone
+        assert store.images.read(held[0])  # re-wrapped: readable after the 7-day KEK is gone
         sweeper(store, ms(2026, 2, 9) - 1).sweep()
         assert stored_ids(store) == {held[0]}
         rep = sweeper(store, ms(2026, 2, 9)).sweep()  # alarm day + 30
@@ -283,7 +286,7 @@ def test_a_backup_restored_after_the_sweep_decrypts_no_expired_image(data, tmp_p
     with Store.open(data) as store:
         expired = [i for _ in range(10) for i in seed(store, "cam-1", ALARM, frames=2)]
         live = seed(store, "cam-1", ALARM + 2 * DAY)
-        plain = {i: store.read_image(i) for i in expired}
+        plain = {i: store.images.read(i) for i in expired}
         store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     backup = tmp_path / "backup"
     shutil.copytree(data, backup)  # a full copy: database, blob store and key store
@@ -305,18 +308,18 @@ def test_a_backup_restored_after_the_sweep_decrypts_no_expired_image(data, tmp_p
         assert set(expired) <= stored_ids(store), "the restored rows and blobs are all there"
         for i in expired:
             try:
-                store.read_image(i)
+                store.images.read(i)
                 decryptable += 1
             except KeyDestroyed:
                 pass
-        assert all(store.read_image(i) for i in live)
+        assert all(store.images.read(i) for i in live)
     print(f"expired images in the restored backup: {len(expired)}, decryptable: {decryptable}")
     assert decryptable == 0
 
     # The control: with the key store of the backup they would all come back. That is why the key
     # store's backups must never be kept longer than the retention period (OPERATING.md).
     with Store.open(backup) as store:
-        assert all(store.read_image(i) == plain[i] for i in expired)
+        assert all(store.images.read(i) == plain[i] for i in expired)
 
 
 # Activity log ----------------------------------------------------------------------------------
@@ -333,7 +336,7 @@ def test_activity_log_is_kept_until_three_years_after_the_relationship_ends(tmp_
                 subject.end_relationship(store, cust, ended, "admin", ended)
             with store.transaction():
                 for k in range(3):
-                    store.add_event(dev, {"kind": "disarm", "slot": 2, "t": k}, ms(2027, 1, 1) + k, False)
+                    store.events.add(dev, {"kind": "disarm", "slot": 2, "t": k}, ms(2027, 1, 1) + k, False)
             seed(store, dev, ms(2027, 1, 1))
         sweeper(store, now).sweep()
         left = {d: store.db.execute("SELECT count(*) FROM events WHERE device = ?", (d,)).fetchone()[0]
@@ -363,7 +366,7 @@ def test_the_gateway_sweeps_on_its_own_schedule(data, broker):
         pass  # same rules: not recorded again
     (data / "retention.toml").write_text("[retention]\nimage_days = 5\n")
     with Gateway(data, "127.0.0.1", broker.port, sweep_interval_s=0.2) as gw:
-        assert gw.store.retention_days == 5
+        assert gw.ingest.image_days == 5
     with Store.open(data) as store:
         assert [r["detail"]["image_days"] for r in audit.records(store, what="configure retention")] == [7, 5]
 
@@ -388,6 +391,6 @@ def test_a_running_vericam_gateway_deletes_what_is_due_and_leaves_the_rest(data,
     assert "retention sweep: 2 images deleted" in err, err
     with Store.open(data) as store:
         assert stored_ids(store) == set(fresh)
-        assert all(store.read_image(i) for i in fresh)
+        assert all(store.images.read(i) for i in fresh)
         assert reconcile(store, min_file_age_s=0).clean
         assert audit.verify(store).ok

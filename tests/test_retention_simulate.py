@@ -5,6 +5,7 @@ import json
 import subprocess
 
 from gateway.governance import retention
+from gateway.storage import retention as retention_queries
 from simulator.bench.retention_sim import simulate
 
 from test_retention import VERICAM
@@ -29,6 +30,7 @@ def test_a_sweeper_that_never_shreds_is_caught(monkeypatch):
 
 
 def test_a_sweeper_that_falls_behind_is_caught(monkeypatch):
-    monkeypatch.setattr(retention, "DUE_SQL", retention.DUE_SQL.replace("delete_at_ms <= ?", "delete_at_ms <= ? - 86400000"))
+    monkeypatch.setattr(retention_queries, "DUE_SQL",
+                        retention_queries.DUE_SQL.replace("delete_at_ms <= ?", "delete_at_ms <= ? - 86400000"))
     r = simulate(days=12)
     assert r["max_age_days_unheld"] > 7 and r["violations"] > 0

@@ -42,10 +42,10 @@ def test_a_due_days_objects_are_deleted_its_kek_destroyed_and_stray_objects_of_t
         assert rep.images_deleted == 3 and rep.keks_destroyed == ["2026-01-17"]
         left = s3_server.objects(bucket)
         assert not [k for k in left if k.startswith(f"{PREFIX}/2026-01-17/")], "the day's prefix is empty"
-        assert sorted(left) == sorted(f"{PREFIX}/{key_of(r['blob_path'])}" for r in store.list_images())
+        assert sorted(left) == sorted(f"{PREFIX}/{key_of(r['blob_path'])}" for r in store.images.list())
         with pytest.raises(KeyDestroyed):
             store.keys.kek("2026-01-17", create=False)
-        assert all(store.read_image(i) for i in later)
+        assert all(store.images.read(i) for i in later)
         assert {r["subject"] for r in audit.records(store, what="delete image")} == set(due)
         assert [r["subject"] for r in audit.records(store, what="delete orphan file")] == [
             "blobs/2026-01-17/" + "ab" * 16 + ".vcb"]
@@ -58,7 +58,7 @@ def test_reconciliation_reports_objects_without_rows_and_rows_without_objects(tm
         ids = seed(store, "cam-1", ALARM, frames=3)
         orphan = "2026-01-18/" + "cd" * 16 + ".vcb"
         store.blobs.put(orphan, b"VCB1" + bytes(40))
-        lost = store.list_images()[0]
+        lost = store.images.list()[0]
         s3_server.client().delete_object(Bucket=bucket, Key=f"{PREFIX}/{key_of(lost['blob_path'])}")
 
         rec = reconcile(store, now_ms=ALARM, min_file_age_s=0)
@@ -71,7 +71,7 @@ def test_reconciliation_reports_objects_without_rows_and_rows_without_objects(tm
         reconcile(store, repair=True, now_ms=ALARM, min_file_age_s=0)
         assert reconcile(store, now_ms=ALARM, min_file_age_s=0).clean
         assert f"{PREFIX}/{orphan}" not in s3_server.objects(bucket)
-        assert {i["id"] for i in store.list_images()} == set(ids) - {lost["id"]}
+        assert {i["id"] for i in store.images.list()} == set(ids) - {lost["id"]}
 
 
 def test_a_sweep_while_the_object_store_is_down_deletes_nothing_and_keeps_the_key(tmp_path, s3_env):
@@ -83,7 +83,7 @@ def test_a_sweep_while_the_object_store_is_down_deletes_nothing_and_keeps_the_ke
             server.stop()
             with pytest.raises(BlobStoreError, match="unreachable"):
                 sweep_at(store, DUE)
-            assert {i["id"] for i in store.list_images()} == set(due), "rows stay due, not half-deleted"
+            assert {i["id"] for i in store.images.list()} == set(due), "rows stay due, not half-deleted"
             assert store.keys.kek("2026-01-17", create=False)  # not shredded while rows are due
             server.start()
             rep = sweep_at(store, DUE)

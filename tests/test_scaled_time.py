@@ -80,7 +80,7 @@ def test_a_scaled_run_leaves_the_device_config_at_its_defaults(hold_window_run):
     assert "time_scale" not in json.dumps(config)
     # What the device itself reported at provisioning: the default window applies.
     with Store.open(workdir / "gateway") as store:
-        reported = [e["event"] for e in store.list_events("panel-1") if e["event"].get("kind") == "config"]
+        reported = [e["event"] for e in store.events.list("panel-1") if e["event"].get("kind") == "config"]
     assert reported and reported[0]["hold_window_ms"] == DEFAULT_HOLD_WINDOW_MS
 
 

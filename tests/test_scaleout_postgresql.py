@@ -124,7 +124,7 @@ def test_two_workers_on_postgresql_and_s3_lose_nothing_to_a_killed_worker_or_a_d
 
         def all_stored():
             with Store.open(dirs["gw-b"]) as s:
-                return len(s.list_captures()) >= len(stream.expected)
+                return len(s.captures.list()) >= len(stream.expected)
 
         wait_for(all_stored, 30, "every capture to be stored")
         assert workers.all_took_part(), "both workers should have taken part of the load"
@@ -136,14 +136,14 @@ def test_two_workers_on_postgresql_and_s3_lose_nothing_to_a_killed_worker_or_a_d
 
     assert early == [], "a receipt came before its capture was durable"
     with Store.open(dirs["gw-b"]) as store:
-        captures = store.list_captures()
-        images = store.list_images()
+        captures = store.captures.list()
+        images = store.images.list()
         assert {(c["device"], c["capture_id"]) for c in captures} == stream.expected
         assert len(captures) == len(stream.expected), "a capture was stored twice"
         keys = [(i["device"], i["capture_id"], i["frame_index"]) for i in images]
         assert len(keys) == len(set(keys)) == 3 * len(stream.expected)
         for i in images:
-            assert store.read_image(i["id"]) == stream.frames[(i["device"], i["capture_id"], i["frame_index"])]
+            assert store.images.read(i["id"]) == stream.frames[(i["device"], i["capture_id"], i["frame_index"])]
 
         # A worker killed after its PutObject and before its commit leaves an object that no row
         # names: reconciliation (run daily) finds and removes it. No row may lack its object.
@@ -185,4 +185,4 @@ def test_a_new_worker_joins_a_database_that_has_images_only_where_they_are(tmp_p
         configure_blobs(late, BlobConfig(f"s3://{s3_server.new_bucket()}/{PREFIX}", s3_server.endpoint))
     configure_blobs(late, BlobConfig(f"s3://{bucket}/{PREFIX}", s3_server.endpoint))
     with Store.open(late) as store:
-        assert store.read_image(image)[:2] == b"\xff\xd8"
+        assert store.images.read(image)[:2] == b"\xff\xd8"

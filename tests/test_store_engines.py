@@ -21,8 +21,10 @@ from gateway.storage import sqldb
 from gateway.ingest.pipeline import Ingest, Message
 from gateway.storage.keystore import KeyDestroyed
 from gateway.protocol import envelope as env
-from gateway.storage.schema_pg import PG_MIGRATIONS
-from gateway.storage.store import MIGRATIONS, Store, StoreError
+from gateway.provisioning.devices import register_device, revoke_device
+from gateway.storage.captures import CaptureRecord
+from gateway.storage.migrations import MIGRATIONS, PG_MIGRATIONS
+from gateway.storage.store import Store, StoreError
 
 from scaleout import race
 from test_gateway_vectors import mv
@@ -121,18 +123,18 @@ def test_two_gateways_starting_at_once_on_an_empty_postgresql_migrate_it_once(tm
 def test_devices_are_provisioned_once_revoked_and_their_replay_window_kept(data):
     with Store.open(data) as store:
         with pytest.raises(StoreError, match="already provisioned"):
-            store.add_device("cam-1", "elsewhere", os.urandom(32))
-        assert [d["id"] for d in store.list_devices()] == ["cam-1", "cam-2"]
-        assert store.device_keys("cam-1") is not None
-        window = store.replay_window("cam-1")
+            register_device(store, "cam-1", "elsewhere", os.urandom(32))
+        assert [d["id"] for d in store.devices.list()] == ["cam-1", "cam-2"]
+        assert store.devices.keys_for("cam-1") is not None
+        window = store.devices.replay_window("cam-1")
         window.accept(41)
         with store.transaction():
-            store.save_replay_window("cam-1", window)
-            store.touch_device("cam-1", 5_000)
-            store.touch_device("cam-1", 4_000)  # an older message never moves "last seen" back
-        assert store.replay_window("cam-1").high == 41
-        assert {d["id"]: d["last_seen_ms"] for d in store.list_devices()}["cam-1"] == 5_000
-        assert store.revoke_device("cam-1") and store.device_keys("cam-1") is None
+            store.devices.save_replay_window("cam-1", window)
+            store.devices.touch("cam-1", 5_000)
+            store.devices.touch("cam-1", 4_000)  # an older message never moves "last seen" back
+        assert store.devices.replay_window("cam-1").high == 41
+        assert {d["id"]: d["last_seen_ms"] for d in store.devices.list()}["cam-1"] == 5_000
+        assert revoke_device(store, "cam-1") and store.devices.keys_for("cam-1") is None
         assert [r["what"] for r in audit.records(store)].count("configure device") == 3  # 2 added, 1 revoked
 
 
@@ -144,62 +146,63 @@ def test_a_capture_is_stored_once_its_photos_read_back_and_a_resend_gets_the_sam
     with Store.open(data) as store:
         ingest = Ingest(store, log=lambda _l: None)
         first = ingest.process_batch([Message(t, p) for t, p in msgs[:-1]])
-        assert first.outbound == [] and store.spool_size() == len(msgs) - 1
+        assert first.outbound == [] and store.spool.size() == len(msgs) - 1
         done = ingest.process_batch([Message(t, p) for t, p in msgs[-1:]])
         want = (cid, env.RECEIPT_STORED, 2, hashlib.sha256(sealed).digest())
         assert receipts(dev, done.outbound) == [want]
-        store.mark_stored([s.rowid for s in done.stored], 123)
+        store.captures.mark_stored([s.rowid for s in done.stored], 123)
         # The device did not get the receipt and sends the whole capture again.
         again = ingest.process_batch([Message(t, p) for t, p in dev.chunk_messages(cid, sealed, alarm_id=b"B" * 8)])
         assert receipts(dev, again.outbound) == [want]
-        assert [store.read_image(i["id"]) for i in store.list_images("cam-1")] == JPEGS
-        [capture] = store.list_captures("cam-1")
-        assert capture["frames"] == 2 and capture["stored_at_ms"] == 123 and store.spool_size() == 0
-        assert store.add_capture("cam-1", cid.hex(), "x", None, None, "stored", None, "0" * 64, 1, 1, 1) is None
+        assert [store.images.read(i["id"]) for i in store.images.list("cam-1")] == JPEGS
+        [capture] = store.captures.list("cam-1")
+        assert capture["frames"] == 2 and capture["stored_at_ms"] == 123 and store.spool.size() == 0
+        assert store.captures.claim(CaptureRecord("cam-1", cid.hex(), "x", "stored", "0" * 64, 1, 1, 1)) is None
 
 
 def test_the_chunk_spool_keeps_one_copy_of_a_chunk_and_expires_partial_captures(data):
     with Store.open(data) as store:
         with store.transaction():
             for _ in range(2):
-                store.spool_chunk_unless_decided("cam-1", "c1", 0, 3, 30, "a1", b"x" * 10, 1_000)
-            store.spool_chunk_unless_decided("cam-1", "c1", 1, 3, 30, "a1", b"y" * 10, 2_000)
-        state = store.spool_state("cam-1", "c1")
+                store.spool.add_unless_decided("cam-1", "c1", 0, 3, 30, "a1", b"x" * 10, 1_000)
+            store.spool.add_unless_decided("cam-1", "c1", 1, 3, 30, "a1", b"y" * 10, 2_000)
+        state = store.spool.state("cam-1", "c1")
         assert (state["have"], state["bytes"], state["count"], state["first_ms"]) == (2, 20, 3, 1_000)
-        assert store.spool_assemble("cam-1", "c1") == b"x" * 10 + b"y" * 10
-        assert store.expired_spool(1_500) == [("cam-1", "c1")] and store.expired_spool(500) == []
-        assert store.spooled_captures("cam-1") == ["c1"]
+        assert store.spool.assemble("cam-1", "c1") == b"x" * 10 + b"y" * 10
+        assert store.spool.expired(1_500) == [("cam-1", "c1")] and store.spool.expired(500) == []
+        assert store.spool.in_flight("cam-1") == ["c1"]
 
 
 # Alarms, events, rejections ------------------------------------------------------------------
 def test_alarms_and_the_activity_log_are_kept(data):
     with Store.open(data) as store:
         with store.transaction():
-            store.note_alarm("cam-1", "a1", 1_000)
-            alarm = store.note_alarm("cam-1", "a1", 9_000, code="intrusion", t=77)
-            store.link_alarm_capture("cam-1", "a1", "c1")
-            store.link_alarm_capture("cam-1", "a1", "c1")
-            ids = [store.add_event("cam-1", {"kind": k, "slot": 2, "t": 5}, 1_000 + i, clock_unset=False)
+            store.alarms.note("cam-1", "a1", 1_000)
+            alarm = store.alarms.note("cam-1", "a1", 9_000, code="intrusion", t=77)
+            store.alarms.link_capture("cam-1", "a1", "c1")
+            store.alarms.link_capture("cam-1", "a1", "c1")
+            ids = [store.events.add("cam-1", {"kind": k, "slot": 2, "t": 5}, 1_000 + i, clock_unset=False)
                    for i, k in enumerate(("armed", "alarm"))]
-            store.count_rejection("replay", 10)
-            store.count_rejection("replay", 20)
+            store.rejections.count("replay", 10)
+            store.rejections.count("replay", 20)
         assert (alarm["code"], alarm["t"], alarm["received_at_ms"]) == ("intrusion", 77, 1_000)
-        [listed] = store.list_alarms("cam-1")
+        [listed] = store.alarms.list("cam-1")
         assert listed["captures"] == ["c1"] and listed["captures_stored"] == 0
         assert ids[1] > ids[0]
-        assert [(e["kind"], e["slot"], e["event"]["kind"]) for e in store.list_events("cam-1")] == \
+        assert [(e["kind"], e["slot"], e["event"]["kind"]) for e in store.events.list("cam-1")] == \
             [("armed", 2, "armed"), ("alarm", 2, "alarm")]
-        assert store.rejection_counts() == {"replay": 2}
-        assert store.first_alarm("cam-1")["alarm_id"] == "a1"
+        assert store.rejections.counts() == {"replay": 2}
+        assert store.alarms.first("cam-1")["alarm_id"] == "a1"
 
 
 def test_a_failed_transaction_leaves_nothing_behind(data):
     with Store.open(data) as store:
         with pytest.raises(RuntimeError):
             with store.transaction():
-                seed_ids = [store.put_image("cam-1", "c9", "a9", 0, 1, JPEGS[0], "2026-01-17", ALARM)]
+                seed_ids = [store.images.put(JPEGS[0], device="cam-1", capture_id="c9", alarm_id="a9", frame_index=0,
+                                             frame_t=1, kek_day="2026-01-17", at_ms=ALARM)]
                 raise RuntimeError("disk trouble")
-        assert store.list_images() == [] and not store.db.in_transaction
+        assert store.images.list() == [] and not store.db.in_transaction
         assert not (data / "blobs" / "2026-01-17" / f"{seed_ids[0]}.vcb").exists()
 
 
@@ -208,13 +211,13 @@ def test_a_held_alarm_survives_the_sweep_that_deletes_the_rest_and_the_audit_cha
     with Store.open(data) as store:
         held = seed(store, "cam-1", ALARM, frames=2)
         other = seed(store, "cam-2", ALARM, frames=1)
-        alarm = store.list_images("cam-1")[0]["alarm_id"]
+        alarm = store.images.list("cam-1")[0]["alarm_id"]
         placed = hold.place(store, alarm, "sue", "suspect seen", "K-1", ALARM + DAY, role="supervisor")
         assert placed["images"] == 2 and [h["id"] for h in hold.list_holds(store, active_only=True)] == [placed["hold"]]
         report = sweeper(store, DUE).sweep()
         assert report.images_deleted == 1 and stored_ids(store) == set(held)
         assert not set(other) & stored_ids(store)
-        assert [store.read_image(i)[:4] for i in held] == [b"\xff\xd8\xff\xe0"] * 2
+        assert [store.images.read(i)[:4] for i in held] == [b"\xff\xd8\xff\xe0"] * 2
         hold.release(store, str(placed["hold"]), "sue", "case closed", DUE + DAY, role="supervisor")
         sweeper(store, DUE + DAY).sweep()
         assert stored_ids(store) == set()
@@ -244,7 +247,7 @@ def test_two_sweepers_racing_over_the_same_due_images_delete_and_audit_each_once
             with pytest.raises(KeyDestroyed):
                 store.keys.kek("2026-01-17", create=False)
         assert not (data / "blobs" / "2026-01-17").exists() or not list((data / "blobs" / "2026-01-17").iterdir())
-        assert [a.read_image(i)[:4] for i in kept] == [b"\xff\xd8\xff\xe0"] * len(kept)
+        assert [a.images.read(i)[:4] for i in kept] == [b"\xff\xd8\xff\xe0"] * len(kept)
         assert audit.verify(a).ok
 
 
@@ -263,12 +266,13 @@ def test_two_writers_claiming_the_same_capture_at_once_store_one_row(data):
     with Store.open(data) as first, Store.open(data) as second:
         second_got = []
         with first.transaction():
-            assert first.add_capture("cam-1", "c1", "a1", "intrusion", 1, "stored", None, "0" * 64, 10, 2, 1) is not None
+            assert first.captures.claim(CaptureRecord("cam-1", "c1", "a1", "stored", "0" * 64, 10, 2, 1, "intrusion",
+                                                      1)) is not None
 
             def claim():
                 with second.transaction():
-                    second_got.append(second.add_capture("cam-1", "c1", "a1", "intrusion", 1, "stored", None,
-                                                         "1" * 64, 10, 2, 2))
+                    second_got.append(second.captures.claim(CaptureRecord("cam-1", "c1", "a1", "stored", "1" * 64, 10, 2,
+                                                                          2, "intrusion", 1)))
 
             racer = threading.Thread(target=claim)
             racer.start()
@@ -302,12 +306,12 @@ def test_two_gateways_ingesting_the_same_captures_at_once_store_each_exactly_onc
                 t.start()
             for t in threads:
                 t.join(60)
-        captures = a.list_captures("cam-1")
+        captures = a.captures.list("cam-1")
         assert len(captures) == len(batches) and {c["status"] for c in captures} == {"stored"}
-        assert len(a.list_images("cam-1")) == len(batches) * len(JPEGS)
+        assert len(a.images.list("cam-1")) == len(batches) * len(JPEGS)
         stored = {r[0] for r in got[0] + got[1] if r[1] == env.RECEIPT_STORED}
         assert stored == {bytes([n]) * 16 for n in range(len(batches))}  # every capture receipted
-        assert a.spool_size() == 0
+        assert a.spool.size() == 0
 
 
 def test_a_bad_message_in_a_batch_is_undone_down_to_its_counter_and_the_rest_of_the_batch_stands(data):
@@ -320,13 +324,13 @@ def test_a_bad_message_in_a_batch_is_undone_down_to_its_counter_and_the_rest_of_
     with Store.open(data) as store:
         ingest = Ingest(store, log=lambda _l: None)
         result = ingest.process_batch(good[:2] + [bad] + good[2:] + [heard])
-        assert [c["status"] for c in store.list_captures("cam-1")] == ["stored"]
+        assert [c["status"] for c in store.captures.list("cam-1")] == ["stored"]
         assert sum(result.rejected.values()) == 1 and "replay" not in result.rejected
-        assert store.replay_window("cam-1").high == cams["cam-1"].counter
-        window = store.replay_window("cam-2")
+        assert store.devices.replay_window("cam-1").high == cams["cam-1"].counter
+        window = store.devices.replay_window("cam-2")
         assert window.high == cams["cam-2"].counter  # the heartbeat after the bad message counts
         assert not window.bitmap >> 1 & 1  # the bad message's counter was not recorded
-        assert all(d["last_seen_ms"] for d in store.list_devices())
+        assert all(d["last_seen_ms"] for d in store.devices.list())
         again = ingest.process_batch([bad, good[0]])
         assert set(again.rejected) == set(result.rejected) | {"replay"}  # bad again, not a replay
         assert again.rejected["replay"] == 1
@@ -343,17 +347,17 @@ def test_reassembly_rules_hold_on_both_engines_and_a_refused_chunk_leaves_the_sp
     with Store.open(data) as store:
         ingest = Ingest(store, log=lambda _l: None)
         assert ingest.process_batch(firsts).rejected == {"too_many_captures": 1}  # 4 in flight at most
-        assert store.spool_size() == 4
+        assert store.spool.size() == 4
         cid, blob = next(iter(sealed.items()))
         count = cap.parse_chunk(env.parse(firsts[0].payload).body).count
         other_alarm = Message(*dev.envelope(env.T_CAPTURE, cap.build_chunk(cid, b"X" * 8, len(blob), 1, count,
                                                                               blob[1024:2048])))
         resent_first = Message(*dev.chunk_messages(cid, blob, alarm_id=b"E" * 8)[0])  # new counter
         assert ingest.process_batch([other_alarm, resent_first]).rejected == {"malformed": 1}
-        assert store.spool_size() == 4  # the refused chunk rolled back, the resent one kept once
+        assert store.spool.size() == 4  # the refused chunk rolled back, the resent one kept once
         rest = [Message(*m) for m in dev.chunk_messages(cid, blob, alarm_id=b"E" * 8)[1:]]
         assert [c.capture_id for c in ingest.process_batch(rest).stored] == [cid.hex()]
-        assert store.spool_size() == 3
+        assert store.spool.size() == 3
 
 
 # The operator console and data-subject rights, on the same rows -------------------------------
@@ -415,4 +419,4 @@ def test_a_lost_postgresql_connection_fails_the_batch_for_a_retry_and_the_next_t
             ingest.process_batch(batch)
         done = ingest.process_batch(batch)  # what the service's retry does: a new connection, all of it stored
         assert receipts(dev, done.outbound) == [(cid, env.RECEIPT_STORED, 2, hashlib.sha256(sealed).digest())]
-        assert store.rejection_counts() == {} and len(store.list_images("cam-1")) == 2
+        assert store.rejections.counts() == {} and len(store.images.list("cam-1")) == 2

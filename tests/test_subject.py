@@ -30,8 +30,8 @@ def data(tmp_path):
         subject.add_customer(store, "cust-9", None, "admin", NOW)
         subject.link_device(store, "cam-9", "cust-9", "admin", NOW)
         with store.transaction():
-            store.add_event("cam-1", {"kind": "disarm", "slot": 3, "t": 1}, NOW, False)
-            store.add_event("cam-9", {"kind": "arm", "slot": 1, "t": 1}, NOW, False)
+            store.events.add("cam-1", {"kind": "disarm", "slot": 3, "t": 1}, NOW, False)
+            store.events.add("cam-9", {"kind": "arm", "slot": 1, "t": 1}, NOW, False)
         seed(store, "cam-1", NOW - 3600_000, frames=2)
         seed(store, "cam-2", NOW - 7200_000, frames=1)
         seed(store, "cam-9", NOW, frames=2)  # another household's: never in cust-1's export
@@ -71,9 +71,9 @@ def test_the_export_holds_the_customers_data_and_images_with_a_manifest(data, tm
 
 def test_erasure_removes_unheld_images_and_reports_what_a_hold_and_the_law_keep(data):
     with Store.open(data) as store:
-        held = store.list_images("cam-1")[0]["id"]
+        held = store.images.list("cam-1")[0]["id"]
         hold.place(store, held, "sue", "burglary", "K-55", NOW, role="supervisor")
-        other = {i["id"] for i in store.list_images("cam-9")}
+        other = {i["id"] for i in store.images.list("cam-9")}
     r = subprocess.run([VERICAM, "subject", "erase", "cust-1", "--data", str(data), "--by", "dpo", "--json"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -104,5 +104,5 @@ def test_restriction_is_a_flag_that_keeps_the_data(data):
     assert r.returncode == 0, r.stderr
     with Store.open(data) as store:
         assert store.db.execute("SELECT restricted FROM customers WHERE id = 'cust-1'").fetchone()[0] == 1
-        assert len(store.list_images("cam-1")) == 2
+        assert len(store.images.list("cam-1")) == 2
         assert audit.records(store, what="restrict processing")[0]["why"] == "accuracy contested"

@@ -19,7 +19,7 @@ class Clock:
 
 
 def technical(store, device):
-    return [e["code"] for e in store.list_events(device) if e.get("kind") == "technical"]
+    return [e["code"] for e in store.events.list(device) if e.get("kind") == "technical"]
 
 
 def test_a_silent_device_raises_supervision_lost_once_and_a_heartbeat_restores_it(tmp_path):
@@ -36,7 +36,7 @@ def test_a_silent_device_raises_supervision_lost_once_and_a_heartbeat_restores_i
         assert beat[0] == "vc/v1/cam-1/up/heartbeat"
         result = ingest.process_batch([Message(*beat)])
         assert result.rejected == {}
-        assert store.list_devices()[0]["last_seen_ms"] == int(clock.t * 1000)
+        assert store.devices.list()[0]["last_seen_ms"] == int(clock.t * 1000)
 
         clock.t += 170  # inside the window: nothing
         assert ingest.supervise() == []

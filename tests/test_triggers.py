@@ -77,7 +77,7 @@ def test_each_trigger_takes_sends_or_shreds_as_configured(stack):
     assert by_trigger == {"sos": 2, "smoke": 1}, f"the ARC holds {by_trigger}"
 
     with stack.store() as s:
-        alarms = {a.get("code") for a in s.list_alarms(DEVICE)}
+        alarms = {a.get("code") for a in s.alarms.list(DEVICE)}
     assert {"panic", "sos", "smoke", "tamper"} <= alarms  # every alarm is logged, photo or not
 
     dev.stop()

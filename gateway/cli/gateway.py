@@ -280,7 +280,7 @@ def images(data: Path = DATA_OPT,
         typer.echo(f"error: no gateway data in {data}: run `vericam gateway init --data {data}`", err=True)
         raise typer.Exit(2)
     with Store.open(data) as store:
-        rows = store.list_images(device)
+        rows = store.images.list(device)
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
             return

@@ -56,16 +56,3 @@ def hold_list(data: Path = DATA_OPT, active: bool = typer.Option(False, "--activ
         for h in hold.list_holds(store, active):
             typer.echo(json.dumps(h, sort_keys=True))
 
-
-@hold_app.command("add-user")
-def hold_add_user(name: str, data: Path = DATA_OPT, role: str = typer.Option(..., "--role"),
-                  by: str = BY_OPT) -> None:
-    """Create or change a user account (operator, supervisor, auditor, admin). Audited."""
-    from gateway.governance import hold
-
-    with open_store(data) as store:
-        try:
-            hold.add_user(store, name, role, by, now_ms())
-        except hold.HoldError as exc:
-            fail(str(exc))
-    typer.echo(f"user {name} has the role {role}")

@@ -28,6 +28,7 @@ from typer.core import TyperGroup
 
 from gateway.provisioning import brokerconf
 from gateway.provisioning.devices import add_device, arc_public, init_arc, write_config
+from gateway.provisioning.devices import revoke_device as revoke_at_gateway
 from gateway.provisioning.firmware import FirmwareNotFound, firmware_dir
 from gateway.storage.store import Store, StoreError
 
@@ -68,7 +69,7 @@ def provision_device(device_id: str, site: str, data: Path, broker_dir: Path, br
 
 def revoke_device(device_id: str, data: Path, broker_dir: Path | None) -> dict:
     with Store.open(data) as store:
-        known = store.revoke_device(device_id)
+        known = revoke_at_gateway(store, device_id)
     removed = reloaded = False
     if broker_dir is not None:
         removed = brokerconf.remove_device_account(broker_dir, device_id)
@@ -88,15 +89,13 @@ def rotate_device(device_id: str, data: Path, broker_dir: Path, broker_host: str
     broker = brokerconf.broker_info(broker_dir)
     key = secrets.token_bytes(32)
     with Store.open(data) as store:
-        row = store.db.execute("SELECT site, revoked FROM devices WHERE id = ?", (device_id,)).fetchone()
+        row = store.devices.get(device_id)
         if row is None:
             raise ProvisionError(f"device {device_id} is not provisioned here: use `vericam provision {device_id}`")
         if row["revoked"] and not reinstate:
             raise ProvisionError(f"device {device_id} is revoked; rotate it with --reinstate to accept it again")
-        wrapped = store.keys.wrap_device_key(key)
         with store.transaction():
-            store.db.execute("UPDATE devices SET device_key = ?, revoked = 0, counter_high = -1, "
-                             "counter_bitmap = '0', status_counter = -1 WHERE id = ?", (wrapped, device_id))
+            store.devices.rekey(device_id, key)
         base = {"device_id": device_id, "site": row["site"], "device_key": key.hex(), **arc_public(store.keys)}
     password = brokerconf.add_device_account(broker_dir, device_id)
     brokerconf.reload_broker(broker_dir)  # the old password is gone from the file: refused now

@@ -1,4 +1,4 @@
-"""`vericam users ...`: console accounts (add, list, disable). Passwords come from a prompt or stdin, never argv."""
+"""`vericam users ...`: user accounts and their roles (add, list, disable). Passwords come from a prompt or stdin, never argv."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="Accounts of the operator console (operator, supervisor, auditor, admin).",
+app = typer.Typer(help="User accounts and roles (operator, supervisor, auditor, admin) and console logins.",
                   no_args_is_help=True)
 
 DATA_OPT = typer.Option(..., "--data", help="The gateway's data directory.")
@@ -33,12 +33,20 @@ def add(name: str = typer.Argument(..., help="User name, 1-64 letters, digits or
         role: str = typer.Option(..., "--role", help="operator, supervisor, auditor or admin."),
         data: Path = DATA_OPT,
         password_stdin: bool = typer.Option(False, "--password-stdin",
-                                            help="Read the password from the first line of stdin.")) -> None:
-    """Create an account, or reset its role and password."""
+                                            help="Read the password from the first line of stdin."),
+        no_password: bool = typer.Option(False, "--no-password",
+                                         help="A role without a console login (e.g. a supervisor who places "
+                                              "holds from the command line); an existing password is kept.")) -> None:
+    """Create an account, or reset its role (and password)."""
     from gateway.storage.store import now_ms
     from gateway.governance.users import UserError, add_user
 
-    if password_stdin:
+    if no_password and password_stdin:
+        typer.echo("error: --no-password and --password-stdin exclude each other", err=True)
+        raise typer.Exit(2)
+    if no_password:
+        password = None
+    elif password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
@@ -48,8 +56,11 @@ def add(name: str = typer.Argument(..., help="User name, 1-64 letters, digits or
         except UserError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2)
-    del password
-    typer.echo(f"{name} can log in to the console as {role}")
+    if password is None:
+        typer.echo(f"{name} has the role {role} (no console login unless a password is set)")
+    else:
+        del password
+        typer.echo(f"{name} can log in to the console as {role}")
 
 
 @app.command("list")

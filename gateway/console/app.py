@@ -232,7 +232,7 @@ def create_app(data_dir: str | Path, secret: str, *, secure_cookies: bool = True
         except data.NotFound as exc:
             raise HTTPException(404, str(exc))
         try:
-            jpeg = store.read_image(photo["id"])
+            jpeg = store.images.read(photo["id"])
         except KeyDestroyed:
             raise HTTPException(410, "this photo was deleted (its retention period ended)")
         except StoreError as exc:

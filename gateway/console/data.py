@@ -189,7 +189,7 @@ def police_export(store: Store, device: str, alarm_id: str, user: str, now_ms: i
     files: dict[str, bytes] = {}
     meta = []
     for p in sorted(a["photos"], key=lambda p: (p["frame_t"], p["frame_index"])):
-        jpeg = store.read_image(p["id"])
+        jpeg = store.images.read(p["id"])
         name = f"photos/{p['capture_id'][:8]}-{p['frame_index']:02d}-{p['id'][:12]}.jpg"
         files[name] = jpeg
         meta.append({"file": name, "image_id": p["id"], "sha256": p["sha256"], "size": p["size"],
@@ -230,7 +230,7 @@ def _safe(s: str) -> str:
 
 def devices(store: Store) -> list[dict]:
     out = []
-    for d in store.list_devices():
+    for d in store.devices.list():
         if d["online"] is None:
             state = "never seen"
         elif d["online"]:

@@ -27,7 +27,8 @@ The table also has triggers that refuse UPDATE and DELETE, so a mistake cannot e
 stop accidents, not an attacker who owns the file, which is what the chain is for.
 
 `append` must be called inside `Store.transaction()`: the record commits or rolls back with
-the change it describes.
+the change it describes. The rows themselves are written and read by `store.audit`
+(gateway.storage.audit_log); this module decides what goes in them and checks the chain.
 """
 
 from __future__ import annotations
@@ -48,42 +49,24 @@ def record_hash(prev_hash: str, record: dict) -> str:
 def append(store, who: str, what: str, why: str, *, at_ms: int, subject: str | None = None,
            key_id: str | None = None, content_hash: str | None = None, detail: dict | None = None) -> dict:
     """Append one record to the chain. Call inside `store.transaction()`."""
-    if not store.db.in_transaction:
+    if not store.in_transaction:
         raise RuntimeError("audit.append must run inside store.transaction(), with the change it records")
     if not who or not what or not why:
         raise ValueError("an audit record needs who, what and why")
-    store.db.lock("audit")  # gateways sharing one PostgreSQL database append one at a time
-    last = store.db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    last = store.audit.lock_head()  # gateways sharing one PostgreSQL database append one at a time
     seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
     rec = {"seq": seq, "at_ms": int(at_ms), "who": who, "what": what, "why": why, "subject": subject,
            "key_id": key_id, "content_hash": content_hash,
            "detail": json.dumps(detail or {}, sort_keys=True, separators=(",", ":"))}
     rec["prev_hash"] = prev
     rec["hash"] = record_hash(prev, rec)
-    store.db.execute("INSERT INTO audit (seq, at_ms, who, what, why, subject, key_id, content_hash, detail, "
-                     "prev_hash, hash) VALUES (:seq, :at_ms, :who, :what, :why, :subject, :key_id, "
-                     ":content_hash, :detail, :prev_hash, :hash)", rec)
-    store._audit_head = (seq, rec["hash"])  # anchored in the key store after the commit
+    store.audit.insert(rec)  # its head is anchored in the key store after the commit
     return rec
 
 
 def records(store, what: str | None = None, subject: str | None = None) -> list[dict]:
-    sql, args = "SELECT * FROM audit", []
-    conds = []
-    if what:
-        conds.append("what = ?")
-        args.append(what)
-    if subject:
-        conds.append("subject = ?")
-        args.append(subject)
-    if conds:
-        sql += " WHERE " + " AND ".join(conds)
-    out = []
-    for r in store.db.execute(sql + " ORDER BY seq", args):
-        d = dict(r)
-        d["detail"] = json.loads(d["detail"]) if d["detail"] else {}
-        out.append(d)
-    return out
+    """The records of one kind and/or subject, oldest first, `detail` decoded."""
+    return store.audit.records(what, subject)
 
 
 @dataclass
@@ -103,8 +86,7 @@ def verify(store) -> Verdict:
     v = Verdict()
     prev, expect_seq = GENESIS, 1
     by_seq: dict[int, str] = {}
-    for r in store.db.execute("SELECT * FROM audit ORDER BY seq"):
-        rec = dict(r)
+    for rec in store.audit.chain():
         v.records += 1
         if rec["seq"] != expect_seq:
             v.problems.append(f"records {expect_seq}..{rec['seq'] - 1} are missing (removed from the log)")

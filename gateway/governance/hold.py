@@ -12,10 +12,10 @@ so placing and releasing are one row update each, atomic with their audit record
 Releasing puts each image back on the 7-day schedule: re-wrapped under that day's KEK if
 the day is still ahead, otherwise deleted at once (files first, then rows, as the sweeper).
 
-Who may do it. If the `users` table has accounts, the role comes from there and `--role` is
-refused. Until accounts exist (the operator console brings logins), the caller must state
-`--role supervisor`; the hold records `role_source = 'asserted (no user accounts)'` so an
-auditor can see the role was claimed, not checked.
+Who may do it. If the `users` table has accounts (`vericam users add`), the role comes from
+there and `--role` is refused. Until accounts exist, the caller must state `--role supervisor`;
+the hold records `role_source = 'asserted (no user accounts)'` so an auditor can see the role
+was claimed, not checked.
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from __future__ import annotations
 import re
 
 from gateway.governance import audit
-from gateway.governance.retention import RetentionPolicy, alarm_ms, day_after, delete_images, utc_day
-from gateway.storage.store import Store, day_start_ms
+from gateway.governance.retention import (RetentionPolicy, alarm_ms, delete_images, deletion_day,
+                                          destroy_kek_if_spent)
+from gateway.storage.captures import due_at_ms
+from gateway.storage.store import Store
 
 HOLD_ROLE = "supervisor"
-ROLES = ("operator", "supervisor", "auditor", "admin")
 ASSERTED = "asserted (no user accounts)"
 IMAGE_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -36,53 +37,37 @@ class HoldError(Exception):
     pass
 
 
-def add_user(store: Store, name: str, role: str, by: str, now_ms: int) -> None:
-    if role not in ROLES:
-        raise HoldError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
-    if not re.fullmatch(r"[A-Za-z0-9._@-]{1,64}", name or ""):
-        raise HoldError(f"user name {name!r} must be 1-64 letters, digits or ._@-")
-    with store.transaction():
-        store.db.execute("INSERT INTO users (name, role, created_at_ms) VALUES (?, ?, ?) ON CONFLICT (name) "
-                         "DO UPDATE SET role = excluded.role, disabled = 0", (name, role, now_ms))
-        audit.append(store, by, "configure user", f"user {name} given role {role}", at_ms=now_ms, subject=name,
-                     detail={"role": role})
-
-
 def check_role(store: Store, user: str, asserted_role: str | None, needed: str = HOLD_ROLE) -> str:
     """Returns the role source, or raises HoldError. See the module docstring."""
     if not user:
         raise HoldError("say who you are: --by USER")
-    accounts = store.db.execute("SELECT count(*) FROM users").fetchone()[0]
-    if accounts:
+    if store.users.count():
         if asserted_role is not None:
             raise HoldError("user accounts exist: the role comes from the users table, drop --role")
-        row = store.db.execute("SELECT role, disabled FROM users WHERE name = ?", (user,)).fetchone()
-        if row is None or row["disabled"]:
+        account = store.users.get(user)
+        if account is None or account["disabled"]:
             raise HoldError(f"{user} is not an active user of this gateway")
-        if row["role"] != needed:
-            raise HoldError(f"{user} has the role {row['role']}; a police hold needs the {needed} role")
+        if account["role"] != needed:
+            raise HoldError(f"{user} has the role {account['role']}; a police hold needs the {needed} role")
         return "users table"
     if asserted_role != needed:
         raise HoldError(f"no user accounts exist yet: state --role {needed} (recorded as asserted, "
-                        "not checked), or create accounts with `vericam hold add-user`")
+                        "not checked), or create accounts with `vericam users add`")
     return ASSERTED
 
 
-def _targets(store: Store, target: str) -> list:
+def _targets(store: Store, target: str) -> list[dict]:
     """Image id, ALARM_ID, or DEVICE/ALARM_ID -> image rows."""
-    cols = "id, device, alarm_id, blob_path, kek_day, wrapped_key, sha256, delete_at_ms, hold_id"
     if IMAGE_ID.match(target):
-        rows = store.db.execute(f"SELECT {cols} FROM images WHERE id = ?", (target,)).fetchall()
+        rows = store.images.by_id(target)
         if rows:
             return rows
     if "/" in target:
         device, alarm = target.split("/", 1)
-        rows = store.db.execute(f"SELECT {cols} FROM images WHERE device = ? AND alarm_id = ?",
-                                (device, alarm)).fetchall()
-    else:
-        rows = store.db.execute(f"SELECT {cols} FROM images WHERE alarm_id = ?", (target,)).fetchall()
-        if len({r["device"] for r in rows}) > 1:
-            raise HoldError(f"alarm id {target} is used by several devices: name it as DEVICE/ALARM_ID")
+        return store.images.of_alarm(device, alarm)
+    rows = store.images.of_alarm(None, target)
+    if len({r["device"] for r in rows}) > 1:
+        raise HoldError(f"alarm id {target} is used by several devices: name it as DEVICE/ALARM_ID")
     return rows
 
 
@@ -109,20 +94,14 @@ def place(store: Store, target: str, by: str, reason: str, case: str, now_ms: in
         if held:
             raise HoldError(f"{len(held)} of the images are already under hold #{held[0]['hold_id']}: "
                             "release it first or add this case to it")
-        hold_id = store.db.execute("INSERT INTO holds (case_ref, reason, placed_by, role_source, placed_at_ms, "
-                                   "target) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-                                   (case, reason, by, role_source, now_ms, target)).fetchone()[0]
+        hold_id = store.holds.create(case, reason, by, role_source, now_ms, target)
         until = {}
         for r in rows:
-            day = day_after(_alarm_time(store, r), policy.hold_days)
-            if day_start_ms(day) <= now_ms:
+            day = deletion_day(_alarm_time(store, r), policy.hold_days)
+            if due_at_ms(day) <= now_ms:
                 raise HoldError(f"image {r['id']} is past the legal maximum of {policy.hold_days} days "
                                 "after its alarm: it cannot be held")
-            kek = f"{day}/hold-{hold_id}"
-            key = store.keys.unwrap(r["kek_day"], bytes(r["wrapped_key"]))
-            store.db.execute("UPDATE images SET kek_day = ?, wrapped_key = ?, delete_at_ms = ?, hold_id = ? "
-                             "WHERE id = ?", (kek, store.keys.wrap(kek, key), day_start_ms(day), hold_id, r["id"]))
-            del key
+            store.images.rekey(r, f"{day}/hold-{hold_id}", hold_id)
             until[r["id"]] = day
         audit.append(store, by, "place hold", reason, at_ms=now_ms, subject=f"hold:{hold_id}",
                      detail={"case": case, "target": target, "role_source": role_source,
@@ -146,57 +125,39 @@ def release(store: Store, hold: str, by: str, reason: str, now_ms: int, role: st
         if len(ids) != 1:
             raise HoldError(f"{hold} is under {len(ids)} holds: name the hold by its number")
         hold_id = ids.pop()
-    h = store.db.execute("SELECT * FROM holds WHERE id = ?", (hold_id,)).fetchone()
+    h = store.holds.get(hold_id)
     if h is None or h["released_at_ms"] is not None:
         raise HoldError(f"hold #{hold_id} does not exist or was already released")
     rewrapped, overdue = [], []
     with store.transaction():
-        rows = store.db.execute("SELECT id, device, alarm_id, blob_path, kek_day, wrapped_key, sha256, "
-                                "delete_at_ms FROM images WHERE hold_id = ?", (hold_id,)).fetchall()
+        rows = store.images.of_hold(hold_id)
         for r in rows:
-            day = day_after(_alarm_time(store, r), policy.image_days)
-            if day_start_ms(day) <= now_ms or store.keys.is_destroyed(day):
+            day = deletion_day(_alarm_time(store, r), policy.image_days)
+            if due_at_ms(day) <= now_ms or store.keys.is_destroyed(day):
                 # Due already: back on schedule means now. The key stays under the hold day's KEK
                 # until the row is gone a moment later (or the next sweep, after a crash).
-                store.db.execute("UPDATE images SET hold_id = NULL, delete_at_ms = ? WHERE id = ?",
-                                 (day_start_ms(day), r["id"]))
+                store.images.release_overdue(r["id"], due_at_ms(day))
                 overdue.append(r["id"])
             else:
-                key = store.keys.unwrap(r["kek_day"], bytes(r["wrapped_key"]))
-                store.db.execute("UPDATE images SET kek_day = ?, wrapped_key = ?, delete_at_ms = ?, hold_id = NULL "
-                                 "WHERE id = ?", (day, store.keys.wrap(day, key), day_start_ms(day), r["id"]))
-                del key
+                store.images.rekey(r, day, None)
                 rewrapped.append(r["id"])
-        store.db.execute("UPDATE holds SET released_at_ms = ?, released_by = ?, release_reason = ? WHERE id = ?",
-                         (now_ms, by, reason, hold_id))
+        store.holds.mark_released(hold_id, now_ms, by, reason)
         audit.append(store, by, "release hold", reason, at_ms=now_ms, subject=f"hold:{hold_id}",
                      detail={"case": h["case_ref"], "role_source": role_source, "back_on_schedule": rewrapped,
                              "deleted_now": overdue})
     hold_keks = {r["kek_day"] for r in rows if "/hold-" in r["kek_day"]}
-    if overdue:
-        with store._lock:
-            due = store.db.execute(
-                f"SELECT id, device, alarm_id, blob_path, kek_day, sha256, delete_at_ms FROM images "
-                f"WHERE id IN ({','.join('?' * len(overdue))})", overdue).fetchall()
-            delete_images(store, due, by, f"hold #{hold_id} released after the image's "
-                          f"{policy.image_days}-day deletion day", now_ms)
-    with store._lock:
-        for kek in sorted(hold_keks):
-            if store.db.execute("SELECT 1 FROM images WHERE kek_day = ? LIMIT 1", (kek,)).fetchone():
-                continue  # a crash left due rows: the sweeper deletes them, then destroys it
-            with store.transaction():
-                audit.append(store, by, "destroy kek", f"crypto-shredding: hold #{hold_id} released, none "
-                             "of its images still uses the hold's key", at_ms=now_ms, subject=kek,
-                             key_id=f"kek:{kek}")
-            store.keys.destroy(kek)
+    with store.exclusive():
+        if overdue:
+            delete_images(store, store.retention.images(overdue), by, f"hold #{hold_id} released after the "
+                          f"image's {policy.image_days}-day deletion day", now_ms)
+        for kek in sorted(hold_keks):  # one still in use (a crash left due rows) waits for the sweeper
+            destroy_kek_if_spent(store, kek, by, f"crypto-shredding: hold #{hold_id} released, none of its "
+                                 "images still uses the hold's key", now_ms)
     return {"hold": hold_id, "case": h["case_ref"], "back_on_schedule": len(rewrapped), "deleted_now": len(overdue)}
 
 
 def list_holds(store: Store, active_only: bool = False) -> list[dict]:
-    sql = "SELECT h.*, (SELECT count(*) FROM images i WHERE i.hold_id = h.id) AS images FROM holds h"
-    if active_only:
-        sql += " WHERE released_at_ms IS NULL"
-    return [dict(r) for r in store.db.execute(sql + " ORDER BY id")]
+    return store.holds.list(active_only)
 
 
-__all__ = ["HoldError", "place", "release", "add_user", "check_role", "list_holds", "utc_day"]
+__all__ = ["HoldError", "place", "release", "check_role", "list_holds"]

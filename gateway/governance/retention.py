@@ -10,9 +10,9 @@ the data key of every image is wrapped by its deletion day's KEK: when the day s
 the day's images are due at once, the sweeper deletes them and then destroys the day's KEK.
 There is no moment when an expired image still has a live key (the crypto-shredding test).
 
-**The sweeper** selects `... WHERE delete_at_ms <= now ORDER BY delete_at_ms, id LIMIT batch` on
-the index `images_by_delete_at`, so a sweep reads only what has expired: when nothing has,
-it is one index probe, whatever is stored. For each batch it
+**The sweeper** reads the due images (`RetentionQueries.due`: `delete_at_ms <= now`, oldest first,
+one batch at a time) on the index `images_by_delete_at`, so a sweep reads only what has expired:
+when nothing has, it is one index probe, whatever is stored. For each batch it
   1. deletes the blobs (`gateway.storage.blobstore`: files are truncated then unlinked, so space held
      by an open descriptor comes back, and their directories fsynced; S3 objects go in
      DeleteObjects batches of up to 1000),
@@ -32,10 +32,10 @@ records of customers whose relationship ended more than `activity_years` ago are
 batches.
 
 **Several sweepers.** Every gateway worker runs its own sweeper; with PostgreSQL they share
-the rows (and, on one machine, the key store). Two of them may select the same due rows and
+the rows (and, on one machine, the key store). Two of them may pick the same due rows and
 both delete the blobs, which is harmless (a blob delete is idempotent), but the row deletes
 and their audit records go one batch at a time under the `retention-sweeper` lock, and only
-the sweeper whose `DELETE ... RETURNING` removed a row audits it. A KEK's destruction is
+the sweeper whose row delete removed a row audits it. A KEK's destruction is
 audited once (the record is looked for under the same lock) and reported by the one sweeper
 whose `destroy` erased it. So each deletion has exactly one record, whoever swept.
 
@@ -128,11 +128,8 @@ class RetentionPolicy:
 
 def record_policy(store: Store, policy: RetentionPolicy, now_ms: int, who: str = "gateway") -> bool:
     """Audit the rules in force when they differ from the last ones recorded. True if recorded."""
-    row = store.db.execute("SELECT detail FROM audit WHERE what = 'configure retention' "
-                           "ORDER BY seq DESC LIMIT 1").fetchone()
     current = policy.as_dict()
-    import json
-    if row is not None and json.loads(row[0]) == current:
+    if store.audit.last_detail("configure retention") == current:
         return False
     with store.transaction():
         audit.append(store, who, "configure retention", "retention rules in force at start "
@@ -145,7 +142,10 @@ def utc_day(ms: int) -> _dt.date:
     return _dt.datetime.fromtimestamp(ms / 1000, _dt.timezone.utc).date()
 
 
-def day_after(alarm_ms: int, days: int) -> str:
+def deletion_day(alarm_ms: int, days: int) -> str:
+    """The deletion day of an image whose alarm was received at `alarm_ms`: the alarm's UTC day
+    plus `days` (`image_days`, or `hold_days` under a police hold). The image is due at 00:00 UTC
+    of that day (`gateway.storage.captures.due_at_ms`), and the day names the KEK that wraps it."""
     return (utc_day(alarm_ms) + _dt.timedelta(days=days)).isoformat()
 
 
@@ -159,11 +159,11 @@ def years_after(ms: int, years: int) -> int:
 
 
 def alarm_ms(store: Store, device: str, alarm_id: str) -> int:
-    row = store.db.execute("SELECT received_at_ms FROM alarms WHERE device = ? AND alarm_id = ?",
-                           (device, alarm_id)).fetchone()
-    if row is None:
+    """When the gateway received the alarm: what its images' retention counts from."""
+    at = store.alarms.received_at(device, alarm_id)
+    if at is None:
         raise LookupError(f"no alarm {alarm_id} of device {device}")
-    return row[0]
+    return at
 
 
 # Deleting images ---------------------------------------------------------------------------
@@ -180,9 +180,9 @@ def delete_images(store: Store, rows: list, who: str, why: str, now_ms: int,
         on_files_gone()  # test hook: the crash window between files and rows
     removed = 0
     with store.transaction():
-        store.db.lock(SWEEPER)  # one sweeper's batch at a time: no row-lock cycles between them
+        store.retention.serialise_sweepers()  # one sweeper's batch at a time: no row-lock cycles between them
         for r in rows:
-            if store.db.execute("DELETE FROM images WHERE id = ? RETURNING id", (r["id"],)).fetchone() is None:
+            if not store.retention.delete_image(r["id"]):
                 continue  # another sweeper (or an erasure) deleted it first, and audited it
             audit.append(store, who, "delete image", why, at_ms=now_ms, subject=r["id"],
                          key_id=f"kek:{r['kek_day']}", content_hash=r["sha256"],
@@ -192,8 +192,22 @@ def delete_images(store: Store, rows: list, who: str, why: str, now_ms: int,
     return removed
 
 
-DUE_SQL = ("SELECT id, device, alarm_id, blob_path, kek_day, sha256, delete_at_ms FROM images "
-           "WHERE delete_at_ms <= ? ORDER BY delete_at_ms, id LIMIT ?")
+def destroy_kek_if_spent(store: Store, kek: str, who: str, why: str, now_ms: int) -> bool:
+    """Crypto-shred a KEK (a deletion day, or a hold's `DAY/hold-N`) once no image uses it.
+
+    Audited first, then destroyed; True if this call destroyed it. The record is written once,
+    under the sweepers' lock, by whichever caller finds none yet; every caller then destroys
+    the KEK, and the shared key store lets exactly one of them see it go. A crash between the
+    commit and the destruction leaves the record and a live KEK: the next sweep destroys it.
+    A KEK some image still uses (due rows of a later batch, or left by a crash) is kept; the
+    sweeper destroys it once they are deleted."""
+    with store.transaction():
+        store.retention.serialise_sweepers()
+        if store.retention.kek_in_use(kek):
+            return False
+        if not store.audit.has("destroy kek", kek):
+            audit.append(store, who, "destroy kek", why, at_ms=now_ms, subject=kek, key_id=f"kek:{kek}")
+    return store.keys.destroy(kek)
 
 
 @dataclass
@@ -224,24 +238,23 @@ class Sweeper:
 
     def backlog(self) -> int:
         """Images past their deletion time and still stored: must stay 0 between sweeps."""
-        return self.store.db.execute("SELECT count(*) FROM images WHERE delete_at_ms <= ?",
-                                     (self.now_ms(),)).fetchone()[0]
+        return self.store.retention.backlog(self.now_ms())
 
     def sweep(self, max_batches: int | None = None) -> SweepReport:
         t0 = time.perf_counter()
         rep = SweepReport()
         now = self.now_ms()
-        lock = self.store._lock  # shared with the ingest writer when run inside the gateway
+        # The writer lock is shared with the ingest's worker when the sweeper runs inside the gateway.
         while max_batches is None or rep.batches < max_batches:
-            with lock:
-                rows = self.store.db.execute(DUE_SQL, (now, self.policy.batch)).fetchall()
+            with self.store.exclusive():
+                rows = self.store.retention.due(now, self.policy.batch)
                 if not rows:
                     break
                 rep.images_deleted += delete_images(self.store, rows, SWEEPER,
                                                     "retention: its deletion day has come", now,
                                                     self.on_files_gone)
             rep.batches += 1
-        with lock:
+        with self.store.exclusive():
             rep.keks_destroyed = self._destroy_spent_keks(now)
             rep.activity_purged = self._purge_activity(now)
             for day in rep.keks_destroyed:
@@ -255,28 +268,12 @@ class Sweeper:
         return rep
 
     def _destroy_spent_keks(self, now: int) -> list[str]:
-        """Audit, then destroy, each spent KEK; returns the days whose KEK this call destroyed.
-
-        The audit record is written once, under the sweepers' lock, by whichever sweeper finds
-        none yet; every sweeper then destroys the KEK, and the shared key store lets exactly one
-        of them see it go (that one clears the day's prefix). A crash between the commit and
-        the destruction leaves the record and a live KEK: the next sweep destroys it."""
+        """Destroy each KEK whose day has started and that no image uses (`destroy_kek_if_spent`);
+        the days whose KEK this call destroyed (this sweeper then clears their prefix)."""
         today = utc_day(now).isoformat()
-        out = []
-        for day in self.store.keys.live_days_until(today):
-            with self.store.transaction():
-                self.store.db.lock(SWEEPER)
-                if self.store.db.execute("SELECT 1 FROM images WHERE kek_day = ? LIMIT 1", (day,)).fetchone():
-                    continue  # still due rows (a later batch, or a crash): destroyed on the next pass
-                audited = self.store.db.execute("SELECT 1 FROM audit WHERE what = 'destroy kek' AND subject = ? "
-                                                "LIMIT 1", (day,)).fetchone() is not None
-                if not audited:
-                    audit.append(self.store, SWEEPER, "destroy kek", "crypto-shredding: every image of the day "
-                                 "is deleted, so its key-encryption key is destroyed", at_ms=now,
-                                 subject=day, key_id=f"kek:{day}")
-            if self.store.keys.destroy(day):
-                out.append(day)
-        return out
+        return [day for day in self.store.keys.live_days_until(today)
+                if destroy_kek_if_spent(self.store, day, SWEEPER, "crypto-shredding: every image of the day "
+                                        "is deleted, so its key-encryption key is destroyed", now)]
 
     def _purge_activity(self, now: int) -> int:
         """Activity log of customers whose relationship ended activity_years ago or more."""
@@ -285,23 +282,13 @@ class Sweeper:
         # the exact date check is per customer.
         cutoff = years_after(now, -years)
         purged = 0
-        for cust in self.store.db.execute("SELECT id, ended_at_ms FROM customers WHERE ended_at_ms IS NOT NULL "
-                                          "AND ended_at_ms <= ?", (cutoff,)).fetchall():
+        for cust in self.store.customers.ended_by(cutoff):
             if years_after(cust["ended_at_ms"], years) > now:
                 continue
-            devices = [r[0] for r in self.store.db.execute("SELECT id FROM devices WHERE customer_id = ?",
-                                                           (cust["id"],))]
-            for dev in devices:
-                n = 0
+            for dev in self.store.devices.of_customer(cust["id"]):
                 with self.store.transaction():
-                    for table, key in (("events", "id"), ("captures", "id")):
-                        n += self.store.db.execute(
-                            f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE device = ? "
-                            "LIMIT ?)", (dev, self.policy.batch * 10)).rowcount
-                    n += self.store.db.execute("DELETE FROM alarm_captures WHERE device = ?", (dev,)).rowcount
-                    held = self.store.db.execute("SELECT 1 FROM images WHERE device = ? LIMIT 1", (dev,)).fetchone()
-                    if not held:
-                        n += self.store.db.execute("DELETE FROM alarms WHERE device = ?", (dev,)).rowcount
+                    # a device's alarms stay while any of its images does (one under a hold)
+                    n = self.store.retention.purge_activity(dev, self.policy.batch * 10)
                     if n:
                         audit.append(self.store, SWEEPER, "purge activity log",
                                      f"retention: customer relationship ended over {years} years ago",
@@ -317,7 +304,7 @@ class Sweeper:
         try:
             for info in self.store.blobs.list(day + "/"):
                 image_id = info.key.rsplit("/", 1)[-1].split(".", 1)[0]
-                if not self.store.db.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone():
+                if not self.store.retention.image_exists(image_id):
                     stray.append(info.key)  # held images keep their key here and still have a row
             if not stray:
                 return
@@ -389,8 +376,7 @@ def reconcile(store: Store, repair: bool = False, now_ms: int | None = None, who
     are deleted, each audited. Blobs are reported as `blobs/<key>`, whatever the engine."""
     now = int(time.time() * 1000) if now_ms is None else now_ms
     rec = Reconciliation()
-    rows = {key_of(r["blob_path"]): r for r in store.db.execute(
-        "SELECT id, device, alarm_id, blob_path, kek_day, sha256, delete_at_ms FROM images")}
+    rows = {key_of(r["blob_path"]): r for r in store.retention.all_images()}
     cutoff = time.time() - min_file_age_s
     orphans = []
     present = set()
@@ -412,7 +398,7 @@ def reconcile(store: Store, repair: bool = False, now_ms: int | None = None, who
                     audit.append(store, who, "delete orphan file", "reconcile: a blob no image row names",
                                  at_ms=now, subject=path_of(key))
         if missing:
-            with store._lock:
+            with store.exclusive():
                 delete_images(store, missing, who, "reconcile: the image's blob file is missing", now)
         rec.repaired = len(orphans) + len(missing)
     return rec

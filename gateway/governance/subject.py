@@ -38,10 +38,8 @@ def add_customer(store: Store, customer: str, name: str | None, by: str, now_ms:
     if not CUSTOMER_ID.match(customer or ""):
         raise SubjectError(f"customer id {customer!r} must be 1-64 letters, digits or ._-")
     with store.transaction():
-        if store.db.execute("SELECT 1 FROM customers WHERE id = ?", (customer,)).fetchone():
+        if not store.customers.add(customer, name, started_at_ms or now_ms):
             raise SubjectError(f"customer {customer} exists already")
-        store.db.execute("INSERT INTO customers (id, name, started_at_ms) VALUES (?, ?, ?)",
-                         (customer, name, started_at_ms or now_ms))
         audit.append(store, by, "configure customer", "customer relationship recorded", at_ms=now_ms,
                      subject=customer)
 
@@ -49,7 +47,7 @@ def add_customer(store: Store, customer: str, name: str | None, by: str, now_ms:
 def link_device(store: Store, device: str, customer: str, by: str, now_ms: int) -> None:
     with store.transaction():
         _customer(store, customer)
-        if store.db.execute("UPDATE devices SET customer_id = ? WHERE id = ?", (customer, device)).rowcount == 0:
+        if not store.devices.link_customer(device, customer):
             raise SubjectError(f"no device {device}: provision it with `vericam gateway add-device`")
         audit.append(store, by, "configure device", f"device linked to customer {customer}", at_ms=now_ms,
                      subject=customer, detail={"device": device})
@@ -58,7 +56,7 @@ def link_device(store: Store, device: str, customer: str, by: str, now_ms: int) 
 def end_relationship(store: Store, customer: str, ended_at_ms: int, by: str, now_ms: int) -> None:
     with store.transaction():
         _customer(store, customer)
-        store.db.execute("UPDATE customers SET ended_at_ms = ? WHERE id = ?", (ended_at_ms, customer))
+        store.customers.end(customer, ended_at_ms)
         audit.append(store, by, "configure customer", "customer relationship ended", at_ms=now_ms,
                      subject=customer, detail={"ended_at_ms": ended_at_ms})
 
@@ -66,24 +64,16 @@ def end_relationship(store: Store, customer: str, ended_at_ms: int, by: str, now
 def set_restricted(store: Store, customer: str, restricted: bool, by: str, why: str, now_ms: int) -> None:
     with store.transaction():
         _customer(store, customer)
-        store.db.execute("UPDATE customers SET restricted = ? WHERE id = ?", (int(restricted), customer))
+        store.customers.set_restricted(customer, restricted)
         audit.append(store, by, "restrict processing" if restricted else "lift restriction", why,
                      at_ms=now_ms, subject=customer)
 
 
 def _customer(store: Store, customer: str) -> dict:
-    row = store.db.execute("SELECT * FROM customers WHERE id = ?", (customer,)).fetchone()
+    row = store.customers.get(customer)
     if row is None:
         raise SubjectError(f"no customer {customer}: add it with `vericam subject add-customer`")
-    return dict(row)
-
-
-def _devices(store: Store, customer: str) -> list[str]:
-    return [r[0] for r in store.db.execute("SELECT id FROM devices WHERE customer_id = ? ORDER BY id", (customer,))]
-
-
-def _in(ids: list[str]) -> str:
-    return ",".join("?" * len(ids))
+    return row
 
 
 def export(store: Store, customer: str, out: Path, by: str, why: str, now_ms: int) -> dict:
@@ -94,27 +84,16 @@ def export(store: Store, customer: str, out: Path, by: str, why: str, now_ms: in
         raise SubjectError(f"{out} is not empty: export into a new directory")
     (out / "images").mkdir(parents=True, exist_ok=True)
     os.chmod(out, 0o700)
-    devs = _devices(store, customer)
+    devs = store.devices.of_customer(customer)
     doc = {"format": "vericam-subject-export/1", "exported_at_ms": now_ms, "customer": cust,
            "devices": [], "events": [], "alarms": [], "captures": [], "images": []}
     if devs:
-        doc["devices"] = [dict(r) for r in store.db.execute(
-            f"SELECT id, site, customer_id, revoked, online, fw, last_seen_ms, created_at_ms FROM devices "
-            f"WHERE id IN ({_in(devs)}) ORDER BY id", devs)]
-        for r in store.db.execute(f"SELECT * FROM events WHERE device IN ({_in(devs)}) ORDER BY id", devs):
-            d = dict(r)
-            d["event"] = json.loads(d.pop("json"))
-            doc["events"].append(d)
-        doc["alarms"] = [dict(r) for r in store.db.execute(
-            f"SELECT * FROM alarms WHERE device IN ({_in(devs)}) ORDER BY received_at_ms", devs)]
-        doc["captures"] = [dict(r) for r in store.db.execute(
-            f"SELECT * FROM captures WHERE device IN ({_in(devs)}) ORDER BY id", devs)]
-        for r in store.db.execute(
-                f"SELECT id, device, capture_id, alarm_id, frame_index, frame_t, sha256, size, stored_at_ms, "
-                f"kek_day AS delete_on, hold_id FROM images WHERE device IN ({_in(devs)}) "
-                f"ORDER BY stored_at_ms, frame_index", devs).fetchall():
-            d = dict(r)
-            jpeg = store.read_image(d["id"])
+        doc["devices"] = store.devices.for_export(devs)
+        doc["events"] = store.events.of_devices(devs)
+        doc["alarms"] = store.alarms.of_devices(devs)
+        doc["captures"] = store.captures.of_devices(devs)
+        for d in store.images.for_export(devs):
+            jpeg = store.images.read(d["id"])
             name = f"images/{d['id']}.jpg"
             _write(out / name, jpeg)
             d["file"] = name
@@ -168,27 +147,19 @@ def erase(store: Store, customer: str, by: str, why: str, now_ms: int, restrict:
     """Erase what may be erased; report what a hold or the legal duty keeps."""
     policy = policy or RetentionPolicy()
     cust = _customer(store, customer)
-    devs = _devices(store, customer)
+    devs = store.devices.of_customer(customer)
     report = {"customer": customer, "images_erased": 0, "uploads_dropped": 0, "kept": []}
     if devs:
-        with store._lock:
-            rows = store.db.execute(
-                f"SELECT id, device, alarm_id, blob_path, kek_day, sha256, delete_at_ms FROM images "
-                f"WHERE device IN ({_in(devs)}) AND hold_id IS NULL", devs).fetchall()
+        with store.exclusive():
+            rows = store.retention.unheld_images_of(devs)
             if rows:
                 report["images_erased"] = delete_images(store, rows, by, f"data-subject erasure: {why}", now_ms)
             with store.transaction():
-                report["uploads_dropped"] = store.db.execute(
-                    f"DELETE FROM chunks WHERE device IN ({_in(devs)})", devs).rowcount
-        for h in store.db.execute(
-                f"SELECT h.id, h.case_ref, count(*) AS n, min(i.kek_day) AS until FROM images i "
-                f"JOIN holds h ON h.id = i.hold_id WHERE i.device IN ({_in(devs)}) GROUP BY h.id", devs):
+                report["uploads_dropped"] = store.spool.drop_devices(devs)
+        for h in store.holds.held_on_devices(devs):
             report["kept"].append({"what": f"{h['n']} images", "why": f"police hold #{h['id']} "
                                    f"(case {h['case_ref']})", "until": h["until"]})
-        n = store.db.execute(
-            f"SELECT (SELECT count(*) FROM events WHERE device IN ({_in(devs)})) + "
-            f"(SELECT count(*) FROM alarms WHERE device IN ({_in(devs)})) + "
-            f"(SELECT count(*) FROM captures WHERE device IN ({_in(devs)}))", devs * 3).fetchone()[0]
+        n = store.retention.activity_count(devs)
         if n:
             until = ("3 years after the customer relationship ends (it is open)" if cust["ended_at_ms"] is None
                      else f"{policy.activity_years} years after the relationship ended: "
@@ -198,7 +169,7 @@ def erase(store: Store, customer: str, by: str, why: str, now_ms: int, restrict:
                                    "must be kept", "until": until})
     with store.transaction():
         if restrict:
-            store.db.execute("UPDATE customers SET restricted = 1 WHERE id = ?", (customer,))
+            store.customers.set_restricted(customer, True)
         audit.append(store, by, "erase subject data", why, at_ms=now_ms, subject=customer,
                      detail={"images_erased": report["images_erased"], "uploads_dropped": report["uploads_dropped"],
                              "kept": report["kept"], "restricted": restrict})

@@ -33,7 +33,9 @@ from gateway.protocol.envelope import (RECEIPT_REJECTED, RECEIPT_RESEND, RECEIPT
                                 T_RECEIPT, T_STATUS, T_TIME, Envelope)
 from gateway.protocol.errors import (CaptureTooLarge, Malformed, ProtocolError, Replay, TooManyCaptures)
 from gateway.protocol.event import decrypt_event, parse_status
+from gateway.governance.retention import RetentionPolicy, deletion_day
 from gateway.storage.blobstore import BlobStoreError
+from gateway.storage.captures import CaptureRecord
 from gateway.storage.store import Store
 
 MAX_CAPTURES_IN_FLIGHT = 4
@@ -91,8 +93,10 @@ class Ingest:
 
     def __init__(self, store: Store, log: Callable[[str], None] = print,
                  clock: Callable[[], float] = time.time,
-                 max_in_flight: int = MAX_CAPTURES_IN_FLIGHT, spool_expiry_ms: int = SPOOL_EXPIRY_MS):
+                 max_in_flight: int = MAX_CAPTURES_IN_FLIGHT, spool_expiry_ms: int = SPOOL_EXPIRY_MS,
+                 image_days: int = RetentionPolicy.image_days):
         self.store = store
+        self.image_days = image_days  # an image's deletion day: its alarm's day + image_days
         self.log = log
         self.clock = clock
         self.max_in_flight = max_in_flight
@@ -132,7 +136,7 @@ class Ingest:
                          f"{type(exc).__name__} at {_where(exc)}: report this as a gateway bug", result)
 
     def _reject(self, reason: str, topic: str, why: str, result: BatchResult) -> None:
-        self.store.count_rejection(reason)
+        self.store.rejections.count(reason)
         result.rejected[reason] = result.rejected.get(reason, 0) + 1
         device = safe_label(topic.split("/")[2]) if topic.count("/") >= 2 else "?"
         self.log(f"rejected {reason}: device={device} topic={safe_label(topic)}: {why}")
@@ -142,16 +146,16 @@ class Ingest:
         windows = {}
 
         def window_for(device: str):
-            windows[device] = self.store.replay_window(device)
+            windows[device] = self.store.devices.replay_window(device)
             return windows[device]
 
-        env = env_mod.open_envelope(msg.topic, msg.payload, self.store.device_keys, window_for, now,
-                                    self.store.last_status_counter)
+        env = env_mod.open_envelope(msg.topic, msg.payload, self.store.devices.keys_for, window_for, now,
+                                    self.store.devices.last_status_counter)
         for device, window in windows.items():
-            self.store.save_replay_window(device, window)
+            self.store.devices.save_replay_window(device, window)
         at_ms = int(now * 1000)
         if env.etype != T_STATUS:  # a status (the will, say) may be old: it proves nothing about now
-            self.store.touch_device(env.device_id, at_ms, clock_unset=env.time == 0)
+            self.store.devices.touch(env.device_id, at_ms, clock_unset=env.time == 0)
         if env.etype == T_CAPTURE:
             self._chunk(env, cap.parse_chunk(env.body), at_ms, result)
         elif env.etype == T_EVENT:
@@ -159,7 +163,7 @@ class Ingest:
         elif env.etype == T_STATUS:
             self._status(env, at_ms, result)
         elif env.etype == T_HEARTBEAT:
-            pass  # heard: touch_device above is all a heartbeat is for (§11)
+            pass  # heard: devices.touch above is all a heartbeat is for (§11)
         else:  # a downlink type on an uplink topic cannot pass check_topic; keep the guard anyway
             raise Malformed(f"envelope type 0x{env.etype:02x} is not an uplink type")
 
@@ -167,10 +171,10 @@ class Ingest:
         device, cid, aid = env.device_id, chunk.capture_id.hex(), chunk.alarm_id.hex()
         # One round trip on PostgreSQL: is the capture decided, spool the chunk, spool state after.
         # A check below that fails rolls the spooled chunk back with the message's savepoint.
-        done, new, state = self.store.spool_chunk_unless_decided(device, cid, chunk.index, chunk.count,
-                                                                 chunk.total, aid, chunk.data, at_ms)
+        done, new, state = self.store.spool.add_unless_decided(device, cid, chunk.index, chunk.count,
+                                                                chunk.total, aid, chunk.data, at_ms)
         if done is None and state is None:  # another gateway decided it between our statements
-            done = self.store.capture(device, cid)
+            done = self.store.captures.get(device, cid)
         if done is not None:
             # Already stored (or rejected): store nothing, answer the capture's last chunk again.
             if chunk.index == chunk.count - 1:
@@ -182,10 +186,10 @@ class Ingest:
                 raise Malformed(f"chunk {chunk.index} of {size} bytes does not fit {chunk.count} chunks "
                                 f"totalling {chunk.total} bytes")
         if new and state["have"] == 1:  # the capture's first chunk
-            if len(self.store.spooled_captures(device)) > self.max_in_flight:
+            if len(self.store.spool.in_flight(device)) > self.max_in_flight:
                 raise TooManyCaptures(f"device {device} already has {self.max_in_flight} captures in "
                                       "reassembly: send one capture at a time, or wait for receipts")
-            self.store.note_alarm(device, aid, at_ms)
+            self.store.alarms.note(device, aid, at_ms)
         elif ((state["count"], state["count_max"], state["total"], state["total_max"], state["alarm_id"],
                state["alarm_id_max"]) != (chunk.count, chunk.count, chunk.total, chunk.total, aid, aid)):
             raise Malformed(f"chunk {chunk.index} of capture {cid[:8]} disagrees with earlier chunks "
@@ -197,8 +201,8 @@ class Ingest:
 
     def _complete(self, device: str, cid: str, aid: str, total: int, first_ms: int, at_ms: int,
                   result: BatchResult) -> None:
-        sealed = self.store.spool_assemble(device, cid)
-        self.store.spool_drop(device, cid)
+        sealed = self.store.spool.assemble(device, cid)
+        self.store.spool.drop(device, cid)
         sha = hashlib.sha256(sealed).hexdigest()
         try:
             if len(sealed) != total:
@@ -209,20 +213,20 @@ class Ingest:
                 raise Malformed("capture id in the chunks differs from the one in the sealed header")
         except ProtocolError as exc:
             # The capture itself is bad: remember that, so a resend gets the same answer.
-            if self.store.add_capture(device, cid, aid, None, None, "rejected", exc.reason, sha, len(sealed), 0,
-                                      first_ms) is None:
+            if self.store.captures.claim(CaptureRecord(device, cid, aid, "rejected", sha, len(sealed), 0, first_ms,
+                                                       reason=exc.reason)) is None:
                 return self._claimed_elsewhere(device, cid, result)
             self._reject(exc.reason, env_mod.topic_for(device, T_CAPTURE), str(exc), result)
             self._receipt(device, bytes.fromhex(cid), RECEIPT_REJECTED, 0, bytes.fromhex(sha), result)
             return
-        alarm = self.store.note_alarm(device, aid, at_ms)
-        kek_day = self.store.deletion_day(alarm["received_at_ms"])
+        alarm = self.store.alarms.note(device, aid, at_ms)
+        kek_day = deletion_day(alarm["received_at_ms"], self.image_days)
         if kek_day <= _dt.datetime.fromtimestamp(at_ms / 1000, _dt.timezone.utc).date().isoformat():
             # The alarm's photos are already past retention (the device was cut off for longer
             # than the retention period): storing them would break the promise, and the day's
             # key may be destroyed. Refuse them for good, so the device deletes its copy.
-            if self.store.add_capture(device, cid, aid, opened.trigger_name, opened.captured_at, "rejected",
-                                      "expired", sha, len(sealed), 0, first_ms) is None:
+            if self.store.captures.claim(CaptureRecord(device, cid, aid, "rejected", sha, len(sealed), 0, first_ms,
+                                                       opened.trigger_name, opened.captured_at, "expired")) is None:
                 return self._claimed_elsewhere(device, cid, result)
             self._reject("expired", env_mod.topic_for(device, T_CAPTURE),
                          f"capture {cid[:8]} of alarm {aid[:8]} arrived after its deletion day {kek_day}", result)
@@ -230,25 +234,26 @@ class Ingest:
             return
         # Claim the capture before writing any image: its unique key is what dedups it when
         # another gateway of the `$share` group completes the same capture at the same time.
-        rowid = self.store.add_capture(device, cid, aid, opened.trigger_name, opened.captured_at, "stored", None,
-                                       sha, len(sealed), len(opened.frames), first_ms)
+        rowid = self.store.captures.claim(CaptureRecord(device, cid, aid, "stored", sha, len(sealed), len(opened.frames),
+                                                        first_ms, opened.trigger_name, opened.captured_at))
         if rowid is None:
             return self._claimed_elsewhere(device, cid, result)
         for frame in opened.frames:
-            self.store.put_image(device, cid, aid, frame.index, frame.t, frame.jpeg, kek_day, at_ms)
-        self.store.link_alarm_capture(device, aid, cid)
+            self.store.images.put(frame.jpeg, device=device, capture_id=cid, alarm_id=aid, frame_index=frame.index,
+                                  frame_t=frame.t, kek_day=kek_day, at_ms=at_ms)
+        self.store.alarms.link_capture(device, aid, cid)
         result.stored.append(StoredCapture(device, cid, aid, opened.trigger_name, len(opened.frames),
                                            len(sealed), rowid, first_ms))
         self._receipt(device, opened.capture_id, RECEIPT_STORED, len(opened.frames), bytes.fromhex(sha), result)
 
     def _claimed_elsewhere(self, device: str, cid: str, result: BatchResult) -> None:
         """Another writer committed this capture while we assembled it: answer with its outcome."""
-        done = self.store.capture(device, cid)
+        done = self.store.captures.get(device, cid)
         if done is not None:
             self._receipt_for(done, result)
 
     def _event(self, env: Envelope, at_ms: int, late_s: int = 0) -> None:
-        keys = self.store.device_keys(env.device_id)
+        keys = self.store.devices.keys_for(env.device_id)
         event = decrypt_event(keys.event, env.body)
         if late_s:
             # Sent in time but held up on the way (every gateway down, §3 "Late events"): an
@@ -257,23 +262,23 @@ class Ingest:
             kind = safe_label(str(event.get("kind")))
             self.log(f"late event: device={env.device_id} kind={kind} counter={env.counter} "
                      f"sent {late_s} s ago; stored with delivered_late_s")
-        if self.store.add_event(env.device_id, event, at_ms, clock_unset=env.time == 0) is None:
+        if self.store.events.add(env.device_id, event, at_ms, clock_unset=env.time == 0) is None:
             return  # the same event sealed again (PROTOCOL section 6): its first copy counted
         if event["kind"] == "alarm" and isinstance(event.get("alarm_id"), str):
             aid = event["alarm_id"][:64]
             t = event.get("t") if isinstance(event.get("t"), int) else None
             code = event.get("code") if isinstance(event.get("code"), str) else None
-            self.store.note_alarm(env.device_id, aid, at_ms, code=code, t=t)
+            self.store.alarms.note(env.device_id, aid, at_ms, code=code, t=t)
             captures = event.get("captures")
             for cid in captures if isinstance(captures, list) else []:
                 if isinstance(cid, str) and len(cid) <= 64:
-                    self.store.link_alarm_capture(env.device_id, aid, cid)
+                    self.store.alarms.link_capture(env.device_id, aid, cid)
 
     def _status(self, env: Envelope, at_ms: int, result: BatchResult) -> None:
         status = parse_status(env.body)
         online = status["state"] == "online"
         fw = status.get("fw") if isinstance(status.get("fw"), str) else None
-        self.store.set_status(env.device_id, online, fw and fw[:40], at_ms, env.counter)
+        self.store.devices.set_status(env.device_id, online, fw and fw[:40], at_ms, env.counter)
         if online:
             body = env_mod.build_time_body(int(self.clock() * 1000))
             result.outbound.append(self._downlink(env.device_id, T_TIME, body))
@@ -286,7 +291,7 @@ class Ingest:
             if env.etype != T_CAPTURE:
                 return
             chunk = cap.parse_chunk(env.body)
-            done = self.store.capture(env.device_id, chunk.capture_id.hex())
+            done = self.store.captures.get(env.device_id, chunk.capture_id.hex())
             if done is not None and chunk.index == chunk.count - 1:
                 self._receipt_for(done, result)
         except Exception:
@@ -298,8 +303,8 @@ class Ingest:
         result = BatchResult()
         cutoff = int(self.clock() * 1000) - self.spool_expiry_ms
         with self.store.transaction():
-            for device, cid in self.store.expired_spool(cutoff):
-                self.store.spool_drop(device, cid)
+            for device, cid in self.store.spool.expired(cutoff):
+                self.store.spool.drop(device, cid)
                 self._reject("expired", env_mod.topic_for(device, T_CAPTURE),
                              f"capture {cid[:8]} incomplete after {self.spool_expiry_ms // 1000} s: "
                              "asked the device to resend it", result)
@@ -319,19 +324,17 @@ class Ingest:
         now = int(self.clock() * 1000)
         changes = []
         with self.store.transaction():
-            for row in self.store.db.execute(
-                    "SELECT id, last_seen_ms, supervision_lost_ms FROM devices "
-                    "WHERE revoked = 0 AND last_seen_ms IS NOT NULL").fetchall():
+            for row in self.store.devices.supervised():
                 silent = now - row["last_seen_ms"] > window_ms
                 if silent and row["supervision_lost_ms"] is None:
                     code = "supervision_lost"
-                    self.store.db.execute("UPDATE devices SET supervision_lost_ms = ? WHERE id = ?", (now, row["id"]))
+                    self.store.devices.set_supervision_lost(row["id"], now)
                 elif not silent and row["supervision_lost_ms"] is not None:
                     code = "supervision_restored"
-                    self.store.db.execute("UPDATE devices SET supervision_lost_ms = NULL WHERE id = ?", (row["id"],))
+                    self.store.devices.set_supervision_lost(row["id"], None)
                 else:
                     continue
-                self.store.add_event(row["id"], {"kind": "technical", "code": code, "source": "gateway",
+                self.store.events.add(row["id"], {"kind": "technical", "code": code, "source": "gateway",
                                                  "last_seen_ms": row["last_seen_ms"]}, now, clock_unset=False)
                 self.log(f"technical alarm {code}: device={safe_label(row['id'])} last heard "
                          f"{(now - row['last_seen_ms']) // 1000} s ago")
@@ -350,7 +353,7 @@ class Ingest:
         result.outbound.append(self._downlink(device, T_RECEIPT, body))
 
     def _downlink(self, device: str, etype: int, body: bytes) -> Outbound:
-        keys = self.store.device_keys(device)
+        keys = self.store.devices.keys_for(device)
         now = self.clock()
         # §3: the downlink counter is the gateway's clock in ms, kept strictly increasing.
         counter = max(int(now * 1000), self._last_down_counter + 1)

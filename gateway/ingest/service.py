@@ -105,7 +105,7 @@ class Gateway:
         # Validated before anything starts: a hold above the legal maximum refuses to run.
         policy = RetentionPolicy.load(self.data_dir, image_days=self.retention_days,
                                       sweep_interval_s=self.sweep_interval_s)
-        self.store = Store.open(self.data_dir, policy.image_days, db=self.db)
+        self.store = Store.open(self.data_dir, db=self.db)
         try:  # a missing bucket or wrong credentials refuse to start, with the store's own words
             self.store.blobs.check()
         except Exception:
@@ -117,7 +117,7 @@ class Gateway:
         # raises if there is no ARC key yet. An upload takes real time, which does not scale:
         # the spool expiry (a transport timer) stays 10 real minutes in scaled time.
         self.ingest = Ingest(self.store, log=self.log, clock=self.clock,
-                             spool_expiry_ms=SPOOL_EXPIRY_MS * self.clock.scale)
+                             spool_expiry_ms=SPOOL_EXPIRY_MS * self.clock.scale, image_days=policy.image_days)
         from gateway.governance.retention import record_policy
 
         record_policy(self.store, policy, now_ms())  # a changed retention config is audited
@@ -178,12 +178,9 @@ class Gateway:
 
         Read on a connection of its own: the scrape must not wait for the writer's batch."""
         from gateway.storage import sqldb
+        from gateway.storage.retention import backlog_on_own_connection
 
-        db = sqldb.connect(sqldb.database_target(self.data_dir, self.db), readonly=True)
-        try:
-            return db.execute("SELECT COUNT(*) FROM images WHERE delete_at_ms <= ?", (now_ms(),)).fetchone()[0]
-        finally:
-            db.close()
+        return backlog_on_own_connection(sqldb.database_target(self.data_dir, self.db), now_ms())
 
     def __enter__(self) -> "Gateway":
         return self.start()
@@ -293,7 +290,7 @@ class Gateway:
                 client.publish(out.topic, out.payload, qos=1)
         stamp = int(self.clock() * 1000)
         try:
-            self.store.mark_stored([s.rowid for s in result.stored], stamp)
+            self.store.captures.mark_stored([s.rowid for s in result.stored], stamp)
         except Exception as exc:  # bookkeeping only: the batch is durable and acknowledged already
             self.log(f"could not stamp {len(result.stored)} stored captures with their time: "
                      f"{type(exc).__name__}: {exc}")

@@ -1,14 +1,21 @@
-"""Provisioning: the ARC key pair of a gateway and the keys of the devices it accepts."""
+"""Provisioning: the ARC key pair of a gateway and the keys of the devices it accepts.
+
+Registering and revoking a device are configuration changes: each is audited, with the OS user
+who ran the command as who.
+"""
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import secrets
+import time
 from pathlib import Path
 
 from gateway.storage.blobstore import BlobConfig, configure, key_of, open_blobstore
 from gateway.storage.keystore import KeyStore
+from gateway.governance import audit
 from gateway.storage.store import Store
 
 
@@ -35,12 +42,12 @@ def configure_blobs(data_dir: str | Path, config: BlobConfig) -> str:
     where those images are: its first image's blob must be there. Returns where blobs go."""
     config = config.validate()
     with Store.open(data_dir) as store:
-        row = store.db.execute("SELECT blob_path FROM images ORDER BY id LIMIT 1").fetchone()
+        first = store.images.first_blob_path()
     blobs = open_blobstore(data_dir, config)
     try:
         blobs.check()
         where = blobs.describe()
-        elsewhere = row is not None and not blobs.exists(key_of(row[0]))
+        elsewhere = first is not None and not blobs.exists(key_of(first))
     finally:
         blobs.close()
     configure(data_dir, config, elsewhere)
@@ -64,8 +71,36 @@ def add_device(data_dir: str | Path, device_id: str, site: str) -> dict:
     init_arc(data_dir)
     device_key = secrets.token_bytes(32)
     with Store.open(data_dir) as store:
-        store.add_device(device_id, site, device_key)
+        register_device(store, device_id, site, device_key)
         return {"device_id": device_id, "site": site, "device_key": device_key.hex(), **arc_public(store.keys)}
+
+
+def register_device(store: Store, device_id: str, site: str, device_key: bytes) -> None:
+    """Accept a device with this key from now on (audited). StoreError if the id is taken."""
+    now = _now_ms()
+    with store.transaction():
+        store.devices.add(device_id, site, device_key, now)
+        _audit_config(store, "device provisioned", device_id, {"site": site}, now)
+
+
+def revoke_device(store: Store, device_id: str) -> bool:
+    """Refuse the device's messages from now on (audited); False if it is not provisioned here."""
+    now = _now_ms()
+    with store.transaction():
+        done = store.devices.revoke(device_id)
+        if done:
+            _audit_config(store, "device revoked", device_id, {}, now)
+        return done
+
+
+def _audit_config(store: Store, why: str, device_id: str, detail: dict, now: int) -> None:
+    """Configuration changes made from the command line: the OS user is who."""
+    audit.append(store, f"os:{getpass.getuser()}", "configure device", why, at_ms=now, subject=device_id,
+                 detail=detail)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def write_config(path: str | Path, config: dict) -> None:

@@ -306,9 +306,9 @@ class ReassemblerTarget(Target):
         try:
             result = self.ingest.process_batch(batch)
             with self.store.transaction():  # partial captures would soon hit too_many_captures
-                for spooled in self.store.spooled_captures(c.device_id):
-                    self.store.spool_drop(c.device_id, spooled)
-                self.store.save_replay_window(c.device_id, ReplayWindow())  # a top counter would end the run
+                for spooled in self.store.spool.in_flight(c.device_id):
+                    self.store.spool.drop(c.device_id, spooled)
+                self.store.devices.save_replay_window(c.device_id, ReplayWindow())  # a top counter would end the run
             c.counter = 0
         except Exception as exc:
             raise FuzzCrash(_where(exc)) from None

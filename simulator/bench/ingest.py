@@ -158,19 +158,18 @@ def gateway_run(broker: Broker, data: Path, load, workers: int, log_dir: Path) -
                     raise RuntimeError(f"gateway worker {w} did not start: {path.read_text()[-1500:]}")
                 time.sleep(0.05)
         with Store.open(data) as s:  # one reader connection for the whole run
-            count = "SELECT count(*) FROM captures"
-            before = s.db.execute(count).fetchone()[0]
+            before = s.captures.count()
             pub = Publisher(broker)
             t0 = time.perf_counter()
             last_sent = pub.publish(load)
             expected = {m[0][2].hex() for m in load}
             deadline = time.monotonic() + 300
-            while s.db.execute(count).fetchone()[0] - before < len(load) and time.monotonic() < deadline:
+            while s.captures.count() - before < len(load) and time.monotonic() < deadline:
                 time.sleep(0.05)
             elapsed = time.perf_counter() - t0
             pub.close()
-            rows = s.list_captures()
-            rejected = s.rejection_counts()
+            rows = s.captures.list()
+            rejected = s.rejections.counts()
         ours = [r for r in rows if r["capture_id"] in expected]
         latencies = []
         for r in ours:

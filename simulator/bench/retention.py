@@ -1,6 +1,6 @@
 """Benchmark of the sweeper: sweep `expired` images out of `stored`, against unlinking the same files raw.
 
-Rows are inserted straight into a real store (SQLite, WAL) with a small blob file each, so the
+Rows are inserted straight into a real store (SQLite, WAL; `Images.insert`) with a small blob file each, so the
 figures are the sweeper's own cost: index query, truncate + unlink, directory fsync, row
 delete and one audit record per image, then the KEK destruction. The baseline, measured in
 the same run and on the same disk, is `os.unlink` of as many files of the same size. Figures
@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from gateway.governance.retention import RetentionPolicy, Sweeper
-from gateway.storage.store import Store, day_start_ms
+from gateway.storage.captures import ImageRow
+from gateway.storage.store import Store
 
 BLOB = b"VCB1" + bytes(60)
 
@@ -26,7 +27,6 @@ def _fill(store: Store, n: int, day: str, chunk: int = 20_000) -> None:
     d = store.blob_dir / day
     d.mkdir(parents=True, exist_ok=True)
     store.keys.kek(day)
-    due = day_start_ms(day)
     done = 0
     while done < n:
         k = min(chunk, n - done)
@@ -36,12 +36,9 @@ def _fill(store: Store, n: int, day: str, chunk: int = 20_000) -> None:
             rel = f"blobs/{day}/{i}.vcb"
             with open(store.data_dir / rel, "wb") as f:
                 f.write(BLOB)
-            rows.append((i, rel, day, b"\x00", due))
+            rows.append(ImageRow(i, "bench", "c", "a", 0, 0, "0" * 64, 64, rel, day, b"\x00", 0))
         with store.transaction():
-            store.db.executemany(
-                "INSERT INTO images (id, device, capture_id, alarm_id, frame_index, frame_t, sha256, size, blob_path, "
-                "kek_day, wrapped_key, stored_at_ms, delete_at_ms) VALUES (?, 'bench', 'c', 'a', 0, 0, "
-                "'0000000000000000000000000000000000000000000000000000000000000000', 64, ?, ?, ?, 0, ?)", rows)
+            store.images.insert(rows)
         done += k
 
 

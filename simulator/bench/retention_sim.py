@@ -23,12 +23,12 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from gateway.governance import hold as hold_mod
-from gateway.storage.keystore import KeyStoreError
+from gateway.governance.retention import RetentionPolicy, Sweeper, deletion_day, reconcile
 from gateway.provisioning.devices import add_device, init_arc
-from gateway.governance.retention import RetentionPolicy, Sweeper, reconcile
+from gateway.storage import at_rest
+from gateway.storage.captures import CaptureRecord
+from gateway.storage.keystore import KeyStoreError
 from gateway.storage.store import Store
 
 HOUR = 3_600_000
@@ -36,16 +36,18 @@ DAY = 24 * HOUR
 DEVICES = ("sim-cam-1", "sim-cam-2")
 
 
-def _store_alarm(store: Store, device: str, at_ms: int, rng: random.Random) -> str:
+def _store_alarm(store: Store, device: str, at_ms: int, rng: random.Random, image_days: int) -> str:
     aid, cid = secrets.token_hex(8), secrets.token_hex(8)
     with store.transaction():
-        alarm = store.note_alarm(device, aid, at_ms)
-        day = store.deletion_day(alarm["received_at_ms"])
+        alarm = store.alarms.note(device, aid, at_ms)
+        day = deletion_day(alarm["received_at_ms"], image_days)
         for i in range(2):
             jpeg = b"\xff\xd8\xff\xe0" + rng.randbytes(400) + b"\xff\xd9"
-            store.put_image(device, cid, aid, i, at_ms // 1000, jpeg, day, at_ms)
-        store.add_capture(device, cid, aid, "intrusion", at_ms // 1000, "stored", None, "0" * 64, 900, 2, at_ms)
-        store.link_alarm_capture(device, aid, cid)
+            store.images.put(jpeg, device=device, capture_id=cid, alarm_id=aid, frame_index=i, frame_t=at_ms // 1000,
+                             kek_day=day, at_ms=at_ms)
+        store.captures.claim(CaptureRecord(device, cid, aid, "stored", "0" * 64, 900, 2, at_ms, "intrusion",
+                                           at_ms // 1000))
+        store.alarms.link_capture(device, aid, cid)
     return aid
 
 
@@ -60,7 +62,7 @@ def simulate(days: int = 40, seed: int = 1, data_dir: str | Path | None = None,
             add_device(data, d, "sim-site")
         start = int(_dt.datetime(2026, 1, 1, tzinfo=_dt.timezone.utc).timestamp() * 1000)
         clock = [start]
-        store = Store.open(data, policy.image_days)
+        store = Store.open(data)
         try:
             return _run(store, policy, rng, days, start, clock, progress or (lambda line: None))
         finally:
@@ -91,9 +93,9 @@ def _run(store, policy, rng, days, start, clock, progress) -> dict:
             at, action, arg = plan.pop(0)
             clock[0] = at
             if action == "alarm":
-                aid = _store_alarm(store, arg, at, rng)
+                aid = _store_alarm(store, arg, at, rng, policy.image_days)
                 out["alarms"] += 1
-                ids = [r[0] for r in store.db.execute("SELECT id FROM images WHERE alarm_id = ?", (aid,))]
+                ids = [r["id"] for r in store.images.of_alarm(arg, aid)]
                 out["images_stored"] += len(ids)
                 for i in ids:
                     alarm_at[i] = at
@@ -105,8 +107,8 @@ def _run(store, policy, rng, days, start, clock, progress) -> dict:
                 r = hold_mod.place(store, arg, "sim-supervisor", "simulated investigation", f"SIM-{at}", at,
                                    role="supervisor", policy=policy)
                 out["holds_placed"] += 1
-                for (i,) in store.db.execute("SELECT id FROM images WHERE hold_id = ?", (r["hold"],)):
-                    held_now[i] = r["hold"]
+                for row in store.images.of_hold(r["hold"]):
+                    held_now[row["id"]] = r["hold"]
                 k = r["hold"] % 3
                 if k:  # 1: released on day 3 (back on schedule), 2: on day 10 (deleted at once)
                     plan.append((at + (3 if k == 1 else 10) * DAY, "release", str(r["hold"])))
@@ -120,11 +122,11 @@ def _run(store, policy, rng, days, start, clock, progress) -> dict:
                         released.add(i)
                         del held_now[i]
             clock[0] = now
-        before = {r[0] for r in store.db.execute("SELECT id FROM images")}
+        before = store.images.ids()
         rep = sweeper.sweep()
         out["images_deleted"] += rep.images_deleted
         out["keks_destroyed"] += len(rep.keks_destroyed)
-        after = {r[0] for r in store.db.execute("SELECT id FROM images")}
+        after = store.images.ids()
         for i in before - after:  # deleted by the sweep: never early
             age = now - alarm_at[i]
             floor = (policy.image_days - 1) * DAY if (i not in held_now or i in released) else (policy.hold_days - 1) * DAY
@@ -135,11 +137,9 @@ def _run(store, policy, rng, days, start, clock, progress) -> dict:
         # The rules, checked from the outside.
         for held, limit, key in ((False, policy.image_days, "max_age_days_unheld"),
                                  (True, policy.hold_days, "max_age_days_held")):
-            row = store.db.execute(
-                "SELECT min(a.received_at_ms) FROM images i JOIN alarms a ON a.device = i.device AND "
-                f"a.alarm_id = i.alarm_id WHERE i.hold_id IS {'NOT ' if held else ''}NULL").fetchone()
-            if row[0] is not None:
-                age = (now - row[0]) / DAY
+            oldest = store.retention.oldest_alarm_ms(held)
+            if oldest is not None:
+                age = (now - oldest) / DAY
                 out[key] = max(out[key], round(age, 3))
                 if age > limit:
                     out["violations"] += 1
@@ -150,7 +150,7 @@ def _run(store, policy, rng, days, start, clock, progress) -> dict:
         # Nightly backup at 03:00: rows and blob bytes, as a backup tool would copy them.
         if (now // HOUR) % 24 == 3:
             out["backups"] += 1
-            for r in store.db.execute("SELECT id, kek_day, wrapped_key, blob_path FROM images"):
+            for r in store.images.key_records():
                 blob = (store.data_dir / r["blob_path"]).read_bytes()
                 backups.setdefault((r["id"], bytes(r["wrapped_key"])), (r["kek_day"], blob, r["id"]))
         # Everything gone from the live store must stay undecryptable from every backup.
@@ -158,11 +158,10 @@ def _run(store, policy, rng, days, start, clock, progress) -> dict:
             if i in after:
                 continue
             try:
-                key = store.keys.unwrap(kek, wrapped)
+                at_rest.unseal(store.keys, kek, wrapped, i, blob)  # it really decrypts
             except KeyStoreError:  # destroyed (KeyDestroyed) or absent: shredded for good
                 del backups[(i, wrapped)]
                 continue
-            AESGCM(key).decrypt(blob[4:16], blob[16:], i.encode())  # it really decrypts
             decryptable_ids.add(i)
         if h % 24 == 0:
             progress(f"day {h // 24:3d}: {len(after):4d} images stored, {len(held_now):3d} held, "
