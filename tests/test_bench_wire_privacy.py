@@ -80,6 +80,7 @@ def test_the_benchmark_plays_both_kinds_and_reports_its_figures(tmp_path):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["runs"] == 8 and result["runs_by_kind"] == {"normal": 4, "duress": 4}
     assert result["runs_scored"] == 8, result["runs_failed"]
+    assert isinstance(result["duress_windows_without_upload"], int)
     assert [e["kind"] for e in result["episodes"]].count("duress") == 4
     assert isinstance(result["classifier_accuracy"], float) and 0.0 <= result["classifier_accuracy"] <= 1.0
     assert result["classifier_accuracy"] == max(result["classifiers"].values())
