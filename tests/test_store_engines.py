@@ -366,8 +366,9 @@ def test_the_console_and_a_subject_export_and_erasure_work_on_both_engines(tmp_p
 
     from gateway.governance import subject
 
-    from gateway.governance import users
     from gateway.console import data as console
+    from gateway.governance import alarms, users
+    from gateway.governance.police_export import build_bundle
 
     path = tmp_path / "gw"
     if engine:
@@ -376,14 +377,14 @@ def test_the_console_and_a_subject_export_and_erasure_work_on_both_engines(tmp_p
     aid = console_seed.ingest_alarm(path, frames=3)
     now = int(time.time() * 1000)
     with Store.open(path) as store:
-        [queued] = console.alarm_queue(store)
+        [queued] = alarms.alarm_queue(store)
         assert (queued["alarm_id"], queued["photos"], queued["held"], queued["state"]) == (aid, 3, 0, "new")
-        console.acknowledge(store, "cam-1", aid, "olivia", now)
+        alarms.acknowledge(store, "cam-1", aid, "olivia", now)
         hold.place(store, f"cam-1/{aid}", "sam", "suspect seen", "K-7", now)
-        name, bundle, _meta = console.police_export(store, "cam-1", aid, "sam", now)
+        name, bundle, _meta = build_bundle(store, "cam-1", aid, "sam", now)
         assert name.endswith(".zip") and len(bundle) > 3 * 1000
-        console.close(store, "cam-1", aid, "olivia", "verified-burglary", "police on site", now)
-        assert console.alarm(store, "cam-1", aid)["handling"]["state"] == "closed"
+        alarms.close(store, "cam-1", aid, "olivia", "verified-burglary", "police on site", now)
+        assert alarms.alarm(store, "cam-1", aid)["handling"]["state"] == "closed"
         assert {a["kind"] for a in console.activity(store, "Storgatan 12", None, None)} >= {"armed", "alarm"}
         assert [d["state"] for d in console.devices(store)] == ["online"]
         assert {u["name"]: u["can_log_in"] for u in users.list_users(store)}["sam"] == 1

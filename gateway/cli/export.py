@@ -1,9 +1,10 @@
 """The police export from the command line: `vericam export CASE` writes the bundles, `vericam export verify BUNDLE` checks one.
 
-A bundle is the zip the operator console also gives a supervisor (gateway/console/data.py
-`police_export`): the photos of one alarm under an active police hold, `case.json`,
-`chain-of-custody.json` and `MANIFEST.sha256`. Writing one is audited, with the SHA-256
-of its manifest, so a bundle handed to the police can later be matched to the audit log.
+A bundle is the zip the operator console also gives a supervisor
+(`gateway.governance.police_export.build_bundle`): the photos of one alarm under an active
+police hold, `case.json`, `chain-of-custody.json` and `MANIFEST.sha256`. Writing one is
+audited, with the SHA-256 of its manifest, so a bundle handed to the police can later be
+matched to the audit log.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def export(
     if data is None or by is None:
         typer.echo("error: exporting needs --data DIR and --by USER", err=True)
         raise typer.Exit(2)
-    from gateway.console.data import Conflict, police_export
+    from gateway.governance.alarms import Conflict
+    from gateway.governance.police_export import build_bundle
     from gateway.storage.store import Store
 
     with Store.open(data) as store:
@@ -52,16 +54,14 @@ def export(
         except HoldError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2)
-        alarms = store.db.execute(
-            "SELECT DISTINCT i.device, i.alarm_id FROM images i JOIN holds h ON i.hold_id = h.id "
-            "WHERE h.case_ref = ? AND h.released_at_ms IS NULL ORDER BY i.device, i.alarm_id", (case,)).fetchall()
+        alarms = store.holds.alarms_of_case(case)
         if not alarms:
             typer.echo(f"error: no images under an active police hold for case {case!r}", err=True)
             raise typer.Exit(1)
         out.mkdir(parents=True, exist_ok=True)
-        for row in alarms:
+        for device, alarm_id in alarms:
             try:
-                name, blob, info = police_export(store, row["device"], row["alarm_id"], by, int(time.time() * 1000))
+                name, blob, info = build_bundle(store, device, alarm_id, by, int(time.time() * 1000))
             except Conflict as exc:
                 typer.echo(f"error: {exc}", err=True)
                 raise typer.Exit(1)

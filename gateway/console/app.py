@@ -40,6 +40,8 @@ from gateway.governance import users
 from gateway.storage.keystore import KeyDestroyed
 from gateway.storage.store import Store, StoreError, now_ms
 from gateway.console import data
+from gateway.governance import alarms
+from gateway.governance.police_export import build_bundle
 from gateway.console.auth import LOGIN_COOKIE, SESSION_COOKIE, LoginForm, LoginLimiter, Session, Sessions, csrf_ok
 
 log = logging.getLogger("vericam.console")
@@ -74,7 +76,7 @@ class LoginBody(BaseModel):
 
 
 class CloseBody(BaseModel):
-    outcome: str = Field(description="One of: " + ", ".join(data.OUTCOMES), max_length=40)
+    outcome: str = Field(description="One of: " + ", ".join(alarms.OUTCOMES), max_length=40)
     note: str = Field("", max_length=1000)
 
 
@@ -97,7 +99,7 @@ def create_app(data_dir: str | Path, secret: str, *, secure_cookies: bool = True
     login_form = LoginForm(secret)
     limiter = limiter or LoginLimiter()
     templates = Jinja2Templates(directory=str(HERE / "templates"))
-    templates.env.globals["OUTCOMES"] = data.OUTCOMES
+    templates.env.globals["OUTCOMES"] = alarms.OUTCOMES
 
     app = FastAPI(title="Vericam operator console", version="1",
                   description="JSON API of the operator console. Log in with POST /api/session; send the "
@@ -213,8 +215,8 @@ def create_app(data_dir: str | Path, secret: str, *, secure_cookies: bool = True
 
     def alarm_or_404(device: str, alarm_id: str) -> dict:
         try:
-            return data.alarm(store, device, alarm_id)
-        except data.NotFound as exc:
+            return alarms.alarm(store, device, alarm_id)
+        except alarms.NotFound as exc:
             raise HTTPException(404, str(exc))
 
     def may_see_photos(s: Session, a: dict) -> bool:
@@ -228,8 +230,8 @@ def create_app(data_dir: str | Path, secret: str, *, secure_cookies: bool = True
         if not may_see_photos(s, a):
             raise HTTPException(403, "this alarm is closed: its photos are no longer shown to operators")
         try:
-            photo = data.photo_of_alarm(store, device, alarm_id, image_id)
-        except data.NotFound as exc:
+            photo = alarms.photo_of_alarm(store, device, alarm_id, image_id)
+        except alarms.NotFound as exc:
             raise HTTPException(404, str(exc))
         try:
             jpeg = store.images.read(photo["id"])
@@ -237,7 +239,7 @@ def create_app(data_dir: str | Path, secret: str, *, secure_cookies: bool = True
             raise HTTPException(410, "this photo was deleted (its retention period ended)")
         except StoreError as exc:
             raise HTTPException(404, str(exc))
-        data.record_view(store, s.user, s.role, device, alarm_id, photo, clock())
+        alarms.record_view(store, s.user, s.role, device, alarm_id, photo, clock())
         return Response(jpeg, media_type="image/jpeg",
                         headers={"Cache-Control": "no-store, private", "Pragma": "no-cache",
                                  "Content-Disposition": f'inline; filename="{image_id}.jpg"'})
@@ -246,8 +248,8 @@ def create_app(data_dir: str | Path, secret: str, *, secure_cookies: bool = True
         allow(s, HOLD)
         alarm_or_404(device, alarm_id)
         try:
-            fname, blob, _ = data.police_export(store, device, alarm_id, s.user, clock())
-        except data.Conflict as exc:
+            fname, blob, _ = build_bundle(store, device, alarm_id, s.user, clock())
+        except alarms.Conflict as exc:
             raise HTTPException(409, str(exc))
         except KeyDestroyed:
             raise HTTPException(410, "a photo of this alarm was already deleted")
@@ -273,19 +275,19 @@ def create_app(data_dir: str | Path, secret: str, *, secure_cookies: bool = True
     def do_ack(s: Session, device: str, alarm_id: str) -> None:
         allow(s, HANDLE)
         try:
-            data.acknowledge(store, device, alarm_id, s.user, clock())
-        except data.NotFound as exc:
+            alarms.acknowledge(store, device, alarm_id, s.user, clock())
+        except alarms.NotFound as exc:
             raise HTTPException(404, str(exc))
-        except data.Conflict as exc:
+        except alarms.Conflict as exc:
             raise HTTPException(409, str(exc))
 
     def do_close(s: Session, device: str, alarm_id: str, outcome: str, note: str) -> None:
         allow(s, HANDLE)
         try:
-            data.close(store, device, alarm_id, s.user, outcome, note, clock())
-        except data.NotFound as exc:
+            alarms.close(store, device, alarm_id, s.user, outcome, note, clock())
+        except alarms.NotFound as exc:
             raise HTTPException(404, str(exc))
-        except data.Conflict as exc:
+        except alarms.Conflict as exc:
             raise HTTPException(409, str(exc))
         except ValueError as exc:
             raise HTTPException(400, str(exc))
@@ -341,11 +343,11 @@ def create_app(data_dir: str | Path, secret: str, *, secure_cookies: bool = True
 
     @pages.get("/alarms")
     async def queue_page(request: Request, s: Session = Depends(require(*HANDLE))):
-        return page(request, "queue.html", s, alarms=data.alarm_queue(store))
+        return page(request, "queue.html", s, alarms=alarms.alarm_queue(store))
 
     @pages.get("/alarms/rows")
     async def queue_rows(request: Request, s: Session = Depends(require(*HANDLE))):
-        return page(request, "_queue_rows.html", s, alarms=data.alarm_queue(store))
+        return page(request, "_queue_rows.html", s, alarms=alarms.alarm_queue(store))
 
     @pages.get("/alarms/{device}/{alarm_id}")
     async def alarm_page(request: Request, device: DeviceId, alarm_id: AlarmId,
@@ -421,7 +423,7 @@ def create_app(data_dir: str | Path, secret: str, *, secure_cookies: bool = True
 
     @pages.get("/users")
     async def users_page(request: Request, s: Session = Depends(require(*USERS))):
-        return page(request, "users.html", s, users=users.list_users(store), fmt=data.fmt_ms)
+        return page(request, "users.html", s, users=users.list_users(store), fmt=alarms.fmt_ms)
 
     app.include_router(pages)
 
@@ -462,7 +464,7 @@ def create_app(data_dir: str | Path, secret: str, *, secure_cookies: bool = True
     @api.get("/alarms", responses=E)
     async def api_alarms(s: Session = Depends(require(*HANDLE))):
         """The alarm queue: open alarms first, newest first."""
-        return data.alarm_queue(store)
+        return alarms.alarm_queue(store)
 
     @api.get("/alarms/{device}/{alarm_id}", responses={**E, 404: {"description": "no such alarm"}})
     async def api_alarm(device: DeviceId, alarm_id: AlarmId, s: Session = Depends(require(*HANDLE))):
