@@ -1,4 +1,4 @@
-"""The operator console: alarm queue, verification photos, police hold and export, audit trail (issue 7)."""
+"""The operator console, web only: pages and a JSON API, one router per resource, over governance and storage."""
 
 from gateway.console.app import create_app
 

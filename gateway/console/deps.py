@@ -1,0 +1,98 @@
+"""The console's FastAPI dependencies: its parts, the logged-in session, and the CSRF and role checks.
+
+A route names what it needs in its signature; the checks run before its body, in this order:
+session (else a login redirect or 401), then the CSRF token of a form or of the X-CSRF-Token
+header, then the role. Every dependency is `async def`, like every handler, so all of them run
+one at a time on the event loop and the console's single store connection is never used by two
+threads at once.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Form, Header, Request
+from fastapi.exceptions import HTTPException
+
+from gateway.console.auth import LOGIN_COOKIE, SESSION_COOKIE, Session, csrf_ok
+from gateway.console.context import Clock, Console
+from gateway.console.errors import NeedLogin
+from gateway.governance import users
+from gateway.storage.store import Store
+
+
+async def get_console(request: Request) -> Console:
+    return request.app.state.console
+
+
+async def get_store(console: Console = Depends(get_console)) -> Store:
+    return console.store
+
+
+async def get_clock(console: Console = Depends(get_console)) -> Clock:
+    return console.clock
+
+
+async def optional_session(request: Request, console: Console = Depends(get_console)) -> Session | None:
+    """The session of the request's cookie, if any, without re-reading the role (for redirects only)."""
+    return console.sessions.get(request.cookies.get(SESSION_COOKIE))
+
+
+async def current_session(request: Request, console: Console = Depends(get_console)) -> Session:
+    """The logged-in session, with the role re-read from the users table; a disabled account is logged out."""
+    sid = request.cookies.get(SESSION_COOKIE)
+    s = console.sessions.get(sid)
+    if s is None:
+        raise NeedLogin()
+    role = users.role_of(console.store, s.user)
+    if role is None:
+        console.sessions.end(sid)
+        raise NeedLogin()
+    s.role = role
+    return s
+
+
+def _check_role(s: Session, roles: tuple[str, ...]) -> None:
+    if roles and s.role not in roles:
+        raise HTTPException(403, f"the {s.role} role may not do this")
+
+
+def require(*roles: str):
+    """A logged-in session whose role is one of `roles`."""
+    async def role_checked(s: Session = Depends(current_session)) -> Session:
+        _check_role(s, roles)
+        return s
+    return role_checked
+
+
+def form_action(*roles: str):
+    """A form post that changes something: a session, the form's `csrf_token`, then one of `roles` (none: any)."""
+    async def form_checked(csrf_token: str = Form(""), s: Session = Depends(current_session)) -> Session:
+        if not csrf_ok(s, csrf_token):
+            raise HTTPException(403, "missing or wrong CSRF token: reload the page and try again")
+        _check_role(s, roles)
+        return s
+    return form_checked
+
+
+def api_action(*roles: str):
+    """A JSON request that changes something: a session, the X-CSRF-Token header, then one of `roles` (none: any)."""
+    async def header_checked(x_csrf_token: str | None = Header(None), s: Session = Depends(current_session)) -> Session:
+        if not csrf_ok(s, x_csrf_token):
+            raise HTTPException(403, "missing or wrong X-CSRF-Token header")
+        _check_role(s, roles)
+        return s
+    return header_checked
+
+
+async def login_form_checked(request: Request, csrf_token: str = Form(""),
+                             console: Console = Depends(get_console)) -> None:
+    """The login form came from this console: its signed token matches the nonce in the login cookie."""
+    if not console.login_form.check(request.cookies.get(LOGIN_COOKIE), csrf_token):
+        raise HTTPException(403, "the login form expired or did not come from this console: reload it")
+
+
+ConsoleDep = Annotated[Console, Depends(get_console)]
+StoreDep = Annotated[Store, Depends(get_store)]
+ClockDep = Annotated[Clock, Depends(get_clock)]
+LoggedIn = Annotated[Session, Depends(current_session)]
