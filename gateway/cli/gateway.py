@@ -127,9 +127,21 @@ TRUSTED_PROXY_HELP = ("Address or network (CIDR) of a reverse proxy in front of 
                       "headers are ignored and the client is the TCP peer.")
 
 
-def _trusted_proxies(cidrs: list[str] | None) -> list[str]:
-    from gateway.console.server import trusted_networks
+def _console(part: str):
+    """A part of the operator console (`server`: ConsoleServer, `trusted_networks`), joined as a
+    plug-in through the `vericam.console` entry points (pyproject.toml), as the simulator joins
+    the commands: the command line never imports the web package."""
+    from importlib.metadata import entry_points
 
+    found = list(entry_points(group="vericam.console", name=part))
+    if not found:
+        typer.echo("error: the operator console is not installed with this gateway", err=True)
+        raise typer.Exit(1)
+    return found[0].load()
+
+
+def _trusted_proxies(cidrs: list[str] | None) -> list[str]:
+    trusted_networks = _console("trusted_networks")
     try:
         return trusted_networks(cidrs)
     except ValueError as exc:
@@ -217,10 +229,9 @@ def run(data: Path = DATA_OPT,
              f"subscribed to the devices of {broker}")
     console = None
     if console_port is not None:
-        from gateway.console.server import ConsoleServer
-
+        console_server = _console("server")
         try:
-            console = ConsoleServer(data, console_host, console_port, secure_cookies=not console_http_cookies,
+            console = console_server(data, console_host, console_port, secure_cookies=not console_http_cookies,
                                     trusted_proxies=proxies).start()
         except (ConnectionError, OSError) as exc:
             gw.stop()
@@ -246,9 +257,9 @@ def console(data: Path = DATA_OPT,
                                               help="Session cookies without the Secure flag, for plain http."),
             trusted_proxy: list[str] = typer.Option(None, "--trusted-proxy", help=TRUSTED_PROXY_HELP)) -> None:
     """Serve only the operator console on the stored data, without taking messages from a broker."""
-    from gateway.console.server import ConsoleServer
     from gateway.storage.store import Store, is_initialised
 
+    console_server = _console("server")
     proxies = _trusted_proxies(trusted_proxy)
     if not is_initialised(data):
         typer.echo(f"error: no gateway data in {data}: run `vericam gateway init --data {data}`", err=True)
@@ -258,7 +269,7 @@ def console(data: Path = DATA_OPT,
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        server = ConsoleServer(data, host, port, secure_cookies=not http_cookies, trusted_proxies=proxies).start()
+        server = console_server(data, host, port, secure_cookies=not http_cookies, trusted_proxies=proxies).start()
     except (ConnectionError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1)
