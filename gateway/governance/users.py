@@ -82,3 +82,24 @@ def role_of(store: Store, name: str) -> str | None:
 
 def list_users(store: Store) -> list[dict]:
     return store.users.list()
+
+
+def record_login(store: Store, name: str, role: str, client: str, now_ms: int) -> None:
+    """Audit a console login by `name` from the address `client`."""
+    with store.transaction():
+        audit.append(store, name, "login", "console login", at_ms=now_ms, subject=name,
+                     detail={"client": client, "role": role})
+
+
+def record_failed_login(store: Store, name: str, client: str, now_ms: int) -> None:
+    """Audit a refused console login; a typed name that cannot be a user name is not recorded."""
+    shown = name if NAME.match(name or "") else "(not a valid user name)"
+    with store.transaction():
+        audit.append(store, "anonymous", "login failed", "wrong user name or password", at_ms=now_ms,
+                     subject=shown, detail={"client": client})
+
+
+def record_logout(store: Store, name: str, now_ms: int) -> None:
+    """Audit a console logout by `name`."""
+    with store.transaction():
+        audit.append(store, name, "logout", "console logout", at_ms=now_ms, subject=name)

@@ -13,7 +13,6 @@ from gateway.console.auth import LOGIN_COOKIE, SESSION_COOKIE, Session
 from gateway.console.context import Console
 from gateway.console.deps import ConsoleDep, LoggedIn, api_action, form_action, login_form_checked, optional_session
 from gateway.console.errors import API_REFUSALS
-from gateway.governance import audit
 from gateway.governance import users
 
 log = logging.getLogger("vericam.console")
@@ -40,25 +39,19 @@ def _try_login(console: Console, request: Request, name: str, password: str) -> 
         return None, None, wait
     role = users.authenticate(store, name, password)
     t = console.clock()
-    shown = name if users.NAME.match(name or "") else "(not a valid user name)"
     if role is None:
         console.limiter.failed(where, name)
-        with store.transaction():
-            audit.append(store, "anonymous", "login failed", "wrong user name or password", at_ms=t,
-                         subject=shown, detail={"client": where})
+        users.record_failed_login(store, name, where, t)
         return None, None, 0
     console.limiter.succeeded(where, name)
     sid, _ = console.sessions.create(name, role)
-    with store.transaction():
-        audit.append(store, name, "login", "console login", at_ms=t, subject=name,
-                     detail={"client": where, "role": role})
+    users.record_login(store, name, role, where, t)
     return sid, role, 0
 
 
 def _logout(console: Console, request: Request, s: Session) -> None:
     console.sessions.end(request.cookies.get(SESSION_COOKIE))
-    with console.store.transaction():
-        audit.append(console.store, s.user, "logout", "console logout", at_ms=console.clock(), subject=s.user)
+    users.record_logout(console.store, s.user, console.clock())
 
 
 @pages.get("/")
