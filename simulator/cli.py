@@ -419,7 +419,7 @@ def retention_simulate(days: int = typer.Option(40, "--days", help="Simulated da
     from simulator.bench.retention_sim import simulate
 
     if data is not None and data.exists() and any(data.iterdir()):
-        fail(f"{data} is not empty: the simulation needs a fresh data directory")
+        _fail(f"{data} is not empty: the simulation needs a fresh data directory")
     r = simulate(days=days, seed=seed, data_dir=data, progress=typer.echo)
     if as_json:
         typer.echo(json.dumps(r, sort_keys=True))
@@ -440,7 +440,7 @@ def retention_bench(stored: int = typer.Option(1_000_000, "--stored"),
     from simulator.bench.retention import bench
 
     if not 0 < expired <= stored:
-        fail("need 0 < --expired <= --stored")
+        _fail("need 0 < --expired <= --stored")
     r = bench(stored, expired, batch, str(workdir) if workdir else None, progress=lambda l: typer.echo(l, err=True))
     if as_json:
         typer.echo(json.dumps(r, sort_keys=True))
