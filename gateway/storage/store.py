@@ -157,6 +157,3 @@ class Store:
     @property
     def in_transaction(self) -> bool:
         return self.db.in_transaction
-
-    def sync_dirs(self) -> None:
-        self._uow.sync_dirs()
