@@ -1,15 +1,16 @@
-"""The envelope of every MQTT message (PROTOCOL §3) and the bodies it carries (§5–§9).
+"""The envelope of every MQTT message (PROTOCOL §3) and the bodies the device sends and reads.
 
 `seal_envelope` builds one, `open_envelope` checks one in the order of §3 and raises
-`EnvelopeError(reason)` with the reason labels of the spec. Replay and clock checks need
-state, so they live in `ReplayWindow` and `check_fresh`, which the receiver applies after
-`open_envelope`. Body codecs: capture chunk (§5), event (§6), status (§7), receipt (§8)
-and time (§9).
+`EnvelopeError(reason)` with the reason labels of the spec. The device does not keep a
+replay window for downlinks (§3): a receipt names the hash of the bytes it answers and a
+time message is bounded by the clock rule of §9. Body codecs, each only in the direction
+the device needs: capture chunk header (§5), event encryption (§6), status (§7), receipt
+parsing (§8) and time parsing (§9). The ARC's side of them (building receipts, decrypting
+events) is the gateway's; tests/firmware/arc_side.py has a MicroPython copy for the
+protocol test vectors.
 """
 
 import struct
-
-import cryptolib
 
 from vericam.hmac256 import DIGEST_SIZE, HMAC, compare_digest
 
@@ -19,6 +20,7 @@ VERSION = 0x01
 TYPE_CAPTURE = 0x01
 TYPE_EVENT = 0x02
 TYPE_STATUS = 0x03
+TYPE_HEARTBEAT = 0x04
 TYPE_RECEIPT = 0x81
 TYPE_TIME = 0x82
 
@@ -27,7 +29,7 @@ TOPIC_LEAF = {
     TYPE_CAPTURE: "up/capture",
     TYPE_EVENT: "up/event",
     TYPE_STATUS: "up/status",
-    0x04: "up/heartbeat",  # section 11
+    TYPE_HEARTBEAT: "up/heartbeat",  # section 11
     TYPE_RECEIPT: "down/receipt",
     TYPE_TIME: "down/time",
 }
@@ -37,17 +39,14 @@ MAX_DEVICE_ID = 32
 _FIXED = 21  # bytes before the device id and body: 2 magic, 1 version, 1 type, 1 n, 8 ctr, 4 t, 4 m
 MIN_ENVELOPE = _FIXED + 1 + DIGEST_SIZE
 
-REPLAY_WINDOW = 64
+# Seconds an envelope's time may be off the receiver's clock (§3 rule 6), and the most the
+# device sets its clock back from a time message (§9).
 CLOCK_TOLERANCE = 300
 
-# reason labels, in the order the receiver checks them (§3)
+# reason labels of the checks the device makes, in the order of §3
 MALFORMED = "malformed"
 TOPIC_MISMATCH = "topic_mismatch"
-UNKNOWN_DEVICE = "unknown_device"
 BAD_MAC = "bad_mac"
-REPLAY = "replay"
-STALE = "stale"
-REASONS = (MALFORMED, TOPIC_MISMATCH, UNKNOWN_DEVICE, BAD_MAC, REPLAY, STALE)
 
 _ID_ALPHABET = b"abcdefghijklmnopqrstuvwxyz0123456789-"
 
@@ -144,8 +143,8 @@ def open_envelope(mac_key, topic, payload):
     """Check an envelope received on topic -> (msg_type, device_id, counter, t, body).
 
     Raises EnvelopeError with reason malformed, topic_mismatch or bad_mac, checked in that
-    order. body is a memoryview into payload. Replay and clock checks are the caller's
-    (ReplayWindow, check_fresh), as is unknown_device (choosing mac_key).
+    order. body is a memoryview into payload. Choosing mac_key (unknown_device), replay and
+    clock checks are the receiver's (§3).
     """
     size = len(payload)
     if size < MIN_ENVELOPE:
@@ -177,36 +176,6 @@ def open_envelope(mac_key, topic, payload):
     return msg_type, device_id, counter, t, view[_FIXED + n:signed_end]
 
 
-class ReplayWindow:
-    """Counters seen from one sender (§3 rule 5): each once, none > 64 below the highest."""
-
-    def __init__(self, highest=-1):
-        self.highest = highest
-        self._seen = 0  # bit i set: counter (highest - i) was seen
-
-    def check(self, counter):
-        """Accept counter (and remember it) or raise EnvelopeError('replay')."""
-        if counter > self.highest:
-            shift = counter - self.highest
-            self._seen = ((self._seen << shift) | 1) & ((1 << (REPLAY_WINDOW + 1)) - 1) \
-                if shift <= REPLAY_WINDOW else 1
-            self.highest = counter
-            return
-        behind = self.highest - counter
-        if behind > REPLAY_WINDOW:
-            raise EnvelopeError(REPLAY, "counter %d is more than %d below %d"
-                                % (counter, REPLAY_WINDOW, self.highest))
-        if self._seen & (1 << behind):
-            raise EnvelopeError(REPLAY, "counter %d already seen" % counter)
-        self._seen |= 1 << behind
-
-
-def check_fresh(t, now, tolerance=CLOCK_TOLERANCE):
-    """Raise EnvelopeError('stale') if t is set and more than `tolerance` s from now (§3 rule 6)."""
-    if t != 0 and abs(t - now) > tolerance:
-        raise EnvelopeError(STALE, "time %d is %d s from the receiver's clock" % (t, t - now))
-
-
 # ---- §5 capture chunk -------------------------------------------------------------------
 
 CHUNK_HEADER_SIZE = 32
@@ -221,17 +190,6 @@ def chunk_header(capture_id, alarm_id, total, index, count):
     return bytes(capture_id) + bytes(alarm_id) + struct.pack(">IHH", total, index, count)
 
 
-def parse_chunk(body):
-    """A capture-chunk body -> (capture_id, alarm_id, total, index, count, data)."""
-    if len(body) < CHUNK_HEADER_SIZE:
-        raise BodyError("capture chunk body of %d bytes" % len(body))
-    view = memoryview(body)
-    total, index, count = struct.unpack_from(">IHH", body, 24)
-    if index >= count:
-        raise BodyError("chunk index %d of %d" % (index, count))
-    return bytes(view[0:16]), bytes(view[16:24]), total, index, count, view[CHUNK_HEADER_SIZE:]
-
-
 # ---- §6 event -----------------------------------------------------------------------------
 
 AES_BLOCK = 16
@@ -240,6 +198,10 @@ _MODE_CBC = 2
 
 def encrypt_event(k_event, iv, plaintext):
     """iv || AES-256-CBC(K_event, iv, PKCS7(plaintext)): the body of an event envelope."""
+    # Imported here, not at the top: delivery.py takes the receipt codes from this module,
+    # and its properties are also checked on CPython, which has no cryptolib.
+    import cryptolib
+
     if len(iv) != AES_BLOCK:
         raise ValueError("event IV must be 16 bytes")
     pad = AES_BLOCK - len(plaintext) % AES_BLOCK
@@ -251,23 +213,6 @@ def encrypt_event(k_event, iv, plaintext):
     body[:AES_BLOCK] = iv
     cryptolib.aes(k_event, _MODE_CBC, bytes(iv)).encrypt(padded, memoryview(body)[AES_BLOCK:])
     return bytes(body)
-
-
-def decrypt_event(k_event, body):
-    """The JSON plaintext of an event body; BodyError if it is not well padded."""
-    size = len(body)
-    if size < 2 * AES_BLOCK or size % AES_BLOCK:
-        raise BodyError("event body of %d bytes" % size)
-    view = memoryview(body)
-    plain = bytearray(size - AES_BLOCK)
-    cryptolib.aes(k_event, _MODE_CBC, bytes(view[:AES_BLOCK])).decrypt(view[AES_BLOCK:], plain)
-    pad = plain[-1]
-    if not 1 <= pad <= AES_BLOCK:
-        raise BodyError("event padding")
-    for i in range(len(plain) - pad, len(plain)):
-        if plain[i] != pad:
-            raise BodyError("event padding")
-    return bytes(plain[:len(plain) - pad])
 
 
 # ---- §7 status ----------------------------------------------------------------------------
@@ -287,13 +232,6 @@ RECEIPT_REJECTED = 2
 RECEIPT_SIZE = 50
 
 
-def receipt_body(capture_id, status, frames, sha256):
-    """capture_id(16) || status(1) || frames(1) || sha256(32)."""
-    if len(capture_id) != 16 or len(sha256) != 32:
-        raise ValueError("capture_id is 16 bytes and sha256 32")
-    return bytes(capture_id) + bytes((status, frames)) + bytes(sha256)
-
-
 def parse_receipt(body):
     """A receipt body -> (capture_id, status, frames, sha256)."""
     if len(body) != RECEIPT_SIZE:
@@ -305,11 +243,6 @@ def parse_receipt(body):
 
 
 # ---- §9 time ------------------------------------------------------------------------------
-
-def time_body(unix_ms):
-    """u64 milliseconds since the Unix epoch."""
-    return struct.pack(">Q", unix_ms)
-
 
 def parse_time(body):
     """A time body -> milliseconds since the Unix epoch."""

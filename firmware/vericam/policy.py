@@ -222,10 +222,6 @@ class CapturePolicy:
                 best = until
         return best
 
-    def state_of(self, capture_id):
-        entry = self.captures.get(capture_id)
-        return entry[0] if entry else None
-
     # -- internals --------------------------------------------------------------------------
 
     def _claim_held(self, alarm_id):

@@ -129,10 +129,6 @@ class CaptureSealer:
             raise SealError("%s() is not allowed when the sealer is %s" % (call, self._state))
         self._state = following
 
-    @property
-    def frame_count(self):
-        return len(self._tags)
-
     def header(self):
         """The capture header (§4): wraps a fresh DK to the ARC, keeps only K_enc and K_mac."""
         self._advance("header")

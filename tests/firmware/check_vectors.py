@@ -36,14 +36,15 @@ def parent(path):
 
 
 sys.path.append(parent(parent(parent(__file__))) + "/firmware")  # runs without MICROPYPATH too
+sys.path.append(parent(__file__))  # the ARC's side of the bodies
 
 import cryptolib  # noqa: E402
 import struct  # noqa: E402
 
+from arc_side import decrypt_event, parse_chunk, receipt_body, time_body  # noqa: E402
 from vericam.envelope import (BAD_MAC, TOPIC_MISMATCH, EnvelopeError,  # noqa: E402
-                              chunk_header, decrypt_event, encrypt_event, open_envelope,
-                              parse_chunk, parse_receipt, parse_time, receipt_body,
-                              seal_envelope, time_body)
+                              chunk_header, encrypt_event, open_envelope, parse_receipt,
+                              parse_time, seal_envelope)
 from vericam.hkdf import hkdf_sha256  # noqa: E402
 from vericam.hmac256 import HMAC, compare_digest, hmac_sha256  # noqa: E402
 from vericam.keys import DeviceKeys  # noqa: E402

@@ -20,11 +20,13 @@ def parent(path):
 
 REPO = parent(parent(parent(__file__)))
 sys.path.append(REPO + "/firmware")  # so it also runs without MICROPYPATH
+sys.path.append(REPO + "/tests/firmware")  # the ARC's side of the bodies
 
+from arc_side import receipt_body, time_body
 from vericam import FW_VERSION
-from vericam.envelope import (TYPE_CAPTURE, TYPE_EVENT, TYPE_RECEIPT, TYPE_STATUS, TYPE_TIME,
-                              chunk_header, encrypt_event, receipt_body, seal_envelope,
-                              status_body, time_body, topic_for)
+from vericam.envelope import (RECEIPT_STORED, TYPE_CAPTURE, TYPE_EVENT, TYPE_RECEIPT, TYPE_STATUS,
+                              TYPE_TIME, chunk_header, encrypt_event, seal_envelope, status_body,
+                              topic_for)
 from vericam.hkdf import hkdf_sha256
 from vericam.hmac256 import hmac_sha256
 from vericam.keys import INFO_DOWN, INFO_EVENT, INFO_UP, DeviceKeys
@@ -170,8 +172,8 @@ def envelope_vectors(out, sealed):
     import hashlib
     digest = hashlib.sha256(sealed).digest()
     envelope_vector(out, "envelope-receipt", TYPE_RECEIPT, 1795300002123, T + 2,
-                    receipt_body(capture_id, 0, 2, digest),
-                    {"receipt": {"capture_id": capture_id.hex(), "status": 0, "frames": 2,
+                    receipt_body(capture_id, RECEIPT_STORED, 2, digest),
+                    {"receipt": {"capture_id": capture_id.hex(), "status": RECEIPT_STORED, "frames": 2,
                                  "sha256": digest.hex()}})
 
     envelope_vector(out, "envelope-time", TYPE_TIME, 1795300003456, T + 3,

@@ -268,9 +268,6 @@ class MQTTClient:
         self.up.clear()
         self._dead.set()
 
-    def is_connected(self):
-        return self.up.is_set()
-
     # -----------------------------------------------------------------------------------
     # Connection
 

@@ -194,13 +194,6 @@ def publish_head(topic, payload_len, qos=0, pid=0, dup=False, retain=False):
     return bytes(out)
 
 
-def set_dup(head):
-    """The same PUBLISH head with the DUP flag set, for a retransmission."""
-    b = bytearray(head)
-    b[0] |= 0x08
-    return bytes(b)
-
-
 def puback(pid):
     """A PUBACK for an incoming QoS-1 PUBLISH (section 3.4)."""
     _check_pid(pid)
