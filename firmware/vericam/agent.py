@@ -1,8 +1,10 @@
-"""The device agent: wires panel, camera, policy, vault and uplink together on asyncio.
+"""The device agent: wires panel, camera, policy, delivery, vault and uplink together on asyncio.
 
 The decisions live elsewhere: what to capture and whether to send or shred is the policy
-(policy.py), how a capture is sealed is seal.py, how it sits on flash is vault.py, and the
-wire format is envelope.py. This module only carries out the actions they return, and owns
+(policy.py), when a sealed capture is published and which receipt lets it be destroyed is
+the delivery (delivery.py), how a capture is sealed is seal.py, how it sits on flash is
+vault.py, and the wire format is envelope.py. This module feeds them events and time,
+carries out the actions they return with the HAL, the vault and the MQTT client, and owns
 the order in which things leave the device: alarm events first, then photos, then routine
 events (see Uplink).
 
@@ -21,54 +23,57 @@ import hashlib
 import json
 import os
 import time
+from binascii import hexlify, unhexlify
 
 from vericam import FW_VERSION
+# The biggest modules first: compiling a module from source needs contiguous room, which
+# every import before it breaks up (on the unix port a 156 KiB heap fits them this way).
+from vericam.mqtt.client import MQTTClient, MQTTExpired
+from vericam.seal import CaptureSealer
 from vericam.counter import MessageCounter
 from vericam.envelope import (
     TYPE_CAPTURE as T_CAPTURE, TYPE_EVENT as T_EVENT, TYPE_STATUS as T_STATUS,
-    TYPE_RECEIPT as T_RECEIPT, TYPE_TIME as T_TIME,
-    seal_envelope, open_envelope, chunk_header, encrypt_event,
-    parse_receipt, parse_time, EnvelopeError, TOPIC_LEAF,
+    TYPE_RECEIPT as T_RECEIPT, TYPE_TIME as T_TIME, TYPE_HEARTBEAT as T_HEARTBEAT,
+    CLOCK_TOLERANCE, seal_envelope, open_envelope, chunk_header, encrypt_event, status_body,
+    parse_receipt, parse_time, EnvelopeError,
 )
+from vericam.delivery import Delivery, DEFAULT_RECEIPT_TIMEOUT_MS
 from vericam.keys import DeviceKeys
-from vericam.mqtt.client import MQTTClient, MQTTExpired
-from vericam.policy import CapturePolicy, TRIGGER_CODES, HELD, SENDING
-from vericam.seal import CaptureSealer
+from vericam.policy import CapturePolicy, DEFAULT_HOLD_WINDOW_MS, TRIGGER_CODES, HELD, SENDING
 from vericam.vault import Vault, FlashFull
 
 READ_PIECE = 1024          # bytes read from camera or flash at a time
 FRAME_BUDGET = 64 * 1024   # flash reserved per frame before a series starts
 
-# Heartbeat (docs/PROTOCOL.md section 11): type 0x04 on up/heartbeat, QoS 0. The default
+# Heartbeat (docs/PROTOCOL.md section 11): T_HEARTBEAT on up/heartbeat, QoS 0. The default
 # interval puts three heartbeats in the 180 s supervision window of EN 50136-1 category
 # SP4, so one lost heartbeat never raises a supervision fault at the ARC.
-TYPE_HEARTBEAT = 0x04
 HEARTBEAT_S = 60
 
 SEND_BYTES = 16384  # capture bytes in flight (unacknowledged) by default, see run()
 
-PRIO_ALARM = 0
-PRIO_PHOTO = 1
-PRIO_ROUTINE = 2
+# Activity events of these kinds go before the photos; the others (arming, configuration)
+# go after them.
+URGENT_KINDS = ("alarm", "technical")
 
 # An event's envelope is stamped when it is sealed, and the gateway refuses one stamped more
-# than 300 s from its clock (docs/PROTOCOL.md section 3, rule 6 `stale`). An event that has
-# waited out a dead link is therefore never let out older than this: the MQTT client asks
-# before every (re)send, and an envelope this old is withdrawn and the event sealed again,
-# with a fresh counter and time. 60 s of margin for transit and for the two clocks.
-EVENT_FRESH_S = 240
+# than CLOCK_TOLERANCE (300 s) from its clock (docs/PROTOCOL.md section 3, rule 6 `stale`).
+# An event that has waited out a dead link is therefore never let out older than this: the
+# MQTT client asks before every (re)send, and an envelope this old is withdrawn and the
+# event sealed again, with a fresh counter and time. 60 s of margin for transit and for the
+# two clocks.
+EVENT_FRESH_S = CLOCK_TOLERANCE - 60
 
 
-def _event_prio(ev):
-    return PRIO_ALARM if ev.get("kind") in ("alarm", "technical") else PRIO_ROUTINE
+def _urgent(ev):
+    return ev.get("kind") in URGENT_KINDS
 
 
 def _hex(b):
-    return "".join("%02x" % x for x in b)
+    return hexlify(b).decode()
 
 
-def _unhex(s):
-    return bytes(int(s[i:i + 2], 16) for i in range(0, len(s), 2))
+_unhex = unhexlify
 
 
 def load_config(path):
@@ -83,28 +88,46 @@ def load_config(path):
 
 
 class Uplink:
-    """What waits to leave the device, in priority order: alarms, then photos, then routine."""
+    """What waits to leave the device, in priority order: alarm events, photos, routine events.
 
-    def __init__(self):
-        self.queues = ([], [], [])
+    The events wait here; the photos wait in the delivery, which says which capture goes
+    next. The queues change only through these methods.
+    """
+
+    def __init__(self, delivery):
+        self._delivery = delivery
+        self._alarms = []
+        self._routine = []
         self.ready = asyncio.Event()
 
-    def put(self, prio, item):
-        self.queues[prio].append(item)
+    def put(self, ev):
+        """Queue an activity event behind those of its own priority."""
+        (self._alarms if _urgent(ev) else self._routine).append(ev)
         self.ready.set()
 
-    def has(self, capture_id):
-        for q in self.queues:
-            for item in q:
-                if item[0] == "capture" and item[1] == capture_id:
-                    return True
-        return False
+    def put_back(self, ev):
+        """An event that could not be sent goes first again, ahead of its own priority."""
+        (self._alarms if _urgent(ev) else self._routine).insert(0, ev)
+        self.ready.set()
+
+    def wake(self):
+        """A capture waits in the delivery."""
+        self.ready.set()
+
+    def take_alarm(self):
+        """The first alarm event waiting, or None."""
+        return self._alarms.pop(0) if self._alarms else None
 
     async def take(self):
+        """("event", ev) or ("capture", capture_id, alarm_id): the next thing to send."""
         while True:
-            for q in self.queues:
-                if q:
-                    return q.pop(0)
+            if self._alarms:
+                return ("event", self._alarms.pop(0))
+            nxt = self._delivery.next_capture()
+            if nxt is not None:
+                return ("capture", nxt[0], nxt[1])
+            if self._routine:
+                return ("event", self._routine.pop(0))
             self.ready.clear()
             await self.ready.wait()
 
@@ -122,23 +145,23 @@ class Agent:
         self.arc_key_id = _unhex(self.cfg["arc_key_id"])
         self.counter = MessageCounter(root + "/counter")
         self.vault = Vault(root + "/vault")
-        self.policy = CapturePolicy(self.cfg.get("triggers"), self.cfg.get("hold_window_ms", 5 * 60 * 1000))
+        self.policy = CapturePolicy(self.cfg.get("triggers"), self.cfg.get("hold_window_ms", DEFAULT_HOLD_WINDOW_MS))
+        self.delivery = Delivery(int(self.cfg.get("receipt_timeout_ms", DEFAULT_RECEIPT_TIMEOUT_MS)))
         # 2 KiB chunks: on a fragmented MicroPython heap a 2 KiB envelope still finds a hole
         # where a 4 KiB one does not (measured: `vericam bench device`).
         self.chunk_size = int(self.cfg.get("chunk_size", 2048))
         self.window = int(self.cfg.get("send_window", 4))
-        self.receipt_timeout_ms = int(self.cfg.get("receipt_timeout_ms", 30000))
-        self._timeouts = {}  # capture_id -> receipt timeouts so far: each doubles the next wait
-        self.uplink = Uplink()
-        self.awaiting = {}  # capture_id -> (sha256 of what was sent, deadline in ticks_ms, alarm id)
-        self.sending = None  # the capture being published right now
+        self.uplink = Uplink(self.delivery)
+        # The delivery's clock: transport milliseconds (see the module docstring), summed
+        # from ticks_ms differences so that it never wraps.
+        self._transport_ms = 0
+        self._last_ticks = time.ticks_ms()
         # Allocated once at boot, while the heap is still in one piece.
         self._chunk_buf = bytearray(self.chunk_size)
         # Technical alarm "flash_low" when free flash drops below this (default: an eighth
         # of the flash, 256 KiB of 2 MiB, about one alarm series); raised once per descent.
         self.flash_low_bytes = int(self.cfg.get("flash_low_bytes", self.vault.total_bytes() // 8))
         self._flash_low = False
-        self.early = {}      # receipts that overtook the last PUBACKs of their capture
         self.topic_base = "vc/v1/%s/" % self.device_id
         self.mqtt = None
 
@@ -150,27 +173,19 @@ class Agent:
         return topic, seal_envelope(self.keys.up, topic, msg_type, self.device_id, c, self.hal.unix_time(), body)
 
     def _status(self, state, counter):
-        body = json.dumps({"state": state, "fw": FW_VERSION}).encode()
-        return self._envelope("status", T_STATUS, body, counter)
+        return self._envelope("status", T_STATUS, status_body(state, FW_VERSION), counter)
+
+    def _transport_now(self):
+        ticks = time.ticks_ms()
+        self._transport_ms += time.ticks_diff(ticks, self._last_ticks)
+        self._last_ticks = ticks
+        return self._transport_ms
 
     # -- boot ---------------------------------------------------------------------------------
 
     def _recover(self):
         captures, removed = self.vault.recover()
-        now = self.hal.now_ms()
-        for cid, rec in captures:
-            state, trigger = rec.get("s"), rec.get("t")
-            alarm = rec.get("a")
-            if alarm is not None and state in ("sending", "capturing"):
-                self.policy.restore(cid, SENDING, trigger, _unhex(alarm))
-                self.vault.set_state(cid, "sending", trigger, _unhex(alarm))
-                self.uplink.put(PRIO_PHOTO, ("capture", cid, _unhex(alarm)))
-            else:
-                # Held photos get a fresh hold window: their old deadline was on a clock
-                # that did not survive the reboot, and a reboot may itself be sabotage.
-                until = now + self.policy.hold_window_ms
-                self.policy.restore(cid, HELD, trigger, until)
-                self.vault.set_state(cid, "held", trigger)
+        self._deliver(self.delivery.on_boot(captures))
         self.hal.trace("boot", captures=len(captures), debris_removed=removed, fw=FW_VERSION)
 
     # -- activity log: technical alarms and configuration ------------------------------------
@@ -180,7 +195,7 @@ class Agent:
         fields["code"] = code
         fields["t"] = self.hal.unix_time()
         self.hal.trace("technical", code=code)
-        self.uplink.put(PRIO_ALARM, ("event", fields))
+        self.uplink.put(fields)
 
     def _check_flash(self):
         free = self.vault.free_bytes()
@@ -214,7 +229,7 @@ class Agent:
             ev = {"kind": "config", "code": "provisioned" if seen is None else "changed",
                   "t": self.hal.unix_time()}
             ev.update(summary)
-            self.uplink.put(PRIO_ROUTINE, ("event", ev))
+            self.uplink.put(ev)
             with open(path + ".tmp", "w") as f:
                 f.write(digest)
             os.rename(path + ".tmp", path)
@@ -222,6 +237,7 @@ class Agent:
     # -- actions ------------------------------------------------------------------------------
 
     def _apply(self, actions):
+        """Carry out the policy's actions."""
         for action in actions:
             kind = action[0]
             if kind == "capture":
@@ -234,22 +250,53 @@ class Agent:
                 ev["t"] = self.hal.unix_time()
                 if "alarm_id" in ev:
                     ev["alarm_id"] = _hex(ev["alarm_id"])
-                self.uplink.put(_event_prio(ev), ("event", ev))
+                self.uplink.put(ev)
             elif kind == "send":
                 _, cid, alarm_id = action
-                state = self.vault.state(cid)
-                trigger = state["t"] if state else "disarm"
-                self.vault.set_state(cid, "sending", trigger, alarm_id)
+                self._deliver(self.delivery.on_claimed(cid, alarm_id))
                 self.hal.trace("send", capture=_hex(cid), alarm=_hex(alarm_id))
-                self.uplink.put(PRIO_PHOTO, ("capture", cid, alarm_id))
             elif kind == "keep":
                 _, cid, until = action
-                state = self.vault.state(cid)
-                self.vault.set_state(cid, "held", state["t"] if state else "disarm")
+                self._deliver(self.delivery.on_held(cid))
                 self.hal.trace("held", capture=_hex(cid), until_ms=until)
             elif kind == "shred":
-                self.vault.shred(action[1])
-                self.hal.trace("shredded", capture=_hex(action[1]))
+                self._deliver(self.delivery.on_hold_ended(action[1]))
+
+    def _deliver(self, actions):
+        """Carry out the delivery's actions."""
+        for action in actions:
+            kind, cid = action[0], action[1]
+            if kind == "record":
+                self.vault.set_state(cid, action[2], action[3], action[4])
+            elif kind == "restore":
+                _, cid, trigger, alarm = action
+                if alarm is None:
+                    # Held photos get a fresh hold window (delivery.py, reboot rules).
+                    self.policy.restore(cid, HELD, trigger, self.hal.now_ms() + self.policy.hold_window_ms)
+                else:
+                    self.policy.restore(cid, SENDING, trigger, alarm)
+            elif kind == "queued":
+                why = action[2]
+                if why == "receipt_timeout":
+                    self.hal.trace("receipt_timeout", capture=_hex(cid), times=action[3])
+                elif why == "resend":
+                    self.hal.trace("resend", capture=_hex(cid))
+                self.uplink.wake()
+            elif kind == "delivered":
+                self.vault.shred(cid)
+                self.policy.on_delivered(cid)
+                self._check_flash()
+                self.hal.trace("receipt", capture=_hex(cid), frames=action[2], left=self.vault.count())
+            elif kind == "refused":
+                self.vault.shred(cid)
+                self.policy.on_delivered(cid)
+                self.hal.trace("refused_by_arc", capture=_hex(cid), left=self.vault.count())
+            elif kind == "shred":
+                self.vault.shred(cid)
+                self.hal.trace("shredded", capture=_hex(cid))
+            elif kind == "ignored":
+                # Not for the bytes sent (or not sent by us this boot): the capture stays.
+                self.hal.trace("receipt_ignored", capture=_hex(cid))
 
     async def _capture_series(self, ref, trigger, frames, interval_ms):
         """Take `frames` photos, sealing each piece before it reaches the flash."""
@@ -261,10 +308,9 @@ class Agent:
         except FlashFull as exc:
             self.policy.on_capture_failed(ref)
             self.hal.trace("flash_full", trigger=trigger)
-            self.uplink.put(PRIO_ALARM, ("event", {"kind": "technical", "code": "flash_full", "t": self.hal.unix_time()}))
+            self.uplink.put({"kind": "technical", "code": "flash_full", "t": self.hal.unix_time()})
             return
-        if alarm_id is not None:
-            self.vault.set_state(cid, "capturing", trigger, alarm_id)
+        self._deliver(self.delivery.on_capturing(cid, trigger, alarm_id))
         sealer = CaptureSealer(self.arc_n, self.arc_e, self.arc_key_id, cid, TRIGGER_CODES[trigger], self.hal.unix_time())
         try:
             writer.write(sealer.header())
@@ -288,6 +334,7 @@ class Agent:
             sealer.close()
         self.hal.trace("sealed", capture=_hex(cid), trigger=trigger, frames=frames, bytes=size)
         self._check_flash()
+        self._deliver(self.delivery.on_sealed(cid, trigger))
         self._apply(self.policy.on_captured(ref, cid, self.hal.now_ms()))
 
     # -- tasks --------------------------------------------------------------------------------
@@ -313,51 +360,41 @@ class Agent:
         while True:
             now = self.hal.now_ms()
             self._apply(self.policy.on_tick(now))
-            self._check_receipts(time.ticks_ms())
+            self._deliver(self.delivery.on_tick(self._transport_now()))
             deadline = self.policy.next_deadline()
             wait = cap if deadline is None else max(10, min(cap, deadline - now))
             await self.hal.sleep_ms(wait)
 
-    def _check_receipts(self, ticks):
-        for cid in list(self.awaiting):
-            digest, deadline, alarm_id = self.awaiting[cid]
-            if time.ticks_diff(ticks, deadline) >= 0:
-                del self.awaiting[cid]
-                self._timeouts[cid] = self._timeouts.get(cid, 0) + 1
-                self.hal.trace("receipt_timeout", capture=_hex(cid), times=self._timeouts[cid])
-                self.uplink.put(PRIO_PHOTO, ("capture", cid, alarm_id))
-
     async def _uplink_task(self):
         while True:
             item = await self.uplink.take()
+            if item[0] == "capture":
+                await self._send_capture(item[1], item[2])
+                continue
             try:
-                if item[0] == "event":
-                    await self._send_event(item[1])
-                elif item[0] == "capture":
-                    await self._send_capture(item[1], item[2])
+                await self._send_event(item[1])
             except Exception as exc:
-                # Nothing is lost: the item goes back to the front of its own queue, so a
+                # Nothing is lost: the event goes back to the front of its own queue, so a
                 # routine event does not overtake an alarm, nor an alarm its own order.
                 self.hal.trace("uplink_retry", error=repr(exc))
-                prio = PRIO_PHOTO if item[0] == "capture" else _event_prio(item[1])
-                self.uplink.queues[prio].insert(0, item)
+                self.uplink.put_back(item[1])
                 if not isinstance(exc, MQTTExpired):
                     await asyncio.sleep_ms(500)  # an expired event goes again at once, re-sealed
 
     def _alarms_first(self):
         # An alarm raised while a capture is on its way goes out between two chunks, not
         # after the last one: on a slow link a capture takes seconds.
-        q = self.uplink.queues[PRIO_ALARM]
-        while q:
-            asyncio.create_task(self._send_alarm_event(q.pop(0)))
+        ev = self.uplink.take_alarm()
+        while ev is not None:
+            asyncio.create_task(self._send_alarm_event(ev))
+            ev = self.uplink.take_alarm()
 
-    async def _send_alarm_event(self, item):
+    async def _send_alarm_event(self, ev):
         try:
-            await self._send_event(item[1])
+            await self._send_event(ev)
         except Exception as exc:
             self.hal.trace("uplink_retry", error=repr(exc))
-            self.uplink.queues[PRIO_ALARM].insert(0, item)
-            self.uplink.ready.set()
+            self.uplink.put_back(ev)
 
     async def _send_event(self, ev):
         """Publish one activity event; MQTTExpired if it waited too long and must be sealed again.
@@ -391,13 +428,24 @@ class Agent:
         self.hal.trace("event_sent", kind=ev.get("kind"), code=ev.get("code"))
 
     async def _send_capture(self, cid, alarm_id):
-        if self.vault.state(cid) is None:
-            return  # already receipted and deleted
+        """Publish the capture the delivery handed out, and tell it how that went."""
+        try:
+            digest, count, total = await self._publish_capture(cid, alarm_id)
+        except Exception as exc:
+            # Nothing is lost: the capture goes first again once the link is back.
+            self.hal.trace("uplink_retry", error=repr(exc))
+            self._deliver(self.delivery.on_publish_failed(cid))
+            await asyncio.sleep_ms(500)
+            return
+        self.hal.trace("capture_sent", capture=_hex(cid), chunks=count, bytes=total)
+        self._deliver(self.delivery.on_published(cid, digest, self._transport_now()))
+
+    async def _publish_capture(self, cid, alarm_id):
+        """Every chunk published and acknowledged -> (sha256 of the bytes, chunks, bytes)."""
         total = self.vault.sealed_size(cid)
         count = (total + self.chunk_size - 1) // self.chunk_size
         digest = hashlib.sha256()
         inflight = []
-        self.sending = cid
         # One chunk buffer for the device's life: each chunk is read into it and copied
         # once, into its envelope, so no 4 KB bytes object per chunk is left to the GC.
         if self._chunk_buf is None or len(self._chunk_buf) != self.chunk_size:
@@ -420,21 +468,9 @@ class Agent:
                 inflight.append(asyncio.create_task(self.mqtt.publish(topic, payload, 1)))
                 if len(inflight) >= self.window:
                     await inflight.pop(0)
-        try:
-            for t in inflight:
-                await t
-        finally:
-            self.sending = None
-        # A gateway that stays silent (down, or its receipts lost) gets the capture again
-        # after 1, 2, 4, 8, then every 16 receipt timeouts, not every one: resending a
-        # whole capture each 30 s would pile copies up at the broker and eat a slow link.
-        wait = self.receipt_timeout_ms << min(self._timeouts.get(cid, 0), 4)
-        self.awaiting[cid] = (digest.digest(), time.ticks_add(time.ticks_ms(), wait), alarm_id)
-        self.hal.trace("capture_sent", capture=_hex(cid), chunks=count, bytes=total)
-        early = self.early.pop(cid, None)
-        if early is not None:
-            # The gateway stored the capture before our last PUBACKs came back.
-            self._on_receipt(cid, early[0], early[1], early[2])
+        for t in inflight:
+            await t
+        return digest.digest(), count, total
 
     # -- downlink -----------------------------------------------------------------------------
 
@@ -449,7 +485,7 @@ class Agent:
         try:
             if msg_type == T_RECEIPT:
                 cid, status, frames, sha = parse_receipt(body)
-                self._on_receipt(bytes(cid), status, frames, bytes(sha))
+                self._deliver(self.delivery.on_receipt(cid, status, frames, sha))
             elif msg_type == T_TIME:
                 self._on_time(parse_time(body))
         except EnvelopeError as exc:
@@ -459,7 +495,7 @@ class Agent:
         # PROTOCOL section 9: never set the clock back by more than the tolerance, so a
         # replayed old time message cannot put wrong times on evidence.
         now = self.hal.now_ms()
-        if self.hal.clock_set and ms < now - 300000:
+        if self.hal.clock_set and ms < now - CLOCK_TOLERANCE * 1000:
             self.hal.trace("time_refused", behind_ms=now - ms)
             return
         was_set = self.hal.clock_set
@@ -467,40 +503,6 @@ class Agent:
         self.hal.trace("clock_set")
         if not was_set:
             self._technical("clock_set")
-
-    def _finished(self, cid):
-        """The ARC has answered for good about this capture: destroy it and forget it."""
-        del self.awaiting[cid]
-        self._timeouts.pop(cid, None)
-        self.vault.shred(cid)
-        self.policy.on_delivered(cid)
-
-    def _on_receipt(self, cid, status, frames, sha):
-        pending = self.awaiting.get(cid)
-        if pending is None and cid == self.sending:
-            self.early[cid] = (status, frames, sha)
-            return
-        if status == 0:
-            if pending is None or pending[0] != sha:
-                # Not for the bytes we sent (or not sent by us this boot): keep the capture.
-                self.hal.trace("receipt_ignored", capture=_hex(cid))
-                if pending is None and self.vault.state(cid) is not None and not self.uplink.has(cid):
-                    st = self.vault.state(cid)
-                    if st.get("s") == "sending" and "a" in st:
-                        self.uplink.put(PRIO_PHOTO, ("capture", cid, _unhex(st["a"])))
-                return
-            self._finished(cid)
-            self._check_flash()
-            self.hal.trace("receipt", capture=_hex(cid), frames=frames, left=self.vault.count())
-        elif status == 2 and pending is not None and pending[0] == sha:
-            # The ARC refuses these exact bytes for good (a bad capture, or one past its
-            # retention): keeping them would only fill the flash. They are sealed; shred them.
-            self._finished(cid)
-            self.hal.trace("refused_by_arc", capture=_hex(cid), left=self.vault.count())
-        elif pending is not None:
-            del self.awaiting[cid]
-            self.hal.trace("resend", capture=_hex(cid))
-            self.uplink.put(PRIO_PHOTO, ("capture", cid, pending[2]))
 
     # -- main ---------------------------------------------------------------------------------
 
@@ -544,16 +546,14 @@ class Agent:
     async def _heartbeat_task(self):
         """Tell the ARC every `heartbeat_s` that the device and its link are alive (0: never)."""
         interval = int(self.cfg.get("heartbeat_s", HEARTBEAT_S))
-        if interval <= 0 or TYPE_HEARTBEAT not in TOPIC_LEAF:
-            # TOPIC_LEAF lacking the type: envelope.py (and the gateway) do not speak
-            # section 11 yet, and a heartbeat they would refuse is only noise.
+        if interval <= 0:
             return
         while True:
             await self.hal.sleep_ms(interval * 1000)  # world time: supervision is the ARC's clock
             if not self.mqtt.up.is_set():
                 continue  # a stale heartbeat proves nothing; the next one goes when the link is back
             body = json.dumps({"interval_s": interval, "pending": self.vault.count()}).encode()
-            topic, payload = self._envelope("heartbeat", TYPE_HEARTBEAT, body)
+            topic, payload = self._envelope("heartbeat", T_HEARTBEAT, body)
             try:
                 await self.mqtt.publish(topic, payload, 0, False, 1000)
                 self.hal.trace("heartbeat", pending=self.vault.count())

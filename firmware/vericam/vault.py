@@ -6,6 +6,7 @@ Layout under the vault directory (littlefs on the device):
                renamed when its last byte is on flash
     <id>.st    its state record, JSON, always replaced via <id>.sx + rename:
                {"s": "capturing"|"held"|"sending", "t": trigger, "a": alarm id hex, "ts": time}
+               (what each state means, and after a reboot, is delivery.py's)
 
 The .st files are the index: a directory listing at boot gives every capture and its
 decision. The state record is written before the sealed file is started, so a power cut at
@@ -16,6 +17,9 @@ removes. Nothing in here is plaintext: frames are sealed before their first byte
 
 import json
 import os
+from binascii import hexlify, unhexlify
+
+from vericam.delivery import RECORD_CAPTURING
 
 SUFFIX_CAP = ".cap"
 SUFFIX_TMP = ".tmp"
@@ -32,11 +36,7 @@ class FlashFull(VaultError):
 
 
 def _hex(b):
-    return "".join("%02x" % x for x in b)
-
-
-def _unhex(s):
-    return bytes(int(s[i:i + 2], 16) for i in range(0, len(s), 2))
+    return hexlify(b).decode()
 
 
 def _exists(path):
@@ -140,7 +140,7 @@ class Vault:
         """Start a capture: its state record first, then its temporary file."""
         if expected_bytes and not self.has_room_for(expected_bytes):
             raise FlashFull("flash full: %d bytes free, a capture needs %d" % (self.free_bytes(), expected_bytes))
-        self.set_state(capture_id, "capturing", trigger)
+        self.set_state(capture_id, RECORD_CAPTURING, trigger)
         return CaptureWriter(self, capture_id)
 
     def set_state(self, capture_id, state, trigger, alarm_id=None, ts=0):
@@ -173,7 +173,7 @@ class Vault:
         for name in os.listdir(self.root):
             stem = name[:-len(SUFFIX_STATE)]
             if name.endswith(SUFFIX_STATE) and _exists(self.root + "/" + stem + SUFFIX_CAP):
-                cid = _unhex(stem)
+                cid = unhexlify(stem)
                 rec = self.state(cid)
                 if rec is not None:
                     out.append((cid, rec))
@@ -197,7 +197,7 @@ class Vault:
         """After a boot: remove half-written debris and return the whole captures.
 
         A capture that was still being written when the power went is incomplete and
-        removed; a whole one keeps its decision (held or sending).
+        removed; a whole one keeps its record, which the delivery reads (`on_boot`).
         """
         removed = 0
         names = os.listdir(self.root)
