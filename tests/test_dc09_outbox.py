@@ -1,0 +1,110 @@
+"""The DC-09 outbox keeps every report until a receiver of each route has acknowledged it.
+
+The promises of `gateway.forward.outbox.Outbox`, checked on both implementations: numbers
+that never change and wrap after 9999, leases that keep two workers off the same entry,
+retry times, acknowledgements per route; and for the file outbox, a restart that forgets
+nothing acknowledged or not, a torn last line, and compaction.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gateway.forward.outbox import FileOutbox, MemoryOutbox, Outbox, Report
+
+REPORT = Report(event="intrusion", account="1234", zone=3, alarm_id="5f1c", device="dev-1", at=1_795_300_000.0)
+
+
+@pytest.fixture(params=["memory", "file"])
+def outbox(request, tmp_path):
+    box = MemoryOutbox() if request.param == "memory" else FileOutbox(tmp_path / "outbox.jsonl")
+    yield box
+    if isinstance(box, FileOutbox):
+        box.close()
+
+
+def test_both_outboxes_are_outboxes(outbox):
+    assert isinstance(outbox, Outbox)
+
+
+def test_numbers_follow_each_other_and_wrap_after_9999():
+    box = MemoryOutbox(first_seq=9998)
+    assert [box.put(REPORT).seq for _ in range(3)] == [9998, 9999, 1]
+
+
+def test_a_leased_entry_is_not_handed_to_a_second_worker(outbox):
+    entry = outbox.put(REPORT, now=100.0)
+    assert [e.id for e in outbox.pending("arc", now=100.0, lease_s=30)] == [entry.id]
+    assert outbox.pending("arc", now=110.0) == []                 # leased to the first worker
+    assert [e.id for e in outbox.pending("backup-arc", now=110.0)] == [entry.id]   # another route
+    assert [e.id for e in outbox.pending("arc", now=131.0)] == [entry.id]   # a worker that died
+
+
+def test_a_failed_attempt_waits_for_its_retry_time_and_is_counted(outbox):
+    entry = outbox.put(REPORT, now=100.0)
+    outbox.pending("arc", now=100.0)
+    outbox.mark_attempt(entry.id, "arc", "primary: timeout", retry_at=105.0)
+    assert outbox.pending("arc", now=104.0) == []
+    (again,) = outbox.pending("arc", now=105.0)
+    assert (again.seq, again.attempts, again.last_outcome) == (entry.seq, 1, "primary: timeout")
+
+
+def test_an_acknowledged_entry_leaves_that_route_only(outbox):
+    first, second = outbox.put(REPORT, now=1.0), outbox.put(REPORT, now=2.0)
+    outbox.pending("arc", now=3.0)
+    outbox.mark_acked(first.id, "arc", "backup", at=3.5)
+    assert outbox.backlog("arc") == 1 and outbox.backlog("other") == 2
+    assert [e.id for e in outbox.pending("arc", now=100.0)] == [second.id]
+
+
+def test_a_restart_keeps_numbers_acks_and_unacked_entries(tmp_path):
+    path = tmp_path / "outbox.jsonl"
+    box = FileOutbox(path)
+    done, waiting = box.put(REPORT, now=1.0), box.put(REPORT, now=2.0)
+    box.pending("arc", now=3.0)
+    box.mark_acked(done.id, "arc", "primary", at=3.0)
+    box.mark_attempt(waiting.id, "arc", "primary: refused", retry_at=10_000.0)
+    box.close()
+
+    again = FileOutbox(path)
+    assert again.acked_by(done.id, "arc") == "primary"
+    (due,) = again.pending("arc", now=4.0)                 # due at once after a restart
+    assert (due.id, due.seq, due.report, due.attempts) == (waiting.id, waiting.seq, REPORT, 1)
+    assert again.put(REPORT).seq == waiting.seq + 1
+    again.close()
+
+
+def test_a_torn_last_line_is_ignored_and_a_damaged_journal_is_refused(tmp_path):
+    path = tmp_path / "outbox.jsonl"
+    box = FileOutbox(path)
+    kept = box.put(REPORT)
+    box.close()
+    with open(path, "a") as f:
+        f.write('{"op":"put","id":"abc')               # the crash came mid-write
+    again = FileOutbox(path)
+    assert [e.id for e in again.entries()] == [kept.id]
+    again.close()
+
+    path.write_text("not json\n" + path.read_text())
+    with pytest.raises(ValueError, match="outbox journal line is not JSON"):
+        FileOutbox(path)
+
+
+def test_compaction_drops_what_every_route_acknowledged(tmp_path):
+    path = tmp_path / "outbox.jsonl"
+    box = FileOutbox(path)
+    both, one = box.put(REPORT), box.put(REPORT)
+    for route in ("arc", "second-arc"):
+        box.mark_acked(both.id, route, "primary", at=5.0)
+    box.mark_acked(one.id, "arc", "primary", at=5.0)
+    box.close()
+
+    compacted = FileOutbox(path, routes=["arc", "second-arc"])
+    assert [e.id for e in compacted.entries()] == [one.id]
+    assert compacted.acked_by(one.id, "arc") == "primary" and compacted.backlog("second-arc") == 1
+    assert compacted.put(REPORT).seq == one.seq + 1
+    compacted.close()
+    ops = [json.loads(line)["op"] for line in path.read_text().splitlines()]
+    assert ops == ["seq", "put", "ack", "put"]
