@@ -1,0 +1,110 @@
+"""What the ingest calls to forward an alarm: the event becomes an outbox entry, and the transmitters wake.
+
+`Forwarder.alarm(device, event, alarm_id)` is called as soon as an alarm or technical event is
+stored, before its photos arrive: the report is made durable in the outbox and every route's
+transmitter is woken, so the alarm goes out at once. `Forwarder.verification(device, event,
+alarm_id)` is called when the alarm's photos are stored: a follow-up report with the link to the
+alarm's console page (`[V...]`, see `gateway.forward.codes`). Both return the outbox entry, or
+None for an event that is not forwarded (no row in the code table, or a device with no site).
+
+Neither call touches the network: the ingest is never held up by a receiver.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping
+from urllib.parse import quote
+
+from gateway.forward import codes, dc09
+from gateway.forward.outbox import Entry, Outbox, Report
+from gateway.forward.transmitter import Counters, Route, Transmitter
+
+_log = logging.getLogger("vericam.forward")
+
+
+@dataclass(frozen=True)
+class Site:
+    """How a device's site is known at the ARC's receiver: the panel's own account and line.
+
+    `account` (3-16 hex digits), `prefix` (L) and `receiver` (R) are what the panel reports
+    under, so that the ARC software files the gateway's report with the panel's. `area` is the
+    panel's area (partition) and `zone` the zone the device is installed as.
+    """
+    account: str
+    prefix: str = "0"
+    receiver: str | None = None
+    area: int = 1
+    zone: int = 1
+
+    def __post_init__(self):
+        dc09.Account(self.account, self.prefix, self.receiver)    # validates
+        if not 0 <= self.area <= 99 or not 0 <= self.zone <= 999:
+            raise dc09.DC09Error(f"site {self.account}: area {self.area} must be 0-99 and zone {self.zone} "
+                                 "0-999 (the Contact ID partition and zone fields)")
+
+
+class Forwarder:
+    """Puts reports in the outbox and wakes the transmitters of every route.
+
+    `sites` maps a device id to its `Site` (a mapping or a function). `console_url` is the
+    console's external base address (`https://arc.example/console`); the verification link of
+    an alarm is `{console_url}/alarms/{device}/{alarm_id}`, which opens only after login.
+    """
+
+    def __init__(self, outbox: Outbox, routes: Iterable[Route], sites: Mapping[str, Site] | Callable[[str], Site | None],
+                 console_url: str | None = None, clock: Callable[[], float] = time.time,
+                 log: Callable[[str], None] | None = None, counters: Counters | None = None,
+                 on_ack: Callable[[Entry, str, float], None] | None = None):
+        self.outbox = outbox
+        self.clock = clock
+        self.log = log or _log.info
+        self.counters = counters or Counters()
+        self.console_url = console_url.rstrip("/") if console_url else None
+        self._sites = sites.get if isinstance(sites, Mapping) else sites
+        self.transmitters = [Transmitter(r, outbox, self.counters, self.log, clock, on_ack) for r in routes]
+
+    def start(self) -> "Forwarder":
+        for t in self.transmitters:
+            t.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        for t in self.transmitters:
+            t.stop(timeout)
+
+    def link(self, device: str, alarm_id: str) -> str | None:
+        if not self.console_url:
+            return None
+        return f"{self.console_url}/alarms/{quote(device, safe='')}/{quote(alarm_id, safe='')}"
+
+    def alarm(self, device: str, event: str, alarm_id: str | None = None, at: float | None = None) -> Entry | None:
+        """Forward an alarm or technical event of `device` (a `codes.CODES` key) at once."""
+        return self._put(device, event, alarm_id, at, follow_up=False)
+
+    def verification(self, device: str, event: str, alarm_id: str, at: float | None = None) -> Entry | None:
+        """Tell the ARC software that the photos of the alarm `alarm_id` are there to look at."""
+        if not self.console_url:
+            return None
+        return self._put(device, event, alarm_id, at, follow_up=True)
+
+    def _put(self, device: str, event: str, alarm_id: str | None, at: float | None, follow_up: bool) -> Entry | None:
+        if event not in codes.CODES:
+            return None
+        site = self._sites(device)
+        if site is None:
+            self.counters.add("unrouted", "*", reason="no_site")
+            self.log(f"dc09: {event} of a device with no account configured is not forwarded; "
+                     "give the device its panel's account to have it reported")
+            return None
+        report = Report(event=event, account=site.account, prefix=site.prefix, receiver=site.receiver,
+                        area=site.area, zone=site.zone,
+                        link=self.link(device, alarm_id) if alarm_id else None, follow_up=follow_up,
+                        alarm_id=alarm_id, device=device, at=self.clock() if at is None else at)
+        entry = self.outbox.put(report, self.clock())
+        self.counters.add("queued", "*", reason="follow_up" if follow_up else event)
+        for t in self.transmitters:
+            t.wake()
+        return entry
