@@ -11,4 +11,5 @@ Vericam alarm reach that pipeline, under the account number the panel itself rep
 - `gateway.forward.transmitter`: one thread per receiver pair (primary and backup) that takes
   reports from the outbox and delivers them, with retries, failover and NULL supervision.
 - `gateway.forward.forwarder`: what the ingest calls (`Forwarder.alarm`, `Forwarder.verification`).
+- `gateway.forward.config`: what an ARC integrator configures (receivers, key file, sites).
 """

@@ -105,7 +105,13 @@ class Route:
         dc09.check_key(self.default_key)
 
     def key_for(self, account: str) -> bytes | None:
-        return self.keys.get(account, self.default_key)
+        """The account's key (accounts are hex: compared without regard to case), else the default."""
+        if account in self.keys:
+            return self.keys[account]
+        for listed, key in self.keys.items():
+            if listed.upper() == account.upper():
+                return key
+        return self.default_key
 
 
 class Counters:
