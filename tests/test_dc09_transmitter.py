@@ -410,3 +410,26 @@ def test_two_workers_on_one_outbox_forward_each_alarm_once():
     got = sorted(e.sequence for e in arc.events)
     assert got == sorted(f"{e.seq:04d}" for e in entries)    # each once: no duplicates, none lost
     assert sum(w.counters.get("sent") for w in workers) == 12
+
+
+def test_a_stalled_backup_fails_its_supervision_and_holds_up_no_alarm():
+    lines = []
+    with fake_receiver(lambda line, n: None) as stalled, pysiaalarm({"1234": KEY, "ABCD": KEY}) as arc:
+        route = Route("arc", (Receiver("primary", "127.0.0.1", arc.port), Receiver("backup", "127.0.0.1", stalled.port)),
+                      keys={"1234": KEY_B, "ABCD": KEY_B}, supervision=dc09.Account("ABCD"),
+                      **{**FAST, "null_interval_s": 0.2, "ack_timeout_s": 2.0})
+        fwd = Forwarder(MemoryOutbox(), [route], SITES, log=lines.append).start()
+        try:
+            wait_for(lambda: stalled.lines, what="a NULL at the stalled backup")
+            started = time.monotonic()
+            fwd.alarm("dev-1", "intrusion")
+            wait_for(lambda: arc.of("1234"), what="the alarm through the primary")
+            alarm_s = time.monotonic() - started
+            wait_for(lambda: fwd.counters.get("supervision_failed", "arc", "backup") >= 1, what="the failed NULL")
+        finally:
+            fwd.stop()
+    assert alarm_s < 1.0
+    assert fwd.counters.get("errors", "arc", "backup", "timeout") >= 1
+    assert fwd.counters.get("supervision_failed", "arc", "primary") == 0
+    assert any("backup" in line and "supervision (NULL) failed" in line and "no answer within 2 s" in line
+               for line in lines)

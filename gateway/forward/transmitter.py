@@ -394,16 +394,18 @@ class Transmitter:
     def _supervise_loop(self, receiver: Receiver) -> None:
         link = self._null_links[receiver.name] = self._link(receiver)
         state = self.states[receiver.name]
+        failed_at = float("-inf")
         try:
             while not self._stop.is_set():
-                due = state.last_ok + self.route.null_interval_s
+                # Any answered exchange restarts the interval (DC-09 5.5.2); after a failed NULL
+                # the next one waits an interval too: the receiver is down or stalled.
+                due = max(state.last_ok, failed_at) + self.route.null_interval_s
                 wait = due - time.monotonic()
                 if wait > 0:
                     self._stop.wait(min(wait, self.route.null_interval_s))
                     continue
                 if not self.send_null(receiver, link):
-                    # Try again after an interval, not at once: the receiver is down or stalled.
-                    state.last_ok = time.monotonic()
+                    failed_at = time.monotonic()
         finally:
             link.close()
 
