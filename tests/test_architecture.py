@@ -143,3 +143,38 @@ def test_the_import_check_allows_what_a_layer_may_use():
                                 "from . import at_rest\n", "gateway.storage.captures")
     assert breaks(imported, ("gateway.governance", "gateway.console")) == []
     assert "gateway.storage.at_rest" in imported
+
+
+# The drawing of the layers in ARCHITECTURE.md ----------------------------------------------
+def _draw_layers():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("draw_layers", ROOT / "tools" / "draw_layers.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_architecture_md_draws_the_layers_as_the_imports_are():
+    layers = _draw_layers()
+    doc = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    assert layers.block() in doc, "docs/ARCHITECTURE.md's layer drawing is out of date: run python tools/draw_layers.py --write"
+
+
+def test_the_gateway_layers_have_no_cycle():
+    layers = _draw_layers()
+    graph = layers.edges()
+    assert {"storage", "protocol", "ingest", "governance", "provisioning", "console", "cli"} <= set(graph)
+    assert layers.cycle(graph) is None, "the gateway's layers import in a circle: " + " -> ".join(layers.cycle(graph))
+
+
+def test_the_cycle_check_sees_a_cycle(tmp_path):
+    layers = _draw_layers()
+    for pkg, imports in {"a": "gateway.b.x", "b": "gateway.c.y", "c": "gateway.a.z"}.items():
+        (tmp_path / "gateway" / pkg).mkdir(parents=True)
+        (tmp_path / "gateway" / pkg / "__init__.py").write_text(f'"""{pkg}."""\n')
+        (tmp_path / "gateway" / pkg / "m.py").write_text(f"import {imports}\n")
+    graph = layers.edges(tmp_path / "gateway")
+    assert graph == {"a": {"b"}, "b": {"c"}, "c": {"a"}}
+    assert layers.cycle(graph) == ["a", "b", "c", "a"]
+    assert layers.cycle({"a": {"b"}, "b": set()}) is None

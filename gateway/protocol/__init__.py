@@ -1,4 +1,4 @@
-"""Protocol v1 as the gateway speaks it (docs/PROTOCOL.md): envelopes, keys, sealed captures, events.
+"""The wire protocol as the gateway speaks it (docs/PROTOCOL.md): envelopes, keys, sealed captures, events.
 
 Pure functions and small classes, no I/O: bytes and time in, values or a `ProtocolError` out.
 """
