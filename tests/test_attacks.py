@@ -15,41 +15,23 @@ Everything is on 127.0.0.1 and bounded in count and time.
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.protocol import capture as cap
 from gateway.protocol import envelope as env
 from gateway.provisioning.devices import add_device, init_arc
 from gateway.storage.store import Store
+from simulator.fake_device import FakeDevice, fake_jpeg
 from simulator.processes import stop_process
 
-from test_gateway_service import JPEGS, DeviceLink
-from test_gateway_vectors import mv
+from support.cli import VERICAM
+from support.link import DeviceLink
 
-VENV_BIN = Path(sys.executable).parent
+JPEGS = [fake_jpeg(9006), fake_jpeg(7006)]
 FLOOD = 2000
-
-
-class Link(DeviceLink):
-    """DeviceLink with a client id of its own, so an attacker does not push the real device off."""
-
-    def __init__(self, broker, device, client_id: str):
-        import queue
-        self.device = device
-        self.down = queue.Queue()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
-        self.client.max_inflight_messages_set(100)
-        self.client.on_message = lambda c, u, m: self.down.put((m.topic, bytes(m.payload)))
-        self.client.connect(broker.host, broker.port)
-        self.client.subscribe(f"vc/v1/{device.device_id}/down/#", qos=1)
-        self.client.loop_start()
-        time.sleep(0.1)
 
 
 class Site:
@@ -62,7 +44,7 @@ class Site:
         self.configs = {d: add_device(self.data, d, "site-a") for d in ("cam-1", "cam-2")}
         self.logfile = tmp / "gateway.log"
         self._log_fh = open(self.logfile, "w")
-        self.proc = subprocess.Popen([str(VENV_BIN / "vericam"), "gateway", "run", "--data", str(self.data),
+        self.proc = subprocess.Popen([VERICAM, "gateway", "run", "--data", str(self.data),
                                       "--broker", f"{broker.host}:{broker.port}"],
                                      stdout=self._log_fh, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
@@ -70,8 +52,9 @@ class Site:
             assert self.proc.poll() is None, "gateway exited early:\n" + self.logfile.read_text()
             assert time.monotonic() < deadline, "gateway did not subscribe within 30 s"
             time.sleep(0.05)
-        self.links = {d: DeviceLink(broker, mv.TestDevice(c, chunk_size=4096)) for d, c in self.configs.items()}
-        self.attacker = Link(broker, mv.TestDevice(self.forged_config("cam-1")), "attacker")
+        self.links = {d: DeviceLink(broker, FakeDevice(c, chunk_size=4096)) for d, c in self.configs.items()}
+        self.attacker = DeviceLink(broker, FakeDevice(self.forged_config("cam-1")), client_id="attacker",
+                                   max_inflight=100)
         self.sent_payloads: list[bytes] = []  # every hostile payload, to look for in the log
         self.forged_ids: set[str] = set()     # capture ids made by the attacker
         self.counts = self.rejections()
@@ -201,7 +184,7 @@ def test_forged_macs_unknown_devices_and_stale_messages_store_nothing_and_are_co
                        forger.status("offline"), (t, bytes(flipped_body)), (t, bytes(flipped_mac))]
     # A device the gateway never provisioned, and a real device's chunk held back an hour (an
     # event held back is logged late instead: PROTOCOL section 3 "Late events").
-    stranger = mv.TestDevice(site.forged_config("cam-9"))
+    stranger = FakeDevice(site.forged_config("cam-9"))
     unknown = [stranger.event({"kind": "disarmed", "slot": 9, "t": 0}), stranger.status("online")]
     held_back = real.envelope(env.T_CAPTURE, p[len(p) // 2:len(p) // 2 + 40], time_s=int(time.time()) - 3600)
     site.hostile(forged + unknown)
@@ -259,7 +242,7 @@ def test_oversized_truncated_and_garbage_messages(site):
     site.hostile(malformed + topics)
     site.hostile(big, link=site.links["cam-1"])
     site.wait_counts({"malformed": len(malformed), "topic_mismatch": len(topics), "capture_too_large": 2})
-    throwaway = Link(site.broker, dev, "throwaway")
+    throwaway = DeviceLink(site.broker, dev, client_id="throwaway", max_inflight=100)
     try:
         throwaway.client.publish(t, rnd(70000), qos=1)
         time.sleep(0.5)
@@ -306,7 +289,7 @@ def test_a_bounded_flood_from_one_device_is_all_counted(site):
 def test_a_counter_above_the_signed_64_bit_range_is_malformed_not_an_internal_error(site):
     """Found by this suite: a validly signed envelope with counter 2**64 - 1 reached the store,
     overflowed SQLite's INTEGER and was counted as internal_error. Now it is malformed."""
-    thief = mv.TestDevice(site.configs["cam-1"])
+    thief = FakeDevice(site.configs["cam-1"])
     thief.counter = 2**63 - 1
     status = thief.envelope(env.T_STATUS, b'{"state":"online","fw":"x"}', counter=2**64 - 1)
     site.hostile([thief.event({"kind": "technical", "code": "x", "t": int(time.time())}), status],
@@ -320,7 +303,7 @@ def test_a_counter_above_the_signed_64_bit_range_is_malformed_not_an_internal_er
                    "`replay` until its key is rotated. Fixing it needs a bound on counter jumps or rotation on "
                    "detection.")
 def test_a_stolen_key_cannot_lock_the_genuine_device_out_with_a_huge_counter(site):
-    thief = mv.TestDevice(site.configs["cam-1"])  # the key, read off the flash
+    thief = FakeDevice(site.configs["cam-1"])  # the key, read off the flash
     thief.counter = 2**63 - 2  # the highest counter the gateway accepts (2**63 - 1)
     site.hostile([thief.event({"kind": "technical", "code": "tamper", "t": int(time.time())})], link=site.attacker)
     site.wait_counts({})  # accepted: it is validly signed
@@ -341,7 +324,7 @@ def test_one_devices_reassembly_limit_does_not_touch_another_device(site):
         site.forged_ids.add(cid.hex())  # never completed, so never stored
         firsts.append(cam2.chunk_messages(cid, sealed, os.urandom(8))[0])
     site.hostile(firsts, link=site.links["cam-2"])
-    throwaway = Link(site.broker, cam2, "log-forger")
+    throwaway = DeviceLink(site.broker, cam2, client_id="log-forger", max_inflight=100)
     try:
         throwaway.client.publish(f"vc/v1/cam-1/up/x\n{FAKE_LINE}\r", b"VC" + os.urandom(60), qos=1)
         time.sleep(0.5)

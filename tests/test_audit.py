@@ -2,7 +2,6 @@
 rewriting records is detected by `vericam audit verify`."""
 
 import sqlite3
-import subprocess
 
 import pytest
 
@@ -10,7 +9,9 @@ from gateway.governance import audit
 from gateway.provisioning.devices import revoke_device
 from gateway.storage.store import Store
 
-from test_retention import ALARM, VERICAM, make_gateway_dir
+from support.cli import vericam
+from support.retention import ALARM
+from support.seeding import make_gateway_dir
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def data(tmp_path):
 
 
 def verify_cli(data):
-    return subprocess.run([VERICAM, "audit", "verify", "--data", str(data)], capture_output=True, text=True)
+    return vericam("audit", "verify", "--data", str(data))
 
 
 def attacker(data):

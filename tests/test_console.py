@@ -14,7 +14,8 @@ from gateway.governance import audit
 from gateway.console import create_app
 from gateway.storage.store import Store
 
-from console_seed import PASSWORDS, ingest_alarm, init
+from support.cli import vericam
+from support.console_seed import PASSWORDS, ingest_alarm, init
 
 SECRET = "test-secret-0123456789"
 
@@ -251,9 +252,7 @@ def test_devices_and_activity_log(gw):
 def test_users_add_from_stdin_never_echoes_the_password(tmp_path):
     data = init(tmp_path / "gw")
     secret = "a-very-secret-password"
-    r = subprocess.run([sys.executable, "-m", "gateway.cli.main", "users", "add", "nina", "--role", "operator",
-                        "--data", str(data), "--password-stdin"], input=secret + "\n", capture_output=True,
-                       text=True, timeout=60)
+    r = vericam("users", "add", "nina", "--role", "operator", "--data", data, "--password-stdin", input=secret + "\n")
     assert r.returncode == 0, r.stderr
     assert secret not in r.stdout + r.stderr
     app = create_app(data, SECRET, secure_cookies=False)

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 
 from gateway.console import create_app
 
-from console_seed import ingest_alarm, init
+from support.console_seed import ingest_alarm, init
 
 ROLES = {"olivia": "operator", "sam": "supervisor", "aud": "auditor", "adam": "admin"}
 

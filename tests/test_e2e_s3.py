@@ -4,8 +4,6 @@ S3 server, and SeaweedFS, a real S3-compatible object store."""
 
 import hashlib
 import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -13,10 +11,14 @@ import pytest
 from gateway.storage.blobstore import BlobConfig, BlobStoreError, key_of
 from gateway.provisioning.devices import configure_blobs
 from gateway.storage.store import Store
-from s3server import MotoS3, SeaweedS3, weed_binary
 from simulator.demo import DEVICE, play_burglary
 from simulator.stack import Stack
-from test_retention import ALARM, make_gateway_dir, seed
+
+from support.cli import vericam
+from support.plaintext import assert_no_plaintext
+from support.retention import ALARM
+from support.s3server import MotoS3, SeaweedS3, weed_binary
+from support.seeding import make_gateway_dir, seed
 
 PREFIX = "arc-1/images"
 
@@ -26,11 +28,6 @@ def s3_stack(tmp_path, server) -> tuple[Stack, str]:
     stack = Stack(tmp_path / "run", blobs_args=["--blobs", f"s3://{bucket}/{PREFIX}",
                                                 "--s3-endpoint", server.endpoint])
     return stack, bucket
-
-
-def windows(jpeg: bytes) -> list[bytes]:
-    """Every 64-byte window at 1 KiB steps plus head and tail (see test_raw_flash_never_holds...)."""
-    return [jpeg[:64], jpeg[-64:]] + [jpeg[off:off + 64] for off in range(0, len(jpeg) - 64, 1024)]
 
 
 def test_a_burglary_stores_its_photos_in_the_bucket_as_ciphertext_only(tmp_path, any_s3, s3_env):
@@ -56,8 +53,7 @@ def test_a_burglary_stores_its_photos_in_the_bucket_as_ciphertext_only(tmp_path,
         for body in objects.values():
             assert body[:4] == b"VCB1"
             for jpeg in camera:
-                for w in windows(jpeg):
-                    assert w not in body
+                assert_no_plaintext(body, jpeg, "a photo in an object")
         assert not list((stack.gateway_dir / "blobs").rglob("*.vcb")), "no image file on the gateway's disk"
         assert "images are stored in s3://" in stack.gateway_log()
         assert s3_env["AWS_SECRET_ACCESS_KEY"] not in stack.gateway_log()
@@ -106,11 +102,6 @@ def test_photos_that_arrive_while_the_object_store_is_down_are_stored_once_it_is
             assert stack.device_captures_left(DEVICE) == 0
     finally:
         server.stop()
-
-
-def vericam(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "gateway.cli.main", *args], capture_output=True, text=True,
-                          env=env, timeout=60)
 
 
 def test_a_bad_url_a_missing_bucket_or_an_unreachable_store_are_refused_at_init(tmp_path, s3_server, s3_env):

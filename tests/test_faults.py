@@ -14,8 +14,9 @@ import paho.mqtt.client as paho
 import pytest
 
 from simulator.netproxy import NetProxy
-from simulator.scenario import find, list_scenarios, run
-from test_firmware_mqtt import Device
+from simulator.scenario import list_scenarios, run
+
+from support.micropython import MicroPythonScript
 
 FAULTS = ["outage-during-alarm", "broker-restart-mid-upload", "power-cut-mid-upload", "gateway-down"]
 
@@ -25,8 +26,8 @@ def test_the_fault_scenarios_are_listed():
 
 
 @pytest.mark.parametrize("name", FAULTS)
-def test_every_alarm_photo_reaches_the_arc_exactly_once(name, tmp_path):
-    result = run(find(name), tmp_path / "run", flash_out=tmp_path / "flash.img")
+def test_every_alarm_photo_reaches_the_arc_exactly_once(name, scenarios):
+    result = scenarios.play(name).result
     assert result["passed"], result["failures"]
     assert result["images_captured"] == 3
     assert result["images_at_arc"] == result["images_captured"]
@@ -36,10 +37,10 @@ def test_every_alarm_photo_reaches_the_arc_exactly_once(name, tmp_path):
     assert result["image_bytes_sent_without_alarm"] == 0
 
 
-def test_the_outage_really_cut_the_link_during_the_upload(tmp_path):
+def test_the_outage_really_cut_the_link_during_the_upload(scenarios):
     # The scenario is only worth something if the cut hit the upload: the capture must
     # have needed a second connection to get through.
-    result = run(find("outage-during-alarm"), tmp_path / "run")
+    result = scenarios.play("outage-during-alarm").result
     assert result["passed"], result["failures"]
     assert result["link"]["connections"] >= 2
 
@@ -64,7 +65,7 @@ def test_client_notices_a_silent_link_reconnects_and_sends_no_duplicates_into_th
                           "ack_timeout_ms": 500, "connect_timeout_ms": 500, "backoff_min_ms": 50,
                           "backoff_max_ms": 400, "keepalive_s": 60})
         opts = json.dumps({"topic": "t/silent", "count": 40, "size": 2000, "workers": 2, "pace_ms": 50})
-        dev = Device("mqtt_pub.py", cfg, opts)
+        dev = MicroPythonScript("mqtt_pub.py", cfg, opts)
         try:
             dev.expect("UP")
             dev.expect("ACK 5")

@@ -6,66 +6,23 @@ the MQTT 3.1.1 spec, and the ARC end of each scenario is a paho-mqtt subscriber.
 
 import json
 import os
-import queue
 import signal
 import socket
 import struct
-import subprocess
 import threading
 import time
-from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
 
 from simulator.broker import DEFAULT_CONFIG, Broker
-from simulator.mpy import micropython_argv, micropython_env, run_micropython
+from simulator.mpy import run_micropython
 
-SCRIPTS = Path(__file__).parent / "firmware"
+from support.micropython import SCRIPTS, MicroPythonScript
 
 
 # ---------------------------------------------------------------------------------------
 # Helpers
-
-
-class Device:
-    """A MicroPython script running in the background, its stdout readable line by line."""
-
-    def __init__(self, script, *args, heapsize=None):
-        self.proc = subprocess.Popen(micropython_argv(SCRIPTS / script, heapsize) + list(args),
-                                     env=micropython_env(), stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
-        self.lines = queue.Queue()
-        self.seen = []
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self):
-        for line in self.proc.stdout:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
-
-    def expect(self, prefix, timeout=10.0):
-        """The next output line starting with `prefix`; fails with the output so far."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                pytest.fail(f"device did not print {prefix!r} within {timeout} s:\n" + "\n".join(self.seen[-40:]))
-            if line is None:
-                pytest.fail(f"device exited before printing {prefix!r}:\n" + "\n".join(self.seen[-40:]))
-            self.seen.append(line)
-            if line.startswith(prefix):
-                return line
-
-    def wait(self, timeout=10.0):
-        rc = self.proc.wait(timeout)
-        return rc
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 class ArcSubscriber:
@@ -249,7 +206,7 @@ def test_200_chunks_of_8k_all_reach_the_arc_exactly_once(broker):
     try:
         results = {}
         for label, inflight in (("1 in flight", 1), ("8 in flight", 8)):
-            dev = Device("mqtt_pub.py", device_config(broker, max_inflight=inflight, client_id="cam-%d" % inflight),
+            dev = MicroPythonScript("mqtt_pub.py", device_config(broker, max_inflight=inflight, client_id="cam-%d" % inflight),
                          json.dumps({"topic": topic, "count": count, "size": size, "workers": inflight}),
                          heapsize="256k")
             done = dev.expect("DONE", timeout=30)
@@ -274,7 +231,7 @@ def test_200_chunks_of_8k_all_reach_the_arc_exactly_once(broker):
 
 def test_device_receives_what_it_subscribed_to_also_after_broker_restart(broker):
     topic = "vc/v1/cam-1/down/receipt"
-    dev = Device("mqtt_sub.py", device_config(broker, keepalive_s=5), "vc/v1/cam-1/down/#", "2")
+    dev = MicroPythonScript("mqtt_sub.py", device_config(broker, keepalive_s=5), "vc/v1/cam-1/down/#", "2")
     try:
         dev.expect("UP 1")
         pub = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
@@ -305,7 +262,7 @@ def test_broker_restart_mid_stream_loses_no_chunk(broker):
     topic = "vc/v1/cam-1/up/capture"
     count, size = 120, 2048
     arc = ArcSubscriber(broker, topic)
-    dev = Device("mqtt_pub.py", device_config(broker, max_inflight=4),
+    dev = MicroPythonScript("mqtt_pub.py", device_config(broker, max_inflight=4),
                  json.dumps({"topic": topic, "count": count, "size": size, "workers": 4, "pace_ms": 20}))
     try:
         dev.expect("ACK 30")
@@ -331,7 +288,7 @@ def test_last_will_reports_the_device_offline_when_it_dies(broker):
     arc = ArcSubscriber(broker, status)
     cfg = json.loads(device_config(broker))
     cfg["will"] = [status, "offline", True, 1]
-    dev = Device("mqtt_will.py", json.dumps(cfg))
+    dev = MicroPythonScript("mqtt_will.py", json.dumps(cfg))
     try:
         dev.expect("UP")
         assert arc.messages == []
@@ -345,7 +302,7 @@ def test_last_will_reports_the_device_offline_when_it_dies(broker):
 
 
 def test_publish_with_timeout_gives_up_while_the_broker_is_down(broker):
-    dev = Device("mqtt_timeout.py", device_config(broker), "vc/v1/cam-1/up/event", "800")
+    dev = MicroPythonScript("mqtt_timeout.py", device_config(broker), "vc/v1/cam-1/up/event", "800")
     try:
         dev.expect("UP")
         broker.stop()
@@ -435,7 +392,7 @@ def test_lost_puback_is_made_good_by_retransmit(misbehaviour):
     fake = FakeBroker(misbehaviour)
     cfg = fake.client_config()
     try:
-        dev = Device("mqtt_pub.py", cfg, json.dumps({"topic": "t", "count": 1, "size": 100, "workers": 1}))
+        dev = MicroPythonScript("mqtt_pub.py", cfg, json.dumps({"topic": "t", "count": 1, "size": 100, "workers": 1}))
         done = dev.expect("DONE", timeout=10)
         assert dev.wait(5) == 0
         _, _, retransmits, connects = done.split()
@@ -459,7 +416,7 @@ def test_an_expired_message_is_withdrawn_instead_of_resent_and_the_caller_sends_
     fake = FakeBroker(misbehaviour)
     cfg = fake.client_config()
     try:
-        dev = Device("mqtt_expire.py", cfg)
+        dev = MicroPythonScript("mqtt_expire.py", cfg)
         assert dev.expect("EXPIRED", timeout=10).split()[1:] == ["0", "2", "True"]  # withdrawn, asked twice
         dev.expect("DONE", timeout=10)
         assert dev.wait(5) == 0
@@ -520,7 +477,7 @@ def test_tls_connection_publishes_and_receives(tmp_path):
         "tls_version tlsv1.2\n")
     count, size = 50, 8192
     with Broker(tmp_path / "tls-broker", config_template=template) as b:
-        dev = Device("mqtt_tls.py", json.dumps({"host": b.host, "port": b.port, "client_id": "cam-tls",
+        dev = MicroPythonScript("mqtt_tls.py", json.dumps({"host": b.host, "port": b.port, "client_id": "cam-tls",
                                                 "server_hostname": "localhost"}),
                      str(pki["ca.der"]), "vc/v1/cam-tls/up/capture", str(count), str(size))
         try:

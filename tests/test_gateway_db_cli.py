@@ -2,20 +2,15 @@
 gets one clear line, never a traceback and never the password."""
 
 import contextlib
-import subprocess
-import sys
 
 import pytest
 
 from gateway.storage import sqldb
 from gateway.storage.migrations import MIGRATIONS
 
+from support.cli import vericam
+
 SECRET = "s3cr3t-Pa55"
-
-
-def vericam(*args, timeout=60):
-    return subprocess.run([sys.executable, "-m", "gateway.cli.main", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def assert_clean_error(proc, *words):

@@ -16,8 +16,9 @@ from gateway.protocol import envelope as env
 from gateway.protocol import encrypt_event
 from gateway.provisioning.devices import add_device, init_arc
 from gateway.storage.store import Store
+from simulator.fake_device import FakeDevice
 
-from test_gateway_vectors import mv
+from support.plaintext import assert_no_plaintext
 
 JPEGS = [b"\xff\xd8\xff\xe0" + os.urandom(5000) + b"\xff\xd9", b"\xff\xd8\xff\xe0" + os.urandom(3000) + b"\xff\xd9"]
 
@@ -43,7 +44,7 @@ def gw(tmp_path):
     store = Store.open(data)
     log = Captured()
     ingest = Ingest(store, log=log)
-    yield ingest, mv.TestDevice(config, chunk_size=1024), mv.TestDevice(other), log
+    yield ingest, FakeDevice(config, chunk_size=1024), FakeDevice(other), log
     store.close()
 
 
@@ -74,7 +75,7 @@ def test_a_capture_in_chunks_is_stored_encrypted_and_receipted(gw):
     assert images[0]["trigger"] == "intrusion" and images[0]["alarm_id"] == (b"A" * 8).hex()
     for image in images:
         blob = (ingest.store.data_dir / image["blob_path"]).read_bytes()
-        assert JPEGS[image["frame_index"]][:64] not in blob and JPEGS[image["frame_index"]][100:164] not in blob
+        assert_no_plaintext(blob, JPEGS[image["frame_index"]], "the photo in its blob file")
         assert stat.S_IMODE(os.stat(ingest.store.data_dir / image["blob_path"]).st_mode) == 0o600
     assert ingest.store.spool.size() == 0
     [capture] = ingest.store.captures.list()
@@ -97,8 +98,8 @@ def test_bad_messages_are_counted_by_reason_and_logged_without_payload(gw):
     topic, payload = msgs[0]
     tampered = bytearray(payload)
     tampered[60] ^= 1
-    wrong_key = mv.TestDevice({**_config(dev), "device_key": os.urandom(32).hex()})
-    stranger = mv.TestDevice({**_config(dev), "device_id": "cam-9"})
+    wrong_key = FakeDevice({**_config(dev), "device_key": os.urandom(32).hex()})
+    stranger = FakeDevice({**_config(dev), "device_id": "cam-9"})
     run(ingest, [
         (topic, bytes(tampered)),                              # bad_mac
         wrong_key.chunk_messages(cid, sealed, b"C" * 8)[0],     # bad_mac

@@ -6,9 +6,9 @@ import urllib.request
 from gateway.protocol import envelope as env
 from gateway.provisioning.devices import add_device, init_arc
 from gateway.ingest.service import Gateway
+from simulator.fake_device import FakeDevice
 
-from test_gateway_service import DeviceLink
-from test_gateway_vectors import mv
+from support.link import DeviceLink
 
 
 def scrape(port):
@@ -27,7 +27,7 @@ def value(text, name):
 def test_metrics_count_stored_captures_rejections_by_reason_and_latency(tmp_path, broker):
     data = tmp_path / "gw"
     init_arc(data)
-    dev = mv.TestDevice(add_device(data, "cam-1", "site"))
+    dev = FakeDevice(add_device(data, "cam-1", "site"))
     with Gateway(data, broker.host, broker.port, metrics_port=0, log=lambda line: None) as gw:
         port = gw._metrics_server.port
         before = scrape(port)

@@ -13,7 +13,7 @@ from gateway.protocol import errors
 from gateway.protocol.event import decrypt_event, encrypt_event
 from gateway.protocol.keys import DeviceKeys
 
-from test_gateway_vectors import mv
+from support.vectors import mv
 
 KEY = bytes(range(32))
 KEYS = DeviceKeys.derive(KEY)

@@ -5,7 +5,7 @@ import time
 from gateway.provisioning.devices import add_device, init_arc
 from gateway.storage.store import Store
 
-from scaleout import CaptureStream, Workers, wait_for
+from support.scaleout import CaptureStream, Workers, wait_for
 
 DEVICES = 3
 CAPTURES_PER_DEVICE = 12

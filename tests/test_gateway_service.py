@@ -3,63 +3,23 @@
 import hashlib
 import json
 import os
-import queue
 import signal
 import stat
 import subprocess
-import sys
 import time
-from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.protocol import envelope as env
 from gateway.provisioning.devices import add_device, init_arc
 from gateway.ingest.service import Gateway
 from gateway.storage.store import Store
 
-from test_gateway_vectors import mv
+from simulator.fake_device import FakeDevice, fake_jpeg
+from support.cli import VERICAM, vericam
+from support.link import DeviceLink
 
-JPEGS = [b"\xff\xd8\xff\xe0" + os.urandom(9000) + b"\xff\xd9", b"\xff\xd8\xff\xe0" + os.urandom(7000) + b"\xff\xd9"]
-VENV_BIN = Path(sys.executable).parent
-
-
-class DeviceLink:
-    """A device's MQTT side, enough for tests: QoS-1 publish, and its downlink collected."""
-
-    def __init__(self, broker, device: mv.TestDevice):
-        self.device = device
-        self.down: queue.Queue = queue.Queue()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"dev-{device.device_id}",
-                                  protocol=mqtt.MQTTv311)
-        self.client.on_message = lambda c, u, m: self.down.put((m.topic, bytes(m.payload)))
-        self.client.connect(broker.host, broker.port)
-        self.client.subscribe(f"vc/v1/{device.device_id}/down/#", qos=1)
-        self.client.loop_start()
-        time.sleep(0.1)
-
-    def send(self, messages):
-        infos = [self.client.publish(t, p, qos=1) for t, p in messages]
-        for info in infos:
-            info.wait_for_publish(5)
-
-    def next_downlink(self, kind="receipt", timeout=10.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                topic, payload = self.down.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            e = self.device.open_downlink(topic, payload)
-            if topic.endswith("/" + kind):
-                return env.parse_receipt_body(e.body) if kind == "receipt" else env.parse_time_body(e.body)
-        raise AssertionError(f"no {kind} from the gateway within {timeout} s")
-
-    def close(self):
-        self.client.loop_stop()
-        self.client.disconnect()
+JPEGS = [fake_jpeg(9006), fake_jpeg(7006)]
 
 
 class Log(list):
@@ -78,7 +38,7 @@ def site(tmp_path, broker):
     config = add_device(data, "cam-1", "site-a")
     log = Log()
     gw = Gateway(data, broker.host, broker.port, log=log).start()
-    link = DeviceLink(broker, mv.TestDevice(config, chunk_size=4096))
+    link = DeviceLink(broker, FakeDevice(config, chunk_size=4096))
     yield gw, link, log, data
     link.close()
     gw.stop()
@@ -126,7 +86,7 @@ def test_attacks_and_garbage_are_counted_and_a_good_capture_still_goes_through(s
     msgs = dev.chunk_messages(cid, sealed, os.urandom(8))
     tampered = bytearray(msgs[0][1])
     tampered[-40] ^= 1
-    forger = mv.TestDevice({"device_id": "cam-1", "device_key": os.urandom(32).hex(),
+    forger = FakeDevice({"device_id": "cam-1", "device_key": os.urandom(32).hex(),
                             "arc_n": format(dev.arc_public.public_numbers().n, "x"), "arc_e": 65537,
                             "arc_key_id": dev.arc_key_id.hex()})
     link.send([(msgs[0][0], bytes(tampered)),
@@ -151,7 +111,7 @@ def test_photos_sent_while_the_gateway_is_down_are_stored_when_it_returns(tmp_pa
     init_arc(data)
     config = add_device(data, "cam-1", "site-a")
     Gateway(data, broker.host, broker.port, log=Log()).start().stop()  # creates its persistent session
-    link = DeviceLink(broker, mv.TestDevice(config))
+    link = DeviceLink(broker, FakeDevice(config))
     try:
         cid, sealed = link.device.seal(JPEGS)
         link.send(link.device.chunk_messages(cid, sealed, os.urandom(8)))  # nobody consumes yet
@@ -162,9 +122,8 @@ def test_photos_sent_while_the_gateway_is_down_are_stored_when_it_returns(tmp_pa
 
 
 def test_cli_init_add_device_run_and_images(tmp_path, broker):
-    vericam = str(VENV_BIN / "vericam")
     data, out = tmp_path / "gw", tmp_path / "cam-1.json"
-    run = lambda *args: subprocess.run([vericam, "gateway", *args], capture_output=True, text=True, timeout=60)
+    run = lambda *args: vericam("gateway", *args)
     assert run("init", "--data", str(data)).returncode == 0
     added = run("add-device", "cam-1", "--site", "site-a", "--data", str(data), "--out", str(out))
     assert added.returncode == 0, added.stderr
@@ -172,14 +131,14 @@ def test_cli_init_add_device_run_and_images(tmp_path, broker):
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     assert config["device_key"] not in added.stdout + added.stderr
     assert run("add-device", "Bad_Id", "--site", "x", "--data", str(data)).returncode == 2
-    proc = subprocess.Popen([vericam, "gateway", "run", "--data", str(data), "--broker",
+    proc = subprocess.Popen([VERICAM, "gateway", "run", "--data", str(data), "--broker",
                              f"{broker.host}:{broker.port}"], stderr=subprocess.PIPE, text=True)
     head = []
     while not any("gateway running" in line for line in head):  # subscribed: devices may send
         line = proc.stderr.readline()
         assert line, "gateway exited early:\n" + "".join(head)
         head.append(line)
-    link = DeviceLink(broker, mv.TestDevice(config))
+    link = DeviceLink(broker, FakeDevice(config))
     try:
         cid, sealed = link.device.seal(JPEGS)
         link.send(link.device.chunk_messages(cid, sealed, os.urandom(8)))

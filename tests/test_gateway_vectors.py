@@ -1,9 +1,6 @@
 """The gateway against the protocol test vectors: its own, reproduced byte for byte, and the firmware's."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -12,19 +9,7 @@ from gateway.protocol import envelope as env
 from gateway.protocol.event import decrypt_event, parse_status
 from gateway.protocol.keys import DeviceKeys
 
-ROOT = Path(__file__).resolve().parent.parent
-VECTORS = ROOT / "tests" / "vectors"
-
-
-def load_make_vectors():
-    spec = importlib.util.spec_from_file_location("make_vectors", ROOT / "tools" / "make_vectors.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("make_vectors", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-mv = load_make_vectors()
+from support.vectors import VECTORS, mv
 
 
 def vector_files(side):

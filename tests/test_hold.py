@@ -1,7 +1,6 @@
 """A police hold needs a supervisor, a reason and a case; it keeps images up to 30 days after the
 alarm under a 30-day KEK, and releasing it puts them back on the 7-day schedule."""
 
-import subprocess
 import time
 
 import pytest
@@ -11,7 +10,9 @@ from gateway.governance import audit
 from gateway.governance import hold, users
 from gateway.storage.store import Store
 
-from test_retention import ALARM, DAY, DUE, VERICAM, make_gateway_dir, ms, seed, stored_ids, sweeper
+from support.cli import vericam
+from support.retention import ALARM, DAY, DUE, ms, stored_ids, sweeper
+from support.seeding import intact, make_gateway_dir, seed
 
 
 @pytest.fixture
@@ -76,7 +77,7 @@ def test_releasing_before_day_seven_puts_images_back_on_schedule(data):
         assert (r["back_on_schedule"], r["deleted_now"]) == (1, 0)
         assert store.db.execute("SELECT kek_day, hold_id FROM images WHERE id = ?", (ids[0],)).fetchone()[:] == \
             ("2026-01-17", None)
-        assert store.images.read(ids[0])
+        assert intact(store, ids[0])
         sweeper(store, DUE).sweep()
         assert stored_ids(store) == set()
 
@@ -88,8 +89,8 @@ def test_releasing_after_day_seven_deletes_at_once(data):
         hold.place(store, ids[0], "sue", "x", "K-1", ALARM + DAY, role="supervisor")
         sweeper(store, DUE).sweep()
         assert stored_ids(store) == {ids[0]}
-    out = subprocess.run([VERICAM, "hold", "release", ids[0], "--data", str(data), "--by", "sue",
-                          "--reason", "no longer needed", "--role", "supervisor"], capture_output=True, text=True)
+    out = vericam("hold", "release", ids[0], "--data", str(data), "--by", "sue",
+                  "--reason", "no longer needed", "--role", "supervisor")
     assert out.returncode == 0, out.stderr
     assert "1 deleted now" in out.stdout
     with Store.open(data) as store:
@@ -103,30 +104,28 @@ def test_releasing_after_day_seven_deletes_at_once(data):
 
 def test_the_cli_places_a_hold_on_an_alarm_and_refuses_without_a_case(data):
     with Store.open(data) as store:
-        seed(store, "cam-1", int(time.time() * 1000), alarm_id="a1b2c3")
-    base = [VERICAM, "hold", "place", "cam-1/a1b2c3", "--data", str(data), "--by", "sue", "--role", "supervisor",
+        seed(store, "cam-1", int(time.time() * 1000), alarm_id="a1b2c3d4e5f60718")
+    base = ["hold", "place", "cam-1/a1b2c3d4e5f60718", "--data", str(data), "--by", "sue", "--role", "supervisor",
             "--reason", "burglary"]
-    out = subprocess.run(base + ["--case", ""], capture_output=True, text=True)
+    out = vericam(*base, "--case", "")
     assert out.returncode == 3 and "case reference" in out.stderr
-    out = subprocess.run(base + ["--case", "K-7"], capture_output=True, text=True)
+    out = vericam(*base, "--case", "K-7")
     assert out.returncode == 0, out.stderr
     assert "hold #1 on 2 images for case K-7" in out.stdout
 
 
 def test_the_users_command_gives_a_supervisor_without_a_console_login(data):
     with Store.open(data) as store:
-        seed(store, "cam-1", int(time.time() * 1000), alarm_id="a1b2c3")
-    out = subprocess.run([VERICAM, "users", "add", "sue", "--role", "supervisor", "--no-password", "--data", str(data)],
-                         capture_output=True, text=True)
+        seed(store, "cam-1", int(time.time() * 1000), alarm_id="a1b2c3d4e5f60718")
+    out = vericam("users", "add", "sue", "--role", "supervisor", "--no-password", "--data", str(data))
     assert out.returncode == 0, out.stderr
-    out = subprocess.run([VERICAM, "users", "list", "--data", str(data)], capture_output=True, text=True)
+    out = vericam("users", "list", "--data", str(data))
     assert out.stdout.split() == ["sue", "supervisor", "no", "password"]
     with Store.open(data) as store:
         assert users.authenticate(store, "sue", "") is None  # a role, but no console login
-    out = subprocess.run([VERICAM, "hold", "place", "cam-1/a1b2c3", "--data", str(data), "--by", "sue",
-                          "--reason", "burglary", "--case", "K-8"], capture_output=True, text=True)
+    out = vericam("hold", "place", "cam-1/a1b2c3d4e5f60718", "--data", str(data), "--by", "sue",
+                  "--reason", "burglary", "--case", "K-8")
     assert out.returncode == 0, out.stderr
     assert "role: users table" in out.stdout
-    gone = subprocess.run([VERICAM, "hold", "add-user", "olle", "--role", "operator", "--by", "sue", "--data",
-                           str(data)], capture_output=True, text=True)
+    gone = vericam("hold", "add-user", "olle", "--role", "operator", "--by", "sue", "--data", str(data))
     assert gone.returncode == 2, "one user command: `vericam users add`"

@@ -1,36 +1,22 @@
 """`vericam export CASE` writes the police bundle of a held alarm; `vericam export verify` catches any change."""
 
 import os
-import subprocess
-import sys
 import time
 import zipfile
-from pathlib import Path
 
 from gateway.governance import hold
-from gateway.ingest.pipeline import Ingest, Message
-from gateway.provisioning.devices import add_device, init_arc
 from gateway.storage.store import Store
 
-from test_gateway_vectors import mv
-
-VERICAM = str(Path(sys.executable).parent / "vericam")
-
-
-def vericam(*args):
-    return subprocess.run([VERICAM, *args], capture_output=True, text=True, timeout=60)
+from support.cli import vericam
+from support.seeding import make_gateway_dir, seed
 
 
 def test_export_a_case_verify_it_and_detect_a_changed_photo(tmp_path):
-    data = tmp_path / "gw"
-    init_arc(data)
-    dev = mv.TestDevice(add_device(data, "cam-1", "site-a"))
+    data = make_gateway_dir(tmp_path / "gw")
     jpegs = [b"\xff\xd8" + os.urandom(3000) + b"\xff\xd9" for _ in range(2)]
-    cid, sealed = dev.seal(jpegs)
     alarm = os.urandom(8)
     with Store.open(data) as store:
-        Ingest(store, log=lambda line: None).process_batch(
-            [Message(t, p) for t, p in dev.chunk_messages(cid, sealed, alarm)])
+        seed(store, "cam-1", alarm_id=alarm.hex(), jpegs=jpegs)
         hold.place(store, f"cam-1/{alarm.hex()}", "sam", "burglary investigation", "CASE-2026-17",
                    int(time.time() * 1000), role="supervisor")
 

@@ -7,34 +7,23 @@ import json
 import os
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from littlefs import LittleFS
-from typer.testing import CliRunner
 
 from gateway.provisioning.brokerconf import GATEWAY_USER
-from gateway.cli.main import _load_commands, app as vericam_app
 from gateway.ingest.pipeline import Ingest, Message
 from gateway.cli.provision import ca_der
 from gateway.ingest.service import Gateway
 from gateway.storage.store import Store
+from simulator.fake_device import FakeDevice
 from simulator.mpy import micropython_binary, micropython_env
 
-from test_broker_security import Client, SecureBroker
-from test_gateway_vectors import mv
-
-_load_commands()
-runner = CliRunner()
-
-
-def vericam(*args: str) -> str:
-    result = runner.invoke(vericam_app, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result.output
+from support.cli import vericam, vericam_ok
+from support.secure_broker import Client, SecureBroker, provision
 
 
 @pytest.fixture
@@ -42,25 +31,16 @@ def ground(tmp_path):
     """A gateway data directory whose broker configuration runs in a real Mosquitto."""
     broker = SecureBroker(tmp_path)  # writes tmp_path/broker with broker-config's code
     data = tmp_path / "gw"
-    vericam("gateway", "init", "--data", data)
+    vericam_ok("gateway", "init", "--data", data)
     broker.start()
     yield broker, data
     broker.stop()
 
 
-def provision(broker, data, device, out):
-    output = vericam("provision", device, "--site", "Storgatan 1", "--data", data, "--broker-dir", broker.dir,
-                     "--out", out)
-    config = json.loads((out / "config.json").read_text())
-    assert config["device_key"] not in output and config["broker"]["password"] not in output
-    broker.passwords[device] = config["broker"]["password"]
-    return config
-
-
 def test_the_flash_image_is_littlefs_that_micropython_mounts_and_holds_the_config(ground, tmp_path):
     broker, data = ground
     image = tmp_path / "cam-1.img"
-    vericam("provision", "cam-1", "--site", "Storgatan 1", "--data", data, "--broker-dir", broker.dir,
+    vericam_ok("provision", "cam-1", "--site", "Storgatan 1", "--data", data, "--broker-dir", broker.dir,
             "--flash-image", image)
     assert stat.S_IMODE(image.stat().st_mode) == 0o600
     assert image.stat().st_size == 512 * 4096
@@ -134,11 +114,11 @@ def running(ground):
 def test_a_revoked_device_is_refused_by_the_broker_and_by_the_gateway(running, tmp_path):
     broker, data = running
     config = provision(broker, data, "cam-1", tmp_path / "dev")
-    device = mv.TestDevice(config)
+    device = FakeDevice(config)
     link = _send(broker, config, device.event({"kind": "armed", "mode": "away", "slot": 2, "t": int(time.time())}))
     assert _wait_for_events(data, "cam-1", 1)[0]["event"]["kind"] == "armed"
 
-    vericam("provision", "revoke", "cam-1", "--data", data, "--broker-dir", broker.dir)
+    vericam_ok("provision", "revoke", "cam-1", "--data", data, "--broker-dir", broker.dir)
 
     assert link.disconnected.wait(5), "the broker kept the revoked device connected"
     assert not Client(broker, "cam-1", config["broker"]["password"], client_id="cam-1").connect()
@@ -154,11 +134,11 @@ def test_a_revoked_device_is_refused_by_the_broker_and_by_the_gateway(running, t
 def test_rotation_refuses_the_old_key_and_password_and_accepts_the_new(running, tmp_path):
     broker, data = running
     old = provision(broker, data, "cam-1", tmp_path / "old")
-    old_device = mv.TestDevice(old)
+    old_device = FakeDevice(old)
     link = _send(broker, old, old_device.event({"kind": "armed", "mode": "away", "slot": 1, "t": int(time.time())}))
     _wait_for_events(data, "cam-1", 1)
 
-    vericam("provision", "rotate", "cam-1", "--data", data, "--broker-dir", broker.dir, "--out", tmp_path / "new")
+    vericam_ok("provision", "rotate", "cam-1", "--data", data, "--broker-dir", broker.dir, "--out", tmp_path / "new")
     new = json.loads((tmp_path / "new" / "config.json").read_text())
     assert new["device_key"] != old["device_key"] and new["broker"]["password"] != old["broker"]["password"]
 
@@ -170,7 +150,7 @@ def test_rotation_refuses_the_old_key_and_password_and_accepts_the_new(running, 
         assert result.rejected == {"bad_mac": 1}
 
     # The re-flashed device starts its counter again and is accepted end to end.
-    new_link = _send(broker, new, mv.TestDevice(new).event({"kind": "disarmed", "slot": 1, "t": int(time.time())}))
+    new_link = _send(broker, new, FakeDevice(new).event({"kind": "disarmed", "slot": 1, "t": int(time.time())}))
     assert _wait_for_events(data, "cam-1", 2)[-1]["event"]["kind"] == "disarmed"
     new_link.close()
     link.close()
@@ -179,10 +159,10 @@ def test_rotation_refuses_the_old_key_and_password_and_accepts_the_new(running, 
 def test_a_revoked_device_is_not_rotated_back_by_accident(ground, tmp_path):
     broker, data = ground
     provision(broker, data, "cam-1", tmp_path / "dev")
-    vericam("provision", "revoke", "cam-1", "--data", data, "--broker-dir", broker.dir)
-    result = runner.invoke(vericam_app, ["provision", "rotate", "cam-1", "--data", str(data),
-                                         "--broker-dir", str(broker.dir), "--out", str(tmp_path / "again")])
-    assert result.exit_code == 2 and "--reinstate" in result.output
+    vericam_ok("provision", "revoke", "cam-1", "--data", data, "--broker-dir", broker.dir)
+    result = vericam("provision", "rotate", "cam-1", "--data", data, "--broker-dir", broker.dir,
+                     "--out", tmp_path / "again")
+    assert result.returncode == 2 and "--reinstate" in result.stdout + result.stderr
     assert not (tmp_path / "again").exists()
 
 
@@ -191,16 +171,16 @@ def test_provisioning_twice_or_a_bad_id_is_refused_without_touching_the_broker(g
     provision(broker, data, "cam-1", tmp_path / "dev")
     before = (broker.dir / "passwd").read_text()
     for device in ("cam-1", "Cam_1", "revoke-me-not" * 4):
-        result = runner.invoke(vericam_app, ["provision", device, "--site", "s", "--data", str(data),
-                                             "--broker-dir", str(broker.dir), "--out", str(tmp_path / device)])
-        assert result.exit_code == 2, result.output
+        result = vericam("provision", device, "--site", "s", "--data", data, "--broker-dir", broker.dir,
+                         "--out", tmp_path / device)
+        assert result.returncode == 2, result.stdout + result.stderr
     assert (broker.dir / "passwd").read_text() == before
 
 
 def test_an_image_with_the_firmware_holds_an_agent_that_micropython_imports_from_it(ground, tmp_path):
     broker, data = ground
     image = tmp_path / "full.img"
-    vericam("provision", "cam-1", "--site", "s", "--data", data, "--broker-dir", broker.dir,
+    vericam_ok("provision", "cam-1", "--site", "s", "--data", data, "--broker-dir", broker.dir,
             "--flash-image", image, "--with-firmware")
     script = (
         "import sys\n"

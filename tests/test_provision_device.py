@@ -14,8 +14,9 @@ import pytest
 from simulator.mpy import micropython_binary, micropython_env
 
 from gateway.provisioning.brokerconf import GATEWAY_USER
-from test_broker_security import SecureBroker, gateway
-from test_provision import provision, vericam
+
+from support.cli import vericam_ok
+from support.secure_broker import SecureBroker, gateway, provision
 
 # The board's modules, as small as the HAL needs them. PINS/FRAME/FREED let the probe look in.
 FAKES = {
@@ -146,7 +147,7 @@ asyncio.run(main())
 def board(tmp_path):
     broker = SecureBroker(tmp_path)
     data = tmp_path / "gw"
-    vericam("gateway", "init", "--data", data)
+    vericam_ok("gateway", "init", "--data", data)
     broker.start()
     fakes = tmp_path / "fakes"
     fakes.mkdir()

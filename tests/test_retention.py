@@ -1,7 +1,6 @@
 """Retention: images go on their deletion day and not before, held ones at 30 days, never for space;
 the sweeper survives SIGKILL, its cost follows what expired, and reconciliation finds the debris."""
 
-import datetime as dt
 import hashlib
 import json
 import os
@@ -17,63 +16,20 @@ import pytest
 
 from gateway.governance import audit
 from gateway.storage.keystore import KeyDestroyed
-from gateway.provisioning.devices import add_device, init_arc
-from gateway.governance.retention import (LEGAL_MAX_HOLD_DAYS, RetentionConfigError, RetentionPolicy, Sweeper,
-                                          deletion_day, reconcile)
-from gateway.storage.captures import CaptureRecord
+from gateway.governance.retention import LEGAL_MAX_HOLD_DAYS, RetentionConfigError, RetentionPolicy, reconcile
 from gateway.storage.retention import DUE_SQL
 from gateway.storage.store import Store
 
+from support.cli import VERICAM, vericam
+from support.retention import ALARM, DAY, DUE, ms, stored_ids, sweeper
+from support.seeding import intact, make_gateway_dir, seed
+
 ROOT = Path(__file__).resolve().parents[1]
-VERICAM = str(ROOT / ".venv" / "bin" / "vericam")
-DAY = 86_400_000
-
-
-def ms(*args) -> int:
-    return int(dt.datetime(*args, tzinfo=dt.timezone.utc).timestamp() * 1000)
-
-
-ALARM = ms(2026, 1, 10, 12, 0)  # an alarm at noon; its images are due 2026-01-17 00:00 UTC
-DUE = ms(2026, 1, 17)
-
-
-def jpeg(n: int = 600) -> bytes:
-    return b"\xff\xd8\xff\xe0" + os.urandom(n) + b"\xff\xd9"
-
-
-def seed(store: Store, device: str, alarm_ms: int, frames: int = 2, alarm_id: str | None = None) -> list[str]:
-    """One stored capture of `frames` images for a (new) alarm of `device`, as the ingest stores it."""
-    aid = alarm_id or secrets.token_hex(8)
-    cid = secrets.token_hex(8)
-    with store.transaction():
-        alarm = store.alarms.note(device, aid, alarm_ms)
-        day = deletion_day(alarm["received_at_ms"], RetentionPolicy().image_days)
-        ids = [store.images.put(jpeg(), device=device, capture_id=cid, alarm_id=aid, frame_index=i,
-                                frame_t=alarm_ms // 1000, kek_day=day, at_ms=alarm_ms) for i in range(frames)]
-        store.captures.claim(CaptureRecord(device, cid, aid, "stored", "0" * 64, 1000, frames, alarm_ms, "intrusion",
-                                           alarm_ms // 1000))
-        store.alarms.link_capture(device, aid, cid)
-    return ids
-
-
-def make_gateway_dir(path: Path, devices=("cam-1",)) -> Path:
-    init_arc(path)
-    for d in devices:
-        add_device(path, d, "site-" + d)
-    return path
 
 
 @pytest.fixture
 def data(tmp_path):
     return make_gateway_dir(tmp_path / "gw")
-
-
-def sweeper(store, at_ms, **policy):
-    return Sweeper(store, RetentionPolicy(**policy), clock=lambda: at_ms / 1000)
-
-
-def stored_ids(store):
-    return {r[0] for r in store.db.execute("SELECT id FROM images")}
 
 
 # The rules as configuration -------------------------------------------------------------------
@@ -93,13 +49,13 @@ def test_a_retention_config_beyond_the_rules_is_refused(bad):
 
 def test_a_config_file_asking_for_a_longer_hold_is_refused_by_the_cli_and_the_gateway(data):
     (data / "retention.toml").write_text("[retention]\nhold_days = 45\n")
-    out = subprocess.run([VERICAM, "retention", "show", "--data", str(data)], capture_output=True, text=True)
+    out = vericam("retention", "show", "--data", str(data))
     assert out.returncode == 2 and "legal maximum of 30" in out.stderr
     from gateway.ingest.service import Gateway
     with pytest.raises(RetentionConfigError):
         Gateway(data, "127.0.0.1", 1).start(connect_timeout=0.1)
     (data / "retention.toml").write_text("[retention]\nhold_days = 20\nsweep_interval_s = 5\n")
-    out = subprocess.run([VERICAM, "retention", "show", "--data", str(data)], capture_output=True, text=True)
+    out = vericam("retention", "show", "--data", str(data))
     assert out.returncode == 0 and json.loads(out.stdout)["hold_days"] == 20
 
 
@@ -121,7 +77,7 @@ def test_an_image_is_kept_until_its_deletion_day_and_then_deleted_with_its_key(d
         with pytest.raises(KeyDestroyed):
             store.keys.kek(day, create=False)
         for i in later:
-            assert store.images.read(i)  # the next day's images are untouched
+            assert intact(store, i)  # the next day's images are untouched
 
         deletions = audit.records(store, what="delete image")
         assert {r["subject"] for r in deletions} == set(ids)
@@ -191,7 +147,7 @@ def test_held_images_are_never_purged_early_and_never_kept_beyond_thirty_days(da
         hold.place(store, held[0], "sue", "burglary investigation", "K-2026-17", ALARM + DAY, role="supervisor")
         sweeper(store, DUE).sweep()
         assert stored_ids(store) == {held[0]}
-        assert store.images.read(held[0])  # re-wrapped: readable after the 7-day KEK is gone
+        assert intact(store, held[0])  # re-wrapped: readable after the 7-day KEK is gone
         sweeper(store, ms(2026, 2, 9) - 1).sweep()
         assert stored_ids(store) == {held[0]}
         rep = sweeper(store, ms(2026, 2, 9)).sweep()  # alarm day + 30
@@ -263,15 +219,13 @@ def test_reconcile_finds_files_without_rows_and_rows_without_files_and_repairs_t
         young = data / "blobs" / "2026-01-17" / ("cd" * 16 + ".vcb")
         young.write_bytes(b"VCB1")  # an ingest between its blob and its row: not an orphan yet
 
-    out = subprocess.run([VERICAM, "retention", "reconcile", "--data", str(data), "--json"],
-                         capture_output=True, text=True)
+    out = vericam("retention", "reconcile", "--data", str(data), "--json")
     assert out.returncode == 1, out.stderr
     rep = json.loads(out.stdout)
     assert rep["files_without_rows"] == ["blobs/2026-01-17/" + "ab" * 16 + ".vcb"]
     assert rep["rows_without_files"] == [ids[0]]
 
-    out = subprocess.run([VERICAM, "retention", "reconcile", "--data", str(data), "--repair"],
-                         capture_output=True, text=True)
+    out = vericam("retention", "reconcile", "--data", str(data), "--repair")
     assert out.returncode == 0, out.stderr
     with Store.open(data) as store:
         assert reconcile(store).clean
@@ -312,7 +266,7 @@ def test_a_backup_restored_after_the_sweep_decrypts_no_expired_image(data, tmp_p
                 decryptable += 1
             except KeyDestroyed:
                 pass
-        assert all(store.images.read(i) for i in live)
+        assert all(intact(store, i) for i in live)
     print(f"expired images in the restored backup: {len(expired)}, decryptable: {decryptable}")
     assert decryptable == 0
 
@@ -391,6 +345,6 @@ def test_a_running_vericam_gateway_deletes_what_is_due_and_leaves_the_rest(data,
     assert "retention sweep: 2 images deleted" in err, err
     with Store.open(data) as store:
         assert stored_ids(store) == set(fresh)
-        assert all(store.images.read(i) for i in fresh)
+        assert all(intact(store, i) for i in fresh)
         assert reconcile(store, min_file_age_s=0).clean
         assert audit.verify(store).ok

@@ -2,14 +2,13 @@
 `vericam retention bench --json` defaults to 100k expired of 1M stored)."""
 
 import json
-import subprocess
 
-from test_retention import VERICAM
+from support.cli import vericam
 
 
 def test_the_retention_bench_reports_the_sweep_against_raw_unlink():
-    out = subprocess.run([VERICAM, "retention", "bench", "--stored", "3000", "--expired", "500", "--batch", "100",
-                          "--json"], capture_output=True, text=True, timeout=300)
+    out = vericam("retention", "bench", "--stored", "3000", "--expired", "500", "--batch", "100",
+                  "--json", timeout=300)
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout.strip().splitlines()[-1])
     print(r)

@@ -2,18 +2,16 @@
 and the checks do catch a sweeper that forgets to shred or to delete."""
 
 import json
-import subprocess
 
 from gateway.governance import retention
 from gateway.storage import retention as retention_queries
 from simulator.bench.retention_sim import simulate
 
-from test_retention import VERICAM
+from support.cli import vericam
 
 
 def test_forty_days_under_the_rules():
-    out = subprocess.run([VERICAM, "retention", "simulate", "--days", "40", "--json"],
-                         capture_output=True, text=True, timeout=300)
+    out = vericam("retention", "simulate", "--days", "40", "--json", timeout=300)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr
     r = json.loads(out.stdout.strip().splitlines()[-1])
     print(r)

@@ -8,8 +8,9 @@ from gateway.storage.keystore import KeyDestroyed
 from gateway.provisioning.devices import configure_blobs
 from gateway.governance.retention import RetentionPolicy, Sweeper, reconcile
 from gateway.storage.store import Store
-from s3server import MotoS3
-from test_retention import ALARM, DAY, DUE, make_gateway_dir, seed
+from support.retention import ALARM, DAY, DUE
+from support.s3server import MotoS3
+from support.seeding import intact, make_gateway_dir, seed
 
 PREFIX = "arc-1"
 
@@ -45,7 +46,7 @@ def test_a_due_days_objects_are_deleted_its_kek_destroyed_and_stray_objects_of_t
         assert sorted(left) == sorted(f"{PREFIX}/{key_of(r['blob_path'])}" for r in store.images.list())
         with pytest.raises(KeyDestroyed):
             store.keys.kek("2026-01-17", create=False)
-        assert all(store.images.read(i) for i in later)
+        assert all(intact(store, i) for i in later)
         assert {r["subject"] for r in audit.records(store, what="delete image")} == set(due)
         assert [r["subject"] for r in audit.records(store, what="delete orphan file")] == [
             "blobs/2026-01-17/" + "ab" * 16 + ".vcb"]

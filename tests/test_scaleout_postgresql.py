@@ -27,8 +27,9 @@ from gateway.provisioning.devices import add_device, configure_blobs, init_arc
 from gateway.governance.retention import reconcile
 from gateway.storage.store import Store
 
-from scaleout import CaptureStream, Workers, race, wait_for
-from test_retention import ALARM, seed
+from support.retention import ALARM
+from support.scaleout import CaptureStream, Workers, race, wait_for
+from support.seeding import seed
 
 DEVICES = 3
 CAPTURES_PER_DEVICE = 12

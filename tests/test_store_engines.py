@@ -25,10 +25,12 @@ from gateway.provisioning.devices import register_device, revoke_device
 from gateway.storage.captures import CaptureRecord
 from gateway.storage.migrations import MIGRATIONS, PG_MIGRATIONS
 from gateway.storage.store import Store, StoreError
+from simulator.fake_device import FakeDevice
 
-from scaleout import race
-from test_gateway_vectors import mv
-from test_retention import ALARM, DAY, DUE, make_gateway_dir, seed, stored_ids, sweeper
+from support import console_seed
+from support.retention import ALARM, DAY, DUE, stored_ids, sweeper
+from support.scaleout import race
+from support.seeding import make_gateway_dir, seed
 
 JPEGS = [b"\xff\xd8\xff\xe0" + os.urandom(4000) + b"\xff\xd9", b"\xff\xd8\xff\xe0" + os.urandom(2500) + b"\xff\xd9"]
 
@@ -140,7 +142,7 @@ def test_devices_are_provisioned_once_revoked_and_their_replay_window_kept(data)
 
 # Captures, images, spool ---------------------------------------------------------------------
 def test_a_capture_is_stored_once_its_photos_read_back_and_a_resend_gets_the_same_receipt(data):
-    dev = mv.TestDevice(configs(data)["cam-1"], chunk_size=1024)
+    dev = FakeDevice(configs(data)["cam-1"], chunk_size=1024)
     cid, sealed = dev.seal(JPEGS)
     msgs = dev.chunk_messages(cid, sealed, alarm_id=b"B" * 8)
     with Store.open(data) as store:
@@ -286,7 +288,7 @@ def test_two_writers_claiming_the_same_capture_at_once_store_one_row(data):
 
 def test_two_gateways_ingesting_the_same_captures_at_once_store_each_exactly_once(data):
     """A `$share` redelivery hands the same chunks to two gateways: one row, one set of photos."""
-    dev = mv.TestDevice(configs(data)["cam-1"], chunk_size=1024)
+    dev = FakeDevice(configs(data)["cam-1"], chunk_size=1024)
     batches = []
     for n in range(4):
         cid, sealed = dev.seal(JPEGS, capture_id=bytes([n]) * 16)
@@ -316,7 +318,7 @@ def test_two_gateways_ingesting_the_same_captures_at_once_store_each_exactly_onc
 
 def test_a_bad_message_in_a_batch_is_undone_down_to_its_counter_and_the_rest_of_the_batch_stands(data):
     """The batch keeps device rows in memory; a message's savepoint must still undo its part."""
-    cams = {d: mv.TestDevice(c, chunk_size=1024) for d, c in configs(data).items()}
+    cams = {d: FakeDevice(c, chunk_size=1024) for d, c in configs(data).items()}
     cid, sealed = cams["cam-1"].seal(JPEGS)
     good = [Message(t, p) for t, p in cams["cam-1"].chunk_messages(cid, sealed, alarm_id=b"D" * 8)]
     bad = Message(*cams["cam-2"].envelope(env.T_CAPTURE, b"not a chunk"))  # MAC fine, body not
@@ -339,7 +341,7 @@ def test_a_bad_message_in_a_batch_is_undone_down_to_its_counter_and_the_rest_of_
 def test_reassembly_rules_hold_on_both_engines_and_a_refused_chunk_leaves_the_spool_as_it_was(data):
     from gateway.protocol import capture as cap
 
-    dev = mv.TestDevice(configs(data)["cam-1"], chunk_size=1024)
+    dev = FakeDevice(configs(data)["cam-1"], chunk_size=1024)
     sealed = {}
     for n in range(5):
         cid, sealed[cid] = dev.seal(JPEGS)
@@ -362,8 +364,6 @@ def test_reassembly_rules_hold_on_both_engines_and_a_refused_chunk_leaves_the_sp
 
 # The operator console and data-subject rights, on the same rows -------------------------------
 def test_the_console_and_a_subject_export_and_erasure_work_on_both_engines(tmp_path, engine):
-    import console_seed
-
     from gateway.governance import subject
 
     from gateway.console import data as console
@@ -408,7 +408,7 @@ def test_a_lost_postgresql_connection_fails_the_batch_for_a_retry_and_the_next_t
     sqldb.bind(data, pg_url)
     make_gateway_dir(data)
 
-    dev = mv.TestDevice(configs(data)["cam-1"], chunk_size=4096)
+    dev = FakeDevice(configs(data)["cam-1"], chunk_size=4096)
     cid, sealed = dev.seal(JPEGS)
     batch = [Message(t, p) for t, p in dev.chunk_messages(cid, sealed, alarm_id=b"D" * 8)]
     with Store.open(data) as store:

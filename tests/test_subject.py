@@ -3,7 +3,6 @@ may go while a police hold and the legal activity-log duty keep the rest; all of
 
 import hashlib
 import json
-import subprocess
 import time
 
 import pytest
@@ -15,7 +14,9 @@ from gateway.governance import hold
 from gateway.governance import subject
 from gateway.storage.store import Store
 
-from test_retention import VERICAM, make_gateway_dir, seed, stored_ids
+from support.cli import vericam
+from support.retention import stored_ids
+from support.seeding import make_gateway_dir, seed
 
 NOW = int(time.time() * 1000)
 
@@ -48,8 +49,8 @@ def test_devices_need_a_known_customer(data):
 
 def test_the_export_holds_the_customers_data_and_images_with_a_manifest(data, tmp_path):
     out = tmp_path / "export"
-    r = subprocess.run([VERICAM, "subject", "export", "cust-1", "--data", str(data), "--out", str(out),
-                        "--by", "dpo"], capture_output=True, text=True)
+    r = vericam("subject", "export", "cust-1", "--data", str(data), "--out", str(out),
+                "--by", "dpo")
     assert r.returncode == 0, r.stderr
     doc = json.loads((out / "export.json").read_text())
     assert doc["customer"]["name"] == "Anna Andersson"
@@ -74,8 +75,7 @@ def test_erasure_removes_unheld_images_and_reports_what_a_hold_and_the_law_keep(
         held = store.images.list("cam-1")[0]["id"]
         hold.place(store, held, "sue", "burglary", "K-55", NOW, role="supervisor")
         other = {i["id"] for i in store.images.list("cam-9")}
-    r = subprocess.run([VERICAM, "subject", "erase", "cust-1", "--data", str(data), "--by", "dpo", "--json"],
-                       capture_output=True, text=True)
+    r = vericam("subject", "erase", "cust-1", "--data", str(data), "--by", "dpo", "--json")
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     assert rep["images_erased"] == 2
@@ -91,16 +91,15 @@ def test_erasure_removes_unheld_images_and_reports_what_a_hold_and_the_law_keep(
         assert audit.verify(store).ok
 
     # Asked again: nothing more may go; the refusal is reported, exit 3, and audited too.
-    r = subprocess.run([VERICAM, "subject", "erase", "cust-1", "--data", str(data), "--by", "dpo"],
-                       capture_output=True, text=True)
+    r = vericam("subject", "erase", "cust-1", "--data", str(data), "--by", "dpo")
     assert r.returncode == 3 and "police hold #1" in r.stdout and "legal duty" in r.stdout
     with Store.open(data) as store:
         assert len(audit.records(store, what="erase subject data")) == 2
 
 
 def test_restriction_is_a_flag_that_keeps_the_data(data):
-    r = subprocess.run([VERICAM, "subject", "restrict", "cust-1", "--data", str(data), "--by", "dpo",
-                        "--why", "accuracy contested"], capture_output=True, text=True)
+    r = vericam("subject", "restrict", "cust-1", "--data", str(data), "--by", "dpo",
+                "--why", "accuracy contested")
     assert r.returncode == 0, r.stderr
     with Store.open(data) as store:
         assert store.db.execute("SELECT restricted FROM customers WHERE id = 'cust-1'").fetchone()[0] == 1

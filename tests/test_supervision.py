@@ -6,8 +6,7 @@ from gateway.ingest.pipeline import Ingest, Message
 from gateway.protocol import envelope as env
 from gateway.provisioning.devices import add_device, init_arc
 from gateway.storage.store import Store
-
-from test_gateway_vectors import mv
+from simulator.fake_device import FakeDevice
 
 
 class Clock:
@@ -25,7 +24,7 @@ def technical(store, device):
 def test_a_silent_device_raises_supervision_lost_once_and_a_heartbeat_restores_it(tmp_path):
     data = tmp_path / "gw"
     init_arc(data)
-    dev = mv.TestDevice(add_device(data, "cam-1", "site"))
+    dev = FakeDevice(add_device(data, "cam-1", "site"))
     add_device(data, "cam-never", "site")  # provisioned, never installed: not supervised
     clock = Clock(1_800_000_000.0)
     with Store.open(data) as store:
@@ -55,7 +54,7 @@ def test_a_silent_device_raises_supervision_lost_once_and_a_heartbeat_restores_i
 def test_a_heartbeat_on_another_topic_or_forged_is_refused(tmp_path):
     data = tmp_path / "gw"
     init_arc(data)
-    dev = mv.TestDevice(add_device(data, "cam-1", "site"))
+    dev = FakeDevice(add_device(data, "cam-1", "site"))
     with Store.open(data) as store:
         ingest = Ingest(store, log=lambda line: None)
         topic, payload = dev.envelope(env.T_HEARTBEAT, b"{}")

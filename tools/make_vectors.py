@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Protocol test vectors from the gateway's implementation (PROTOCOL.md §10), and a test device.
+"""Protocol test vectors from the gateway's implementation (PROTOCOL.md §10).
 
     python tools/make_vectors.py [OUT_DIR]      # default: tests/vectors/gateway
 
@@ -12,15 +12,14 @@ every run and any implementation given the inputs must produce it byte for byte.
 EME-OAEP (RFC 8017 §7.1.1, SHA-256, MGF1-SHA-256, empty label) and raw RSA with `pow`. It is
 for vectors and tests only; the result is checked to decrypt with cryptography's OAEP.
 
-`TestDevice` is a small CPython device encoder for the gateway's tests: it seals captures and
-builds chunk, event and status envelopes as the firmware would.
+A device that seals captures and builds envelopes with fresh randomness, for tests and
+benchmarks, is `simulator.fake_device.FakeDevice`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -29,7 +28,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import padding, rsa  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import padding  # noqa: E402
 
 from gateway.protocol import capture as cap  # noqa: E402
 from gateway.protocol import envelope as env  # noqa: E402
@@ -217,63 +216,6 @@ def write(out_dir: Path = OUT_DIR) -> list[Path]:
         path.write_text(json.dumps(vector, indent=2, sort_keys=True) + "\n")
         paths.append(path)
     return paths
-
-
-# A device for the gateway's tests ------------------------------------------------------------
-class TestDevice:
-    """Builds what a provisioned device sends: sealed captures in chunks, events, statuses."""
-
-    __test__ = False  # not a pytest test class
-
-    def __init__(self, config: dict, counter: int = 0, chunk_size: int = 4096):
-        self.device_id = config["device_id"]
-        self.keys = DeviceKeys.derive(bytes.fromhex(config["device_key"]))
-        self.arc_public = rsa.RSAPublicNumbers(config["arc_e"], int(config["arc_n"], 16)).public_key()
-        self.arc_key_id = bytes.fromhex(config["arc_key_id"])
-        self.counter = counter
-        self.chunk_size = chunk_size
-
-    def next_counter(self) -> int:
-        self.counter += 1
-        return self.counter
-
-    def envelope(self, etype: int, body: bytes, time_s: int | None = None, topic: str | None = None,
-                 counter: int | None = None) -> tuple[str, bytes]:
-        import time
-
-        topic_for = env.topic_for(self.device_id, etype)
-        payload = env.build(etype, self.device_id, self.next_counter() if counter is None else counter,
-                            int(time.time()) if time_s is None else time_s, body, self.keys.up, topic_for)
-        return topic or topic_for, payload
-
-    def seal(self, jpegs: list[bytes], trigger: int = 2, capture_id: bytes | None = None,
-             captured_at: int = 0) -> tuple[bytes, bytes]:
-        """(capture_id, sealed) with fresh randomness, as the firmware seals at the lens."""
-        capture_id = capture_id or os.urandom(16)
-        dk = os.urandom(32)
-        wrapped = self.arc_public.encrypt(dk, padding.OAEP(mgf=padding.MGF1(hashes.SHA256()),
-                                                           algorithm=hashes.SHA256(), label=None))
-        sealed = cap.seal([(captured_at, j) for j in jpegs], trigger=trigger, capture_id=capture_id,
-                          captured_at=captured_at, arc_key_id=self.arc_key_id, dk=dk, wrapped_key=wrapped,
-                          ivs=[os.urandom(16) for _ in jpegs])
-        return capture_id, sealed
-
-    def chunk_messages(self, capture_id: bytes, sealed: bytes, alarm_id: bytes) -> list[tuple[str, bytes]]:
-        return [self.envelope(env.T_CAPTURE, body)
-                for body in cap.split_chunks(sealed, capture_id, alarm_id, self.chunk_size)]
-
-    def event(self, event: dict) -> tuple[str, bytes]:
-        return self.envelope(env.T_EVENT, encrypt_event(self.keys.event, os.urandom(16), event))
-
-    def status(self, state: str, fw: str = "test") -> tuple[str, bytes]:
-        return self.envelope(env.T_STATUS, json.dumps({"state": state, "fw": fw}).encode())
-
-    def open_downlink(self, topic: str, payload: bytes):
-        """Verify a receipt or time message as the device would (MAC under K_down, topic)."""
-        e = env.parse(payload)
-        env.check_topic(e, topic)
-        env.verify_mac(e, topic, self.keys)
-        return e
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from pathlib import Path
 from gateway.protocol import capture as cap
 from gateway.protocol import envelope as env
 from gateway.protocol.errors import ProtocolError
-from gateway.protocol.keys import DeviceKeys
+from simulator.fake_device import FakeDevice, fake_jpeg
 
 # The protocol test vectors are test data, not shipped in the wheel: they seed the fuzz only
 # when this file sits in a source checkout (the directory with pyproject.toml and tests/).
@@ -123,15 +123,13 @@ class Corpus:
 
         self.data = workdir / "gw"
         init_arc(self.data)
-        config = add_device(self.data, "cam-1", "site-fuzz")
-        self.device_id = "cam-1"
-        self.keys = DeviceKeys.derive(bytes.fromhex(config["device_key"]))
-        self.arc_key_id = bytes.fromhex(config["arc_key_id"])
+        self.device = FakeDevice(add_device(self.data, "cam-1", "site-fuzz"), chunk_size=512)
+        self.device_id = self.device.device_id
+        self.keys = self.device.keys
+        self.arc_key_id = self.device.arc_key_id
         with Store.open(self.data) as store:
             self.arc_private = store.keys.arc_private_key()
-        self.public = self.arc_private.public_key()
         self.new_capture()
-        self.counter = 0
         self.envelopes = [self.sign(env.T_CAPTURE, c) for c in self.chunks[:3]]
         self.envelopes.append(self.sign(env.T_STATUS, b'{"state":"online","fw":"fuzz"}'))
         self.vector_bytes: list[bytes] = []
@@ -152,26 +150,12 @@ class Corpus:
 
     def new_capture(self) -> None:
         """A freshly sealed two-frame capture (a stored capture id is never stored again)."""
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.asymmetric import padding
-
-        self.capture_id = os.urandom(16)
-        dk = os.urandom(32)
-        wrapped = self.public.encrypt(dk, padding.OAEP(mgf=padding.MGF1(hashes.SHA256()),
-                                                       algorithm=hashes.SHA256(), label=None))
-        jpegs = [b"\xff\xd8\xff\xe0" + os.urandom(n) + b"\xff\xd9" for n in (1500, 700)]
-        self.sealed = cap.seal([(0, j) for j in jpegs], trigger=2, capture_id=self.capture_id, captured_at=0,
-                               arc_key_id=self.arc_key_id, dk=dk, wrapped_key=wrapped,
-                               ivs=[os.urandom(16) for _ in jpegs])
-        self.chunks = cap.split_chunks(self.sealed, self.capture_id, os.urandom(8), 512)
+        self.capture_id, self.sealed = self.device.seal([fake_jpeg(1506), fake_jpeg(706)])
+        self.chunks = self.device.chunk_bodies(self.capture_id, self.sealed, os.urandom(8))
 
     def sign(self, etype: int, body: bytes, counter: int | None = None, time_s: int | None = None) -> bytes:
-        if counter is None:
-            self.counter += 1
-            counter = self.counter
-        topic = env.topic_for(self.device_id, etype)
-        return env.build(etype, self.device_id, counter, int(time.time()) if time_s is None else time_s,
-                         body, self.keys.up, topic)
+        """`body` in an envelope of the test device, with its next counter unless `counter` is given."""
+        return self.device.envelope(etype, body, time_s, counter=counter)[1]
 
 
 # Targets -------------------------------------------------------------------------------------
@@ -309,7 +293,7 @@ class ReassemblerTarget(Target):
                 for spooled in self.store.spool.in_flight(c.device_id):
                     self.store.spool.drop(c.device_id, spooled)
                 self.store.devices.save_replay_window(c.device_id, ReplayWindow())  # a top counter would end the run
-            c.counter = 0
+            c.device.counter = 0
         except Exception as exc:
             raise FuzzCrash(_where(exc)) from None
         self.batches += 1

@@ -29,18 +29,14 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import paho.mqtt.client as mqtt
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from gateway.storage import sqldb
 from gateway.storage.blobstore import BlobConfig
-from gateway.protocol import capture as cap
-from gateway.protocol import envelope as env
-from gateway.protocol.keys import DeviceKeys
 from gateway.provisioning.devices import add_device, configure_blobs, init_arc
 from gateway.storage.store import Store
 from simulator.bench.e2e import percentile
 from simulator.broker import Broker
+from simulator.fake_device import FakeDevice, fake_jpeg
 from simulator.processes import stop_process
 
 CHUNK = 2048
@@ -49,29 +45,13 @@ FRAME_BYTES = 40 * 1024
 
 def build_load(data: Path, devices: int, captures: int) -> list[list[tuple[str, bytes, bytes]]]:
     """Per capture: its messages as (topic, payload, capture id). Devices take turns."""
-    configs = [add_device(data, f"bench-{i}", "bench-site") for i in range(devices)]
-    counters = [0] * devices
+    fakes = [FakeDevice(add_device(data, f"bench-{i}", "bench-site"), chunk_size=CHUNK) for i in range(devices)]
     out = []
     now = int(time.time())
     for k in range(captures):
-        d = k % devices
-        cfg = configs[d]
-        keys = DeviceKeys.derive(bytes.fromhex(cfg["device_key"]))
-        public = rsa.RSAPublicNumbers(cfg["arc_e"], int(cfg["arc_n"], 16)).public_key()
-        cid, dk = os.urandom(16), os.urandom(32)
-        wrapped = public.encrypt(dk, padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(),
-                                                  label=None))
-        jpeg = b"\xff\xd8\xff\xe0" + os.urandom(FRAME_BYTES - 6) + b"\xff\xd9"
-        sealed = cap.seal([(now, jpeg)], trigger=2, capture_id=cid, captured_at=now,
-                          arc_key_id=bytes.fromhex(cfg["arc_key_id"]), dk=dk, wrapped_key=wrapped,
-                          ivs=[os.urandom(16)])
-        topic = env.topic_for(cfg["device_id"], env.T_CAPTURE)
-        msgs = []
-        for body in cap.split_chunks(sealed, cid, os.urandom(8), CHUNK):
-            counters[d] += 1
-            msgs.append((topic, env.build(env.T_CAPTURE, cfg["device_id"], counters[d], now, body, keys.up, topic),
-                         cid))
-        out.append(msgs)
+        dev = fakes[k % devices]
+        cid, sealed = dev.seal([fake_jpeg(FRAME_BYTES)], captured_at=now)
+        out.append([(topic, payload, cid) for topic, payload in dev.chunk_messages(cid, sealed, os.urandom(8), now)])
     return out
 
 

@@ -1,4 +1,4 @@
-"""Helpers of the scale-out tests: gateway worker processes, and devices streaming captures at them.
+"""The scale-out tests' tools: gateway worker processes, and fake devices streaming captures at them.
 
 `Workers` starts `vericam gateway run` processes by name (each with its own log and client id),
 SIGKILLs and restarts them. `CaptureStream` plays devices as the firmware behaves: each sends
@@ -11,7 +11,6 @@ directory per worker).
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -20,11 +19,10 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.protocol import envelope as env
+from simulator.fake_device import FakeDevice
 from simulator.processes import stop_process
 
-from test_gateway_vectors import mv
-
-VENV_BIN = Path(sys.executable).parent
+from support.cli import VERICAM
 
 
 def wait_for(predicate, timeout, what):
@@ -77,7 +75,7 @@ class Workers:
 
     def start(self, name: str) -> None:
         self.procs[name] = subprocess.Popen(
-            [str(VENV_BIN / "vericam"), "gateway", "run", "--data", str(self.data[name]), "--client-id", name,
+            [VERICAM, "gateway", "run", "--data", str(self.data[name]), "--client-id", name,
              "--broker", f"{self.broker.host}:{self.broker.port}"],
             stdout=self._files[name], stderr=self._files[name])
 
@@ -119,7 +117,7 @@ class CaptureStream:
 
     def __init__(self, broker, configs: list[dict], per_device: int, on_receipt=None, frame_bytes: int = 6000):
         self.broker = broker
-        self.devices = [mv.TestDevice(cfg, chunk_size=2048) for cfg in configs]
+        self.devices = [FakeDevice(cfg, chunk_size=2048) for cfg in configs]
         self.per_device = per_device
         self.on_receipt = on_receipt
         self.frame_bytes = frame_bytes
