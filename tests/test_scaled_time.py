@@ -13,7 +13,7 @@ from gateway.ingest.clock import WorldClock, sim_clock
 from gateway.storage.store import Store
 from simulator.flash import mounted
 from simulator.mpy import FIRMWARE_DIR, run_micropython
-from simulator.scenario import ScenarioError, duration_s, find, load, run
+from simulator.scenario import ScenarioError, duration_s, load, run
 
 DEFAULT_HOLD_WINDOW_MS = 5 * 60 * 1000
 OUTCOME = ("passed", "images_captured", "images_at_arc", "images_at_arc_by_trigger", "images_captured_by_trigger",
@@ -21,42 +21,14 @@ OUTCOME = ("passed", "images_captured", "images_at_arc", "images_at_arc_by_trigg
            "shredded_on_device", "duplicates_stored", "technical")
 
 
-def _traces(traces, what):
-    return [t for t in traces if t.get("what") == what]
-
-
-def _run_keeping_traces(name, workdir, time_scale, **kwargs):
-    """Play a scenario; returns its figures and the device's traces (with host arrival times)."""
-    from simulator import scenario
-
-    traces = []
-    original = scenario._figures
-
-    def figures(stack, device_id, observer):
-        traces.extend(stack.devices[device_id].traces)
-        return original(stack, device_id, observer)
-
-    scenario._figures = figures
-    try:
-        return run(find(name), workdir, time_scale=time_scale, **kwargs), traces
-    finally:
-        scenario._figures = original
-
-
-@pytest.fixture(scope="module")
-def hold_window_run(tmp_path_factory):
-    """hold-window-ends at 60 x: disarm photos held through the default 5-minute window."""
-    base = tmp_path_factory.mktemp("hold")
-    flash = base / "flash.img"
-    result, traces = _run_keeping_traces("hold-window-ends", base / "run", 60, flash_out=flash)
-    return result, traces, flash, base / "run"
-
-
-def test_at_60x_a_five_minute_hold_window_ends_in_about_five_real_seconds_and_shreds(hold_window_run):
-    result, traces, _flash, _run = hold_window_run
+# hold-window-ends plays at 60 x (its own time scale): disarm photos held through the default 5-minute window.
+def test_at_60x_a_five_minute_hold_window_ends_in_about_five_real_seconds_and_shreds(scenarios):
+    played = scenarios.play("hold-window-ends")
+    result = played.result
     assert result["passed"], result["failures"]
-    held, = _traces(traces, "held")
-    shredded, = _traces(traces, "shredded")
+    assert result["time_scale"] == 60
+    held, = played.traces_of("held")
+    shredded, = played.traces_of("shredded")
     assert held["capture"] == shredded["capture"]
     # On the device's clock: the whole default window, and the shred at its end.
     # (the trace is stamped a moment after the decision: 1 ms of real time is 60 ms here)
@@ -71,39 +43,49 @@ def test_at_60x_a_five_minute_hold_window_ends_in_about_five_real_seconds_and_sh
     assert result["device_captures_left"] == 0
 
 
-def test_a_scaled_run_leaves_the_device_config_at_its_defaults(hold_window_run):
-    _result, _traces_, flash, workdir = hold_window_run
-    with mounted(flash) as fs:
+def test_a_scaled_run_leaves_the_device_config_at_its_defaults(scenarios):
+    played = scenarios.play("hold-window-ends")
+    with mounted(played.flash) as fs:
         with fs.open("/config.json", "r") as f:
             config = json.loads(f.read())
     assert "hold_window_ms" not in config, "the scaled run changed the device's hold window"
     assert "time_scale" not in json.dumps(config)
     # What the device itself reported at provisioning: the default window applies.
-    with Store.open(workdir / "gateway") as store:
+    with Store.open(played.workdir / "gateway") as store:
         reported = [e["event"] for e in store.events.list("panel-1") if e["event"].get("kind") == "config"]
     assert reported and reported[0]["hold_window_ms"] == DEFAULT_HOLD_WINDOW_MS
 
 
-def test_the_same_scenario_at_1x_and_at_60x_has_the_same_outcome(tmp_path):
-    t0 = time.monotonic()
-    at_1 = run(find("disarm-then-sabotage"), tmp_path / "x1", time_scale=1)
-    t1 = time.monotonic()
-    at_60 = run(find("disarm-then-sabotage"), tmp_path / "x60", time_scale=60)
-    print(f"disarm-then-sabotage: {t1 - t0:.1f} s at 1 x, {time.monotonic() - t1:.1f} s at 60 x")
+def test_disarm_then_sabotage_meets_its_expectations_at_its_own_time_scale(scenarios):
+    # This file is the scenario's home (tests/test_scenarios.py, PLAYED_ELSEWHERE): the run at
+    # 1 x is checked here as every scenario is there, and compared with 60 x below.
+    result = scenarios.play("disarm-then-sabotage").result
+    assert result["time_scale"] == 1
+    assert result["passed"], result["failures"]
+    assert result["image_bytes_sent_without_alarm"] == 0
+    assert result["duplicates_stored"] == 0
+
+
+def test_the_same_scenario_at_1x_and_at_60x_has_the_same_outcome(scenarios):
+    at_1 = scenarios.play("disarm-then-sabotage").result  # at its own time scale, 1
+    at_60 = scenarios.play("disarm-then-sabotage", time_scale=60).result
+    print(f"disarm-then-sabotage: {at_1['real_s']:.1f} s at 1 x, {at_60['real_s']:.1f} s at 60 x")
+    assert at_1["time_scale"] == 1 and at_60["time_scale"] == 60
     assert at_1["passed"], at_1["failures"]
     assert {k: at_1.get(k) for k in OUTCOME} == {k: at_60.get(k) for k in OUTCOME}
     assert at_60["scenario_s"] > 30 * at_60["real_s"]
 
 
-def test_at_600x_an_alarm_upload_fires_no_transport_timer(tmp_path):
+def test_at_600x_an_alarm_upload_fires_no_transport_timer(scenarios):
     # 4 minutes after the disarm (0.4 s real) a tamper alarm sends both captures. The upload
     # takes real time, which is minutes of scenario time; the receipt timeout, PUBACK
     # retransmit and keepalive run on the real clock, so none of them fires.
-    result, traces = _run_keeping_traces("sabotage-after-4-min", tmp_path / "run", 600)
+    played = scenarios.play("sabotage-after-4-min", time_scale=600)
+    result = played.result
     assert result["passed"], result["failures"]
     assert result["receipt_timeouts"] == 0
-    assert _traces(traces, "resend") == [] and _traces(traces, "uplink_retry") == []
-    assert len(_traces(traces, "online")) == 1, "the MQTT connection dropped during the scaled run"
+    assert played.traces_of("resend") == [] and played.traces_of("uplink_retry") == []
+    assert len(played.traces_of("online")) == 1, "the MQTT connection dropped during the scaled run"
     assert result["technical"] == []
 
 

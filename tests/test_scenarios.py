@@ -1,7 +1,10 @@
 """Every scenario in simulator/scenarios/, played on real MicroPython, a real Mosquitto and the gateway process.
 
 A file dropped into the folder is played here without touching this module, unless a test
-of its own plays it (PLAYED_ELSEWHERE), so that none is played twice in one suite run.
+file of its own plays it (PLAYED_ELSEWHERE). Every run goes through the `scenarios` fixture
+(tests/support/scenarios.py), which plays a scenario once per session however many tests of
+its file check it; and as each scenario has one home file, `pytest -n 2 --dist loadfile`
+(one file, one worker) plays it once in the whole suite.
 Also: malformed scenario files are refused before anything starts, with exit code 2 and a
 message that names the file, the step and the key.
 """
@@ -15,10 +18,13 @@ import pytest
 
 from simulator.scenario import SCENARIO_DIR, ScenarioError, find, list_scenarios, load, run
 
-# Scenarios whose own test plays them (and checks more than their [expect]).
+from support.plaintext import assert_no_plaintext
+
+# Scenarios whose home is another test file: it plays them, checks their [expect], and more.
 PLAYED_ELSEWHERE = {
     "walk-test": "tests/test_walk_test.py",
     "hold-window-ends": "tests/test_scaled_time.py",
+    "disarm-then-sabotage": "tests/test_scaled_time.py",
     "outage-during-alarm": "tests/test_faults.py",
     "broker-restart-mid-upload": "tests/test_faults.py",
     "power-cut-mid-upload": "tests/test_faults.py",
@@ -36,12 +42,13 @@ def test_every_scenario_file_loads_and_is_listed_under_its_file_name():
         assert item["description"], f"{item['name']}: no description"
         assert set(item) >= {"name", "description", "path", "time_scale", "steps"}
     for name, where in PLAYED_ELSEWHERE.items():
-        assert name in ALL and (SCENARIO_DIR.parent.parent / where).exists(), name
+        path = SCENARIO_DIR.parent.parent / where
+        assert name in ALL and path.exists() and f'"{name}"' in path.read_text(), name
 
 
 @pytest.mark.parametrize("name", PLAYED_HERE)
-def test_scenario_meets_its_expectations(name, tmp_path):
-    result = run(find(name), tmp_path / "run", flash_out=tmp_path / "flash.img")
+def test_scenario_meets_its_expectations(name, scenarios):
+    result = scenarios.play(name).result
     assert result["passed"], result["failures"]
     # Whatever the scenario, no photo byte crossed the broker before an alarm, and every
     # photo at the ARC is there exactly once.
@@ -49,20 +56,18 @@ def test_scenario_meets_its_expectations(name, tmp_path):
     assert result["duplicates_stored"] == 0
 
 
-def test_disarm_without_alarm_sends_nothing_and_leaves_no_recoverable_frame(tmp_path):
-    flash = tmp_path / "flash.img"
-    result = run(find("disarm-no-alarm"), tmp_path / "run", flash_out=flash)
+def test_disarm_without_alarm_sends_nothing_and_leaves_no_recoverable_frame(scenarios):
+    played = scenarios.play("disarm-no-alarm")
+    result = played.result
     assert result["images_captured"] == 3
     assert result["capture_bytes_at_broker"] == 0, "a photo byte crossed the broker without an alarm"
     assert result["device_captures_left"] == 0
-    raw = flash.read_bytes()
-    assert b"\xff\xd8\xff" not in raw, "JPEG start-of-image marker on the raw flash"
-    frames = sorted((tmp_path / "run" / "devices" / "panel-1" / "camera").glob("*.jpg"))
+    raw = played.flash.read_bytes()
+    frames = sorted((played.workdir / "devices" / "panel-1" / "camera").glob("*.jpg"))
     assert len(frames) == 3
     for frame in frames:
-        jpeg = frame.read_bytes()
-        for off in range(0, len(jpeg) - 32, 512):
-            assert jpeg[off:off + 32] not in raw, f"plaintext of {frame.name} at offset {off} is on the flash"
+        # Every 64-byte window of the frame, the JPEG header included, at any offset of the flash.
+        assert_no_plaintext(raw, frame.read_bytes(), f"plaintext of {frame.name} on the flash")
 
 
 # -- malformed files --------------------------------------------------------------------------

@@ -1,12 +1,12 @@
 """The installer's walk test: every zone and every trigger of the site's configuration, played on real MicroPython."""
 
-from simulator.scenario import find, load, run
+from simulator.scenario import find, load
 
 
-def test_walk_test_every_zone_and_trigger_produces_what_the_config_says(tmp_path):
+def test_walk_test_every_zone_and_trigger_produces_what_the_config_says(scenarios):
     spec = load(find("walk-test"))
     triggers = spec["device"]["triggers"]
-    result = run(find("walk-test"), tmp_path / "run")
+    result = scenarios.play("walk-test").result
     assert result["passed"], result["failures"]
 
     # Every sending trigger's photos are at the ARC, each exactly once; a held trigger
@@ -19,6 +19,7 @@ def test_walk_test_every_zone_and_trigger_produces_what_the_config_says(tmp_path
         else:
             assert name not in at_arc, f"{name} is configured to hold its photos, but {at_arc[name]} reached the ARC"
     assert result["duplicates_stored"] == 0
+    assert result["image_bytes_sent_without_alarm"] == 0
     assert result["device_captures_left"] == 0
     # Every zone opened while armed raised its own intrusion alarm at the ARC.
     assert result["alarms_by_code"]["intrusion"] == 3
