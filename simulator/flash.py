@@ -23,6 +23,21 @@ from gateway.protocol.keys import frame_keys, hmac_sha256
 BLOCK_SIZE = 4096
 
 
+def littlefs_blocks(data: bytes) -> int:
+    """The block count littlefs's superblock gives: the image may go on past it (the key slots).
+
+    The superblock entry opens both blocks of the metadata pair 0/1: a revision count, a tag,
+    b"littlefs", a tag, then version, block_size and block_count (u32, little-endian).
+    """
+    for block in (0, 1):
+        at = block * BLOCK_SIZE + 8
+        if data[at:at + 8] == b"littlefs":
+            _version, block_size, count = struct.unpack_from("<3I", data, at + 12)
+            if block_size == BLOCK_SIZE and 0 < count <= len(data) // BLOCK_SIZE:
+                return count
+    return len(data) // BLOCK_SIZE
+
+
 @contextmanager
 def mounted(path: str | Path):
     """The littlefs in a flash image, mounted read-only in memory; unmounted on exit.
@@ -31,7 +46,9 @@ def mounted(path: str | Path):
     mounted file system with open files is garbage-collected.
     """
     data = Path(path).read_bytes()
-    fs = LittleFS(block_size=BLOCK_SIZE, block_count=len(data) // BLOCK_SIZE, mount=False)
+    count = littlefs_blocks(data)
+    data = data[:count * BLOCK_SIZE]
+    fs = LittleFS(block_size=BLOCK_SIZE, block_count=count, mount=False)
     fs.context.buffer[: len(data)] = data
     fs.mount()
     try:

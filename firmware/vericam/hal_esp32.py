@@ -15,6 +15,16 @@ Hardware it expects, all pins overridable in the "board" object of /config.json:
 | network | WiFi station, reconnecting with backoff; TLS to the broker, verified against /ca.der | "wifi" of /config.json |
 | clock | NTP (micropython-lib `ntptime`) at start and every 6 h; the gateway's time message otherwise | pool.ntp.org |
 | flash | littlefs at /, the filesystem MicroPython's ESP32 build mounts itself | |
+| key slots | a raw data partition labelled `vckeys`, outside littlefs (keyslots.py): one slot key per 4 KiB erase block | 128 KiB: 32 slots |
+
+The key-slot partition is one line of the board's partition table (partitions.csv of the
+MicroPython build; the app and `vfs` lines stay as they are), not encrypted, so that a slot
+can be programmed to zero in place:
+
+    # Name,  Type, SubType, Offset, Size
+    vckeys,  data, 0x40,    ,       128K
+
+Without it the agent refuses to start: a capture it could not crypto-shred must not be taken.
 
 Camera firmware: the cnadler86 `camera` module is a C user module, so the board runs one of
 that project's prebuilt MicroPython images (or a build with USER_C_MODULES); the agent itself
@@ -39,6 +49,7 @@ CA_PATH = "/ca.der"  # DER: MicroPython's tls takes no PEM
 EPOCH_OFFSET = 946684800 if time.gmtime(0)[0] == 2000 else 0
 PANEL_LINE_MAX = 256
 NTP_EVERY_MS = 6 * 3600 * 1000
+KEY_SLOT_LABEL = "vckeys"
 
 BOARD_DEFAULTS = {
     "panel_uart": 1,
@@ -56,6 +67,28 @@ BOARD_DEFAULTS = {
     "wifi_backoff_max_s": 60,
     "trace": False,  # print traces to the REPL console
 }
+
+
+class _Slots:
+    """The first `count` blocks of a partition, when the config asks for fewer key slots."""
+
+    def __init__(self, part, count):
+        self._part = part
+        self._count = count
+
+    def readblocks(self, block, buf, offset=0):
+        self._part.readblocks(block, buf, offset)
+
+    def writeblocks(self, block, buf, offset=None):
+        if offset is None:
+            self._part.writeblocks(block, buf)  # erases the block first, as the partition does
+        else:
+            self._part.writeblocks(block, buf, offset)
+
+    def ioctl(self, op, arg):
+        if op == 4:
+            return self._count
+        return self._part.ioctl(op, arg)
 
 
 class FrameStream:
@@ -119,6 +152,21 @@ class Esp32Hal:
         for k, v in (self.cfg.get("board") or {}).items():
             self.board[k] = v
         self._configure_tls()
+
+    def key_slot_area(self, count):
+        """The raw "vckeys" partition as a block device of at most `count` 4 KiB slots."""
+        import esp32
+
+        found = esp32.Partition.find(esp32.Partition.TYPE_DATA, label=KEY_SLOT_LABEL)
+        if not found:
+            raise ValueError("no '%s' data partition: add it to the partition table (see hal_esp32) and "
+                             "flash the firmware again; captures cannot be crypto-shredded without it"
+                             % KEY_SLOT_LABEL)
+        part = found[0]
+        blocks = part.ioctl(4, 0)
+        if blocks > count:
+            return _Slots(part, count)
+        return part
 
     def _configure_tls(self):
         broker = self.cfg.get("broker") or {}

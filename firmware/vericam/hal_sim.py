@@ -1,4 +1,4 @@
-"""The simulator's HAL: flash as a littlefs image in a host file, and panel, camera and clock from the simulator.
+"""The simulator's HAL: flash as a littlefs image in a host file, then the key slots, and panel, camera and clock from the simulator.
 
 The simulator (simulator/device.py) runs this firmware as a real MicroPython process and
 listens on a loopback control port. This HAL connects to it and speaks JSON lines:
@@ -23,35 +23,64 @@ import vfs
 FLASH_ROOT = "/flash"
 
 
-class FileBlockDevice:
-    """A flash chip of `count` erase blocks of `size` bytes, kept in a host file.
+class FlashChip:
+    """A NOR flash chip of erase blocks of `size` bytes, kept in a host file.
 
-    Implements MicroPython's extended block protocol, so littlefs (vfs.VfsLfs2) runs on it
-    as on an ESP32's SPI flash. Erase sets a block to 0xFF, as NOR flash does.
+    Erase sets a block to 0xFF. Programming can only clear bits, as on NOR flash: what lands
+    is the old bytes AND the new ones (littlefs programs only erased blocks, so for it this
+    is a plain write; the key slots rely on it, see keyslots.py). Every program and erase of
+    every partition counts in `ops`, so `tear` can cut the power at any one of them.
     """
 
-    def __init__(self, path, size=4096, count=512):
+    def __init__(self, path, size=4096):
         self.size = size
-        self.count = count
         self.ops = 0  # program and erase operations since boot
         self._tear = None  # (op number, what to call there): see tear()
         try:
             self.f = open(path, "r+b")
         except OSError:
             self.f = open(path, "w+b")
-            blank = b"\xff" * size
-            for _ in range(count):
-                self.f.write(blank)
-            self.f.flush()
+        self.blocks = self.f.seek(0, 2) // size
 
-    def readblocks(self, block, buf, offset=0):
+    def ensure(self, count):
+        """Grow the chip to at least `count` blocks, the new ones erased."""
+        if self.blocks >= count:
+            return
+        self.f.seek(self.blocks * self.size)
+        blank = b"\xff" * self.size
+        for _ in range(count - self.blocks):
+            self.f.write(blank)
+        self.f.flush()
+        self.blocks = count
+
+    def read(self, block, buf, offset):
         self.f.seek(block * self.size + offset)
         self.f.readinto(buf)
 
-    def writeblocks(self, block, buf, offset=None):
-        self.f.seek(block * self.size + (offset or 0))
+    def program(self, block, buf, offset):
+        at = block * self.size + offset
+        old = bytearray(len(buf))
+        self.f.seek(at)
+        self.f.readinto(old)
+        for i in range(len(buf)):
+            old[i] &= buf[i]
+        self.f.seek(at)
+        self._op("prog", block, old)
+        self.f.write(old)
+        self.f.flush()
+
+    def write(self, block, buf, offset):
+        """Program bytes that are known to be erased (littlefs): no read-back needed."""
+        self.f.seek(block * self.size + offset)
         self._op("prog", block, buf)
         self.f.write(buf)
+        self.f.flush()
+
+    def erase(self, block):
+        self.f.seek(block * self.size)
+        blank = b"\xff" * self.size
+        self._op("erase", block, blank)
+        self.f.write(blank)
         self.f.flush()
 
     def tear(self, n, then):
@@ -67,26 +96,54 @@ class FileBlockDevice:
             self.f.flush()
             tear[1](kind, block)
 
+
+class FileBlockDevice:
+    """`count` erase blocks of a FlashChip, from block `first`: a partition of the chip.
+
+    Implements MicroPython's extended block protocol, so littlefs (vfs.VfsLfs2) runs on it
+    as on an ESP32's SPI flash, and the key slots (keyslots.py) as on an `esp32.Partition`.
+    `nor` makes a program AND into what is there (the key slots program over live bytes
+    when they zero a key); without it a program writes (littlefs programs erased blocks).
+    As on `esp32.Partition`, `writeblocks` without an offset erases the block first.
+    """
+
+    def __init__(self, chip, first, count, nor=False):
+        chip.ensure(first + count)
+        self.chip = chip
+        self.first = first
+        self.size = chip.size
+        self.count = count
+        self._nor = nor
+
+    def readblocks(self, block, buf, offset=0):
+        self.chip.read(self.first + block, buf, offset)
+
+    def writeblocks(self, block, buf, offset=None):
+        if offset is None:
+            self.chip.erase(self.first + block)
+            offset = 0
+        if self._nor:
+            self.chip.program(self.first + block, buf, offset)
+        else:
+            self.chip.write(self.first + block, buf, offset)
+
     def ioctl(self, op, arg):
         if op == 4:  # block count
             return self.count
         if op == 5:  # block size
             return self.size
         if op == 6:  # erase
-            self.f.seek(arg * self.size)
-            blank = b"\xff" * self.size
-            self._op("erase", arg, blank)
-            self.f.write(blank)
+            self.chip.erase(self.first + arg)
             return 0
         if op == 3:  # sync
-            self.f.flush()
+            self.chip.f.flush()
             return 0
         return 0
 
 
 def mount_flash(path, size=4096, count=512):
-    """Mount the flash image at /flash, formatting it on first boot."""
-    bdev = FileBlockDevice(path, size, count)
+    """Mount the flash image's first `count` blocks, littlefs, at /flash, formatting it on first boot."""
+    bdev = FileBlockDevice(FlashChip(path, size), 0, count)
     try:
         fs = vfs.VfsLfs2(bdev)
     except OSError:
@@ -186,6 +243,11 @@ class SimHal:
                 dst.write(data)
             os.rename(cfg + ".tmp", cfg)
 
+    def key_slot_area(self, count):
+        """The key-slot area (keyslots.py): `count` erase blocks of the flash image after the
+        littlefs blocks, outside the file system, as the "vckeys" partition is on a board."""
+        return FileBlockDevice(self._bdev.chip, self.flash_blocks, count, nor=True)
+
     async def start(self, device_id):
         self._reader, self._writer = await asyncio.open_connection(self.control[0], self.control[1])
         self.send({"op": "hello", "device": device_id, "pid": os.getpid() if hasattr(os, "getpid") else 0})
@@ -255,7 +317,8 @@ class SimHal:
         if n == 0:
             self._stop_dead(path, event, n, None, None)
         else:
-            bdev.tear(n, lambda kind, block: self._stop_dead(path, event, n, kind, block))
+            # `block` is the chip's: key slots are the blocks from --flash-blocks on.
+            bdev.chip.tear(n, lambda kind, block: self._stop_dead(path, event, n, kind, block))
 
     def _stop_dead(self, path, event, n, kind, block):
         with open(path + ".tmp", "w") as f:
