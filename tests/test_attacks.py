@@ -100,7 +100,7 @@ class Site:
         cid, sealed = link.device.seal(JPEGS)
         link.send(link.device.chunk_messages(cid, sealed, os.urandom(8)))
         deadline = time.monotonic() + timeout
-        while True:  # receipts re-sent for replayed last chunks may come first
+        while True:  # a receipt for an earlier capture may still be on its way
             receipt = link.next_downlink(timeout=max(0.1, deadline - time.monotonic()))
             if receipt[0] == cid:
                 break
@@ -160,9 +160,14 @@ def test_replayed_valid_messages_are_refused_and_counted(site):
     site.wait_counts({})
     with Store.open(site.data) as store:
         events_before = len(store.events.list("cam-1"))
+    down = site.links["cam-1"].down
+    while not down.empty():  # the time message that answered the status
+        down.get_nowait()
     # An eavesdropper replays everything it saw, twice, from its own connection.
     site.hostile(captured + [event, status] + captured + [event, status])
     site.wait_counts({"replay": 2 * (len(captured) + 2)})
+    # Refused means without effect: no receipt for the replayed last chunk (PROTOCOL section 8).
+    assert down.empty(), "the gateway answered a replayed message"
     with Store.open(site.data) as store:
         assert len(store.events.list("cam-1")) == events_before
         assert len([c for c in store.captures.list() if c["capture_id"] == cid.hex()]) == 1

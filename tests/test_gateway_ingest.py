@@ -91,6 +91,26 @@ def test_a_capture_sent_twice_is_stored_once_and_receipted_twice(gw):
     assert len(ingest.store.images.list()) == 2 and len(ingest.store.captures.list()) == 1
 
 
+def test_a_replayed_last_chunk_of_a_stored_capture_is_refused_and_gets_no_receipt(gw):
+    """PROTOCOL section 8 (issue 14, finding 4): a refused chunk gets no receipt, also a
+    byte-exact copy of the last chunk of a capture already stored. The device gets its receipt
+    again by sending the capture again under fresh counters."""
+    ingest, dev, _, _ = gw
+    cid, sealed = dev.seal(JPEGS)
+    msgs = dev.chunk_messages(cid, sealed, b"R" * 8)
+    first = run(ingest, msgs)
+    assert len(receipts(dev, first)) == 1
+    # The device's QoS-1 retransmission after a lost PUBACK, or a recorded copy sent later.
+    for batch in ([msgs[-1]], [msgs[-1], msgs[-1]], msgs):
+        replayed = run(ingest, batch)
+        assert replayed.outbound == [] and replayed.rejected == {"replay": len(batch)}
+    assert ingest.store.rejections.counts() == {"replay": 3 + len(msgs)}
+    # Sent again under fresh counters, the stored capture is answered again, as the first time.
+    again = run(ingest, dev.chunk_messages(cid, sealed, b"R" * 8))
+    assert receipts(dev, again) == receipts(dev, first)
+    assert len(ingest.store.captures.list()) == 1 and len(ingest.store.images.list()) == 2
+
+
 def test_bad_messages_are_counted_by_reason_and_logged_without_payload(gw):
     ingest, dev, other, log = gw
     cid, sealed = dev.seal(JPEGS)

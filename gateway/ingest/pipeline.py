@@ -9,11 +9,13 @@ MQTT client and the worker thread that feeds it.
 What becomes of each message:
 - capture chunk: spooled; when the last chunk of a capture is in, the sealed capture is opened
   (§4), each frame is stored as an encrypted image, and a receipt (status 0) is returned. A
-  capture already stored is never stored twice: its receipt goes out again.
+  capture already stored is never stored twice: when the device sends it again (fresh
+  counters), its receipt goes out again.
 - event: decrypted (§6) and stored; an alarm event links its alarm id to its captures.
 - status: online/offline and last seen; `online` gets a time message (§9).
 - anything rejected: counted by reason, logged with device, topic and reason (never payload
-  bytes or keys), and still acknowledged so the broker does not deliver it forever.
+  bytes or keys), and still acknowledged so the broker does not deliver it forever. It causes
+  nothing else: no receipt, not even for a replayed last chunk of a stored capture (§8).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from gateway.protocol import envelope as env_mod
 from gateway.protocol.envelope import (RECEIPT_REJECTED, RECEIPT_RESEND, RECEIPT_STORED, T_CAPTURE, T_EVENT,
                                 T_HEARTBEAT,
                                 T_RECEIPT, T_STATUS, T_TIME, Envelope)
-from gateway.protocol.errors import (CaptureTooLarge, Malformed, ProtocolError, Replay, TooManyCaptures)
+from gateway.protocol.errors import CaptureTooLarge, Malformed, ProtocolError, TooManyCaptures
 from gateway.protocol.event import decrypt_event, parse_status
 from gateway.governance.retention import RetentionPolicy, deletion_day
 from gateway.storage.blobstore import BlobStoreError
@@ -123,9 +125,10 @@ class Ingest:
             with self.store.savepoint():
                 self._handle(msg, now, result)
         except ProtocolError as exc:
+            # Refused: nothing stored, nothing sent back (PROTOCOL.md §8), also for a replayed
+            # last chunk of a stored capture. The device gets its receipt again by sending the
+            # capture again, under fresh counters.
             self._reject(exc.reason, msg.topic, str(exc), result)
-            if isinstance(exc, Replay):
-                self._replayed_chunk(msg, result)
         except (self.store.db.OperationalError, BlobStoreError):
             # Storage itself failed, not this message: the database (locked, full, connection
             # lost, deadlock with another gateway) or the blob store (disk full, object store
@@ -282,20 +285,6 @@ class Ingest:
         if online:
             body = env_mod.build_time_body(int(self.clock() * 1000))
             result.outbound.append(self._downlink(env.device_id, T_TIME, body))
-
-    def _replayed_chunk(self, msg: Message, result: BatchResult) -> None:
-        """A replayed chunk passed the MAC check (replay comes after it): if its capture is
-        already stored, the device evidently lacks the receipt, so send it again."""
-        try:
-            env = env_mod.parse(msg.payload)
-            if env.etype != T_CAPTURE:
-                return
-            chunk = cap.parse_chunk(env.body)
-            done = self.store.captures.get(env.device_id, chunk.capture_id.hex())
-            if done is not None and chunk.index == chunk.count - 1:
-                self._receipt_for(done, result)
-        except Exception:
-            return
 
     # Expiry --------------------------------------------------------------------------------
     def expire(self) -> BatchResult:
