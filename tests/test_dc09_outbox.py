@@ -1,9 +1,11 @@
 """The DC-09 outbox keeps every report until a receiver of each route has acknowledged it.
 
-The promises of `gateway.forward.outbox.Outbox`, checked on both implementations: numbers
-that never change and wrap after 9999, leases that keep two workers off the same entry,
-retry times, acknowledgements per route; and for the file outbox, a restart that forgets
-nothing acknowledged or not, a torn last line, and compaction.
+The promises of `gateway.forward.outbox.Outbox`, checked on every implementation (in memory,
+the JSON-lines file, and the gateway's database on SQLite and on PostgreSQL): numbers that
+never change and wrap after 9999, leases that keep two workers off the same entry, retry
+times, acknowledgements per route, one entry per key; and for the file outbox, a restart that
+forgets nothing acknowledged or not, a torn last line, and compaction. What only the database
+outbox does (workers racing, a report that commits with its event) is tests/test_dc09_stored_outbox.py.
 """
 
 from __future__ import annotations
@@ -13,16 +15,29 @@ import json
 import pytest
 
 from gateway.forward.outbox import FileOutbox, MemoryOutbox, Outbox, Report
+from gateway.forward.stored import StoredOutbox
+from gateway.storage.store import Store
 
 REPORT = Report(event="intrusion", account="1234", zone=3, alarm_id="5f1c", device="dev-1", at=1_795_300_000.0)
 
 
-@pytest.fixture(params=["memory", "file"])
+ROUTES = ("arc", "backup-arc", "other", "second-arc")   # a database outbox is told its routes
+
+
+@pytest.fixture(params=["memory", "file", "sqlite", "postgresql"])
 def outbox(request, tmp_path):
-    box = MemoryOutbox() if request.param == "memory" else FileOutbox(tmp_path / "outbox.jsonl")
+    if request.param == "memory":
+        yield MemoryOutbox()
+        return
+    if request.param == "file":
+        box = FileOutbox(tmp_path / "outbox.jsonl")
+    else:
+        db = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+        with Store.open(tmp_path / "gw", db=db) as store:        # the schema, as a gateway's start makes it
+            target = store.db_target
+        box = StoredOutbox.open(target, ROUTES)
     yield box
-    if isinstance(box, FileOutbox):
-        box.close()
+    box.close()
 
 
 def test_both_outboxes_are_outboxes(outbox):
@@ -49,6 +64,13 @@ def test_a_failed_attempt_waits_for_its_retry_time_and_is_counted(outbox):
     assert outbox.pending("arc", now=104.0) == []
     (again,) = outbox.pending("arc", now=105.0)
     assert (again.seq, again.attempts, again.last_outcome) == (entry.seq, 1, "primary: timeout")
+
+
+def test_a_report_put_again_under_its_key_is_the_entry_already_there(outbox):
+    follow_up = outbox.put(REPORT, now=1.0, key="verification/dev-1/5f1c")
+    other = outbox.put(REPORT, now=1.5)
+    assert outbox.put(REPORT, now=2.0, key="verification/dev-1/5f1c") == follow_up
+    assert [e.id for e in outbox.pending("arc", now=3.0)] == [follow_up.id, other.id]
 
 
 def test_an_acknowledged_entry_leaves_that_route_only(outbox):

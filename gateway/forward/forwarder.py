@@ -8,6 +8,14 @@ alarm's console page (`[V...]`, see `gateway.forward.codes`). Both return the ou
 None for an event that is not forwarded (no row in the code table, or a device with no site).
 
 Neither call touches the network: the ingest is never held up by a receiver.
+
+In a running gateway the reports go into `intake`, the ingest's own `StoredOutbox`, inside the
+transaction that stores the event (`gateway.forward.stored`); the transmitters read them from
+`outbox`, on a connection of their own. The ingest calls `wake()` once that transaction has
+committed, since a report is not there for the transmitters to see before. One alarm is
+reported once: its report is put with the key `alarm/DEVICE/ALARM_ID/EVENT`, its follow-up with
+`verification/DEVICE/ALARM_ID`, so a second call for either (another capture of the alarm
+stored, another worker) returns the entry already queued.
 """
 
 from __future__ import annotations
@@ -52,13 +60,15 @@ class Forwarder:
     `sites` maps a device id to its `Site` (a mapping or a function). `console_url` is the
     console's external base address (`https://arc.example/console`); the verification link of
     an alarm is `{console_url}/alarms/{device}/{alarm_id}`, which opens only after login.
+    `intake` is where `alarm` and `verification` put reports, when not in `outbox` itself.
     """
 
     def __init__(self, outbox: Outbox, routes: Iterable[Route], sites: Mapping[str, Site] | Callable[[str], Site | None],
                  console_url: str | None = None, clock: Callable[[], float] = time.time,
                  log: Callable[[str], None] | None = None, counters: Counters | None = None,
-                 on_ack: Callable[[Entry, str, float], None] | None = None):
+                 on_ack: Callable[[Entry, str, float], None] | None = None, intake: Outbox | None = None):
         self.outbox = outbox
+        self.intake = outbox if intake is None else intake
         self.clock = clock
         self.log = log or _log.info
         self.counters = counters or Counters()
@@ -74,6 +84,11 @@ class Forwarder:
     def stop(self, timeout: float = 5.0) -> None:
         for t in self.transmitters:
             t.stop(timeout)
+
+    def wake(self) -> None:
+        """Tell every transmitter that reports were put (the ingest: after its commit)."""
+        for t in self.transmitters:
+            t.wake()
 
     def link(self, device: str, alarm_id: str) -> str | None:
         if not self.console_url:
@@ -103,8 +118,10 @@ class Forwarder:
                         area=site.area, zone=site.zone,
                         link=self.link(device, alarm_id) if alarm_id else None, follow_up=follow_up,
                         alarm_id=alarm_id, device=device, at=self.clock() if at is None else at)
-        entry = self.outbox.put(report, self.clock())
+        key = None
+        if alarm_id:
+            key = f"verification/{device}/{alarm_id}" if follow_up else f"alarm/{device}/{alarm_id}/{event}"
+        entry = self.intake.put(report, self.clock(), key=key)
         self.counters.add("queued", "*", reason="follow_up" if follow_up else event)
-        for t in self.transmitters:
-            t.wake()
+        self.wake()
         return entry

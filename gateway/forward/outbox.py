@@ -6,9 +6,10 @@ and nowhere else, so a receiver that is down, refuses or NAKs loses nothing, and
 resends what was not acknowledged, with the sequence number it was given when it was put.
 
 `Outbox` is the interface. `MemoryOutbox` keeps it in memory (tests, the demo); `FileOutbox`
-adds a JSON-lines journal with fsync, enough for one gateway process. A database outbox (in
-`gateway.storage`, later) implements the same five methods; the notes on each say what it must
-guarantee, including for several gateway workers on one database.
+adds a JSON-lines journal with fsync, enough for one gateway process. `StoredOutbox`
+(`gateway.forward.stored`) keeps it in the gateway's database, SQLite or PostgreSQL, and is
+what a running gateway uses; the notes on each method say what it must guarantee, including
+for several gateway workers on one database.
 """
 
 from __future__ import annotations
@@ -73,10 +74,14 @@ class Entry:
 class Outbox(Protocol):
     """What the transmitters need from the queue, and what every implementation promises.
 
-    - `put(report, now)`: the report is durable when this returns (an alarm must survive a
-      crash right after it). It gets an id and a sequence number 0001-9999, the next after the
-      last one given (9999 wraps to 0001); the number never changes, so every resend, to any
-      receiver, after any restart, carries the same one.
+    - `put(report, now, key)`: the report is durable when this returns (an alarm must survive a
+      crash right after it), or, put inside a transaction of the caller's, when that commits.
+      It gets an id and a sequence number 0001-9999, the next after the last one given (9999
+      wraps to 0001; a database outbox may skip the numbers of transactions that rolled back);
+      the number never changes, so every resend, to any receiver, after any restart, carries
+      the same one. Given a `key`, a report whose key is already in the outbox is not put
+      again: the entry already there is returned (one verification follow-up per alarm,
+      however many of its captures are stored, by however many workers).
     - `pending(route, now, limit, lease_s)`: entries not yet acknowledged on `route` whose
       retry time has come, oldest first, at most `limit`. Each entry returned is leased to the
       caller until `now + lease_s`: no other call of `pending` for that route returns it before
@@ -92,7 +97,7 @@ class Outbox(Protocol):
     - `backlog(route)`: how many entries are not yet acknowledged on `route` (a metric).
     """
 
-    def put(self, report: Report, now: float | None = None) -> Entry: ...
+    def put(self, report: Report, now: float | None = None, key: str | None = None) -> Entry: ...
 
     def pending(self, route: str, now: float, limit: int = 20, lease_s: float = 60.0) -> list[Entry]: ...
 
@@ -130,16 +135,21 @@ class MemoryOutbox:
     def __init__(self, first_seq: int = 1):
         self._lock = threading.Lock()
         self._items: dict[str, _Item] = {}     # insertion order is queue order
+        self._keys: dict[str, str] = {}        # put(key=...) -> the id of the entry put with it
         self._last_seq = (first_seq - 2) % SEQ_LAST + 1   # next_seq(_last_seq) == first_seq
 
     # -- Outbox -------------------------------------------------------------------------------
-    def put(self, report: Report, now: float | None = None) -> Entry:
+    def put(self, report: Report, now: float | None = None, key: str | None = None) -> Entry:
         with self._lock:
+            if key is not None and self._keys.get(key) in self._items:
+                return self._items[self._keys[key]].entry
             entry = Entry(id=secrets.token_hex(8), seq=next_seq(self._last_seq), report=report,
                           queued_at=time.time() if now is None else now)
-            self._journal_put(entry)
+            self._journal_put(entry, key)
             self._last_seq = entry.seq
             self._items[entry.id] = _Item(entry)
+            if key is not None:
+                self._keys[key] = entry.id
             return entry
 
     def pending(self, route: str, now: float, limit: int = 20, lease_s: float = 60.0) -> list[Entry]:
@@ -206,7 +216,7 @@ class MemoryOutbox:
         st = item.state(route)
         st.acked_at, st.acked_by, st.lease_until = at, receiver, 0.0
 
-    def _journal_put(self, entry: Entry) -> None:
+    def _journal_put(self, entry: Entry, key: str | None = None) -> None:
         """Hook for a durable subclass: record the new entry before it exists in memory."""
 
     def _journal(self, record: dict, sync: bool) -> None:
@@ -258,6 +268,8 @@ class FileOutbox(MemoryOutbox):
                               queued_at=rec["queued_at"])
                 self._items[entry.id] = _Item(entry)
                 self._last_seq = entry.seq
+                if rec.get("key") is not None:
+                    self._keys[rec["key"]] = entry.id
             elif op in ("ack", "try") and rec.get("id") in self._items:
                 item = self._items[rec["id"]]
                 if op == "ack":
@@ -274,8 +286,9 @@ class FileOutbox(MemoryOutbox):
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(json.dumps({"op": "seq", "seq": self._last_seq}) + "\n")
+            keys = {eid: key for key, eid in self._keys.items()}
             for item in keep.values():
-                f.write(json.dumps(self._put_record(item.entry)) + "\n")
+                f.write(json.dumps(self._put_record(item.entry, keys.get(item.entry.id))) + "\n")
                 for route, st in item.routes.items():
                     if st.acked_at is not None:
                         f.write(json.dumps({"op": "ack", "id": item.entry.id, "route": route,
@@ -285,14 +298,18 @@ class FileOutbox(MemoryOutbox):
         os.replace(tmp, self.path)
         _fsync_dir(self.path.parent)
         self._items = keep
+        self._keys = {key: eid for key, eid in self._keys.items() if eid in keep}
 
     @staticmethod
-    def _put_record(entry: Entry) -> dict:
-        return {"op": "put", "id": entry.id, "seq": entry.seq, "queued_at": entry.queued_at,
-                "report": entry.report.to_json()}
+    def _put_record(entry: Entry, key: str | None = None) -> dict:
+        record = {"op": "put", "id": entry.id, "seq": entry.seq, "queued_at": entry.queued_at,
+                  "report": entry.report.to_json()}
+        if key is not None:
+            record["key"] = key
+        return record
 
-    def _journal_put(self, entry: Entry) -> None:
-        self._journal(self._put_record(entry), sync=True)
+    def _journal_put(self, entry: Entry, key: str | None = None) -> None:
+        self._journal(self._put_record(entry, key), sync=True)
 
     def _journal(self, record: dict, sync: bool) -> None:
         self._file.write(json.dumps(record, separators=(",", ":")) + "\n")

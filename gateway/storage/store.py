@@ -16,7 +16,8 @@ What a Store offers:
 - one repository per area, each the only code that writes SQL for it:
   `store.devices`, `store.spool`, `store.captures`, `store.images`, `store.alarms`,
   `store.events`, `store.rejections`, `store.holds`, `store.users`, `store.customers`,
-  `store.audit` (rows of the audit trail), `store.retention` (what is due, purges);
+  `store.audit` (rows of the audit trail), `store.retention` (what is due, purges),
+  `store.dc09_outbox` and `store.dc09_accounts` (forwarding alarms over SIA DC-09);
 - `store.keys` (the key store) and `store.blobs` (the blob store).
 
 Durability order for an image: blob written to a temp file, fsynced, renamed, directory fsynced
@@ -42,6 +43,8 @@ from gateway.storage.audit_log import AuditLog
 from gateway.storage.blobstore import BlobStore, open_blobstore
 from gateway.storage.captures import Captures, Images, Spool
 from gateway.storage.customers import Customers
+from gateway.storage.dc09_accounts import Dc09Accounts
+from gateway.storage.dc09_outbox import Dc09Outbox
 from gateway.storage.devices import Devices
 from gateway.storage.errors import StoreError
 from gateway.storage.holds import Holds
@@ -106,6 +109,8 @@ class Store:
         self.customers = Customers(self.db)
         self.audit = AuditLog(self.db, self._uow)
         self.retention = RetentionQueries(self.db)
+        self.dc09_outbox = Dc09Outbox(self.db)
+        self.dc09_accounts = Dc09Accounts(self.db)
         try:
             self.migrate()
         except BaseException:  # a refused schema must not leave the connection and key store open
