@@ -1,9 +1,12 @@
-"""Audit rows: the append-only `audit` table of the hash-chained audit trail, written and read.
+"""Audit rows: the append-only `audit` table of the keyed, chained audit trail, written and read.
 
-The chain itself (what is hashed, how a record is checked) is `gateway.governance.audit`. This
-module only appends a row after the current head, under a lock that gateways sharing one
-PostgreSQL database take in turn, and has the new head anchored in the key store once the
-transaction commits (`UnitOfWork.anchor_after_commit`). Triggers refuse UPDATE and DELETE.
+The chain itself (what is MACed, how a record is checked, checkpoints) is
+`gateway.governance.audit`. This module only appends a row after the current head, under a
+lock that gateways sharing one PostgreSQL database take in turn, and has the new head anchored
+in the key store once the transaction commits (`UnitOfWork.anchor_after_commit`), with any
+checkpoint signed in it (`UnitOfWork.checkpoint_after_commit`). Triggers refuse UPDATE and
+DELETE. The `hash` column holds each record's link: HMAC-SHA256 under the key store's audit
+key from the record the chain is keyed from, plain SHA-256 before it.
 """
 
 from __future__ import annotations
@@ -49,11 +52,24 @@ class AuditLog:
                         ":content_hash, :detail, :prev_hash, :hash)", {k: record[k] for k in COLUMNS})
         self.uow.anchor_after_commit(record["seq"], record["hash"])
 
+    def keep_checkpoint(self, seq: int, at_ms: int, line: str) -> None:
+        """Keep a signed checkpoint in the key store once this transaction commits."""
+        self.uow.checkpoint_after_commit(seq, at_ms, line)
+
     # Reading -------------------------------------------------------------------------------
     def head(self) -> tuple[int, str] | None:
         """(seq, hash) of the newest record, or None (not locked)."""
         last = self.db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
         return (last[0], last[1]) if last else None
+
+    def get(self, seq: int) -> dict | None:
+        """One record as stored (`detail` as its JSON text), or None."""
+        row = self.db.execute("SELECT * FROM audit WHERE seq = ?", (seq,)).fetchone()
+        return None if row is None else dict(row)
+
+    def count_until(self, seq: int) -> int:
+        """How many records there are up to and including `seq`."""
+        return self.db.execute("SELECT count(*) FROM audit WHERE seq <= ?", (seq,)).fetchone()[0]
 
     def chain(self) -> list[dict]:
         """Every record in order, as stored (`detail` as its JSON text): what the chain hashes."""

@@ -4,7 +4,10 @@ Layout under `<data>/keys/` (directory mode 0700):
 - `arc_private.pem`: the ARC RSA-2048 private key (PKCS#8 PEM, mode 0600). Devices wrap the
   data key of every capture to its public half.
 - `keys.sqlite`: one KEK per deletion day (`kek` table), created on demand, and a `master`
-  KEK that wraps the device keys kept in the metadata DB.
+  KEK that wraps the device keys kept in the metadata DB. Also the audit trail's custody
+  (gateway.governance.audit): its anchored head (`audit_head`), its key (`audit_key`: the
+  chain's HMAC key and the checkpoint signing key derive from it; never destroyed, never in
+  the metadata DB) and its signed checkpoints (`audit_checkpoint`).
 
 Every image at rest has its own data key, wrapped (RFC 3394 AES key wrap) under the KEK of the
 day it must be deleted. `destroy(day)` erases that KEK, which makes every copy of that day's
@@ -94,9 +97,16 @@ class KeyStore:
         # truncates or rewrites the audit table must also reach the key store to hide it.
         self._db.execute("CREATE TABLE IF NOT EXISTS audit_head (id INTEGER PRIMARY KEY CHECK (id = 1), "
                          "seq INTEGER NOT NULL, hash TEXT NOT NULL, at_ms INTEGER NOT NULL)")
+        # The audit key (the chain's HMAC key and the checkpoint signing key derive from it) and the
+        # record it keys the chain from, and the signed checkpoints of the chain's head.
+        self._db.execute("CREATE TABLE IF NOT EXISTS audit_key (id INTEGER PRIMARY KEY CHECK (id = 1), "
+                         "secret BLOB NOT NULL, keyed_from INTEGER NOT NULL, created_at_ms INTEGER NOT NULL)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS audit_checkpoint (seq INTEGER PRIMARY KEY, "
+                         "at_ms INTEGER NOT NULL, line TEXT NOT NULL)")
         os.chmod(self.dir / KEYS_DB, 0o600)
         self._cache: dict[str, bytes] = {}
         self._arc = None
+        self._audit_key: tuple[bytes, int] | None = None
 
     @classmethod
     def open(cls, data_dir: str | Path) -> "KeyStore":
@@ -207,6 +217,40 @@ class KeyStore:
     def audit_anchor(self) -> tuple[int, str] | None:
         row = self._db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
         return (row[0], row[1]) if row else None
+
+    def audit_key(self) -> tuple[bytes, int] | None:
+        """(secret, keyed_from): the audit key and the first record it keys, or None before it exists."""
+        with self._lock:
+            if self._audit_key is None:
+                row = self._db.execute("SELECT secret, keyed_from FROM audit_key WHERE id = 1").fetchone()
+                self._audit_key = (bytes(row[0]), row[1]) if row else None
+            return self._audit_key
+
+    def create_audit_key(self, keyed_from: int) -> tuple[bytes, int]:
+        """Create the audit key, keying the chain from record `keyed_from` on, unless one exists
+        (then that one is returned unchanged: the first of several workers wins). Never replaced."""
+        with self._lock:
+            self._db.execute("INSERT INTO audit_key (id, secret, keyed_from, created_at_ms) VALUES (1, ?, ?, ?) "
+                             "ON CONFLICT (id) DO NOTHING",
+                             (secrets.token_bytes(32), keyed_from, int(time.time() * 1000)))
+            row = self._db.execute("SELECT secret, keyed_from FROM audit_key WHERE id = 1").fetchone()
+            self._audit_key = (bytes(row[0]), row[1])
+            return self._audit_key
+
+    def add_audit_checkpoint(self, seq: int, at_ms: int, line: str) -> None:
+        """Keep a signed checkpoint of the audit chain (the first one signed for a record stays)."""
+        with self._lock:
+            self._db.execute("INSERT INTO audit_checkpoint (seq, at_ms, line) VALUES (?, ?, ?) "
+                             "ON CONFLICT (seq) DO NOTHING", (seq, at_ms, line))
+
+    def last_audit_checkpoint(self) -> tuple[int, int] | None:
+        """(seq, at_ms) of the newest checkpoint kept, or None."""
+        row = self._db.execute("SELECT seq, at_ms FROM audit_checkpoint ORDER BY seq DESC LIMIT 1").fetchone()
+        return (row[0], row[1]) if row else None
+
+    def audit_checkpoints(self) -> list[str]:
+        """Every checkpoint kept, oldest first, as its signed JSON line."""
+        return [r[0] for r in self._db.execute("SELECT line FROM audit_checkpoint ORDER BY seq")]
 
     def wrap(self, day: _dt.date | str, key: bytes) -> bytes:
         return aes_key_wrap(self.kek(day), key)

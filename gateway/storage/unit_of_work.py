@@ -8,7 +8,8 @@ One `UnitOfWork` belongs to one `Store` (one database connection). Its rules:
   one directory fsync per batch: group commit) before the rows that name it commit; if the
   transaction rolls back, its blobs are deleted again, so none lingers without a row.
 - **The audit head.** A transaction that appended audit records has the chain's new head
-  anchored in the key store right after its commit (gateway.governance.audit).
+  anchored in the key store right after its commit, with any checkpoint signed in it
+  (gateway.governance.audit).
 - **Batches.** `batch(device_ids)` is the ingest's transaction: each device row is locked and
   read once (`LockedDevices`), changed in memory, undone with a message's savepoint, and
   written back once before the commit.
@@ -34,6 +35,7 @@ class UnitOfWork:
         self._lock = threading.RLock()
         self._written: list[str] = []  # blob keys put in this transaction
         self._audit_head: tuple[int, str] | None = None
+        self._audit_checkpoints: list[tuple[int, int, str]] = []
         self.locked_devices: LockedDevices | None = None  # within `batch()` only
 
     @contextlib.contextmanager
@@ -55,12 +57,15 @@ class UnitOfWork:
                     self.sync_dirs()
                 if self._audit_head is not None:  # anchor the committed chain head
                     self.keys.anchor_audit(*self._audit_head)
+                for checkpoint in self._audit_checkpoints:
+                    self.keys.add_audit_checkpoint(*checkpoint)
             except BaseException:
                 self.blobs.discard(self._written)  # rows rolled back: their blobs must not linger
                 raise
             finally:
                 self._written = []
                 self._audit_head = None
+                self._audit_checkpoints = []
 
     @contextlib.contextmanager
     def batch(self, device_ids: Iterable[str]) -> Iterator[None]:
@@ -85,9 +90,11 @@ class UnitOfWork:
     def savepoint(self) -> Iterator[None]:
         """Undo one message's writes, not the whole batch's, if handling it fails.
 
-        Blobs written inside the savepoint are deleted again on the way out, and the batch's
-        device rows go back to what they were at the savepoint."""
+        Blobs written inside the savepoint are deleted again on the way out, the batch's
+        device rows go back to what they were at the savepoint, and so do the audit head and
+        checkpoints waiting for the commit (a rolled-back record is neither anchored nor signed)."""
         mark = len(self._written)
+        audit_mark = (self._audit_head, len(self._audit_checkpoints))
         locked = self.locked_devices
         if locked is not None:
             locked.savepoint()
@@ -98,6 +105,8 @@ class UnitOfWork:
             self.db.rollback_to("msg")
             self.blobs.discard(self._written[mark:])
             del self._written[mark:]
+            self._audit_head = audit_mark[0]
+            del self._audit_checkpoints[audit_mark[1]:]
             if locked is not None:
                 locked.rollback()
             raise
@@ -115,6 +124,10 @@ class UnitOfWork:
     def anchor_after_commit(self, seq: int, record_hash: str) -> None:
         """Anchor this audit chain head in the key store once the transaction commits."""
         self._audit_head = (seq, record_hash)
+
+    def checkpoint_after_commit(self, seq: int, at_ms: int, line: str) -> None:
+        """Keep this signed audit checkpoint in the key store once the transaction commits."""
+        self._audit_checkpoints.append((seq, at_ms, line))
 
     def sync_dirs(self) -> None:
         """Group commit: make this batch's blobs durable (files: fsync their directories) before the rows."""
