@@ -186,6 +186,8 @@ class Agent:
     def _recover(self):
         captures, removed = self.vault.recover()
         self._deliver(self.delivery.on_boot(captures))
+        # A boot never extends a hold window: what was held is sent or shredded now.
+        self._apply(self.policy.on_boot())
         self.hal.trace("boot", captures=len(captures), debris_removed=removed, fw=FW_VERSION)
 
     # -- activity log: technical alarms and configuration ------------------------------------
@@ -270,11 +272,8 @@ class Agent:
                 self.vault.set_state(cid, action[2], action[3], action[4])
             elif kind == "restore":
                 _, cid, trigger, alarm = action
-                if alarm is None:
-                    # Held photos get a fresh hold window (delivery.py, reboot rules).
-                    self.policy.restore(cid, HELD, trigger, self.hal.now_ms() + self.policy.hold_window_ms)
-                else:
-                    self.policy.restore(cid, SENDING, trigger, alarm)
+                # Held photos get no new hold window: policy.on_boot decides them (POWER_LOSS).
+                self.policy.restore(cid, HELD if alarm is None else SENDING, trigger, alarm)
             elif kind == "queued":
                 why = action[2]
                 if why == "receipt_timeout":

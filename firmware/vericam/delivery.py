@@ -10,7 +10,8 @@ events and the time, and carries out the actions it hands back:
 
     ("record", capture_id, state, trigger, alarm_id)  write the capture's state record
     ("restore", capture_id, trigger, alarm_id)        boot: hand the capture back to the
-                                                      policy (alarm_id None: held)
+                                                      policy (alarm_id None: held, for
+                                                      the policy to decide at once)
     ("queued", capture_id, why, times)                it waits to be published (wake the
                                                       uplink); why: claimed, boot,
                                                       receipt_timeout, resend
@@ -34,7 +35,8 @@ leaves in one of three ways, and only these destroy it on the device:
 
     delivered   a "stored" receipt whose SHA-256 is that of the bytes it published
     refused     a "rejected" receipt whose SHA-256 is that of the bytes it published
-    shred       the end of the hold window, and only while no alarm has claimed it
+    shred       the end of the hold window (or the boot that ended it, by the policy's
+                power_loss rule), and only while no alarm has claimed it
 
 Every other receipt proves nothing about the bytes on flash: one for an unknown capture,
 for other bytes, or one that arrives while the capture is not awaiting a receipt is
@@ -54,8 +56,12 @@ the world clock of the hold window: the agent passes it in.
 Reboot rules (BOOT_RULES). After a reboot the records on flash are all that is left. A
 capture recorded as claimed by an alarm ("sending", or "capturing" with an alarm id: the
 series was claimed while it was being taken) is queued again. Every other whole capture
-is held, and the policy gives it a fresh hold window: its old deadline was on a clock that
-did not survive the reboot, and a reboot may itself be sabotage. What was awaiting a
+comes back HELD only for the moment it takes the policy to decide it, in the same boot and
+before anything is published (policy.POWER_LOSS, the `power_loss` trigger): an alarm claims
+it ("claim": it goes to the ARC) or it is shredded ("hold_ended": the boot ended its hold
+window). It never gets a new hold window: its deadline ran on the uptime clock, which did
+not survive the reboot, and a window restarted at every boot would let reboots keep
+household photos for ever. So no capture is held across two boots. What was awaiting a
 receipt is published again; the ARC stores it once and receipts it again.
 """
 
@@ -90,7 +96,8 @@ TRANSITIONS = {
     (AWAITING, "receipt_timeout"): QUEUED,
 }
 
-# (record state on flash, has an alarm id) -> phase after a reboot; anything else is HELD.
+# (record state on flash, has an alarm id) -> phase after a reboot; anything else is HELD,
+# and the policy claims or shreds it in the same boot (see "Reboot rules" above).
 BOOT_RULES = {
     (RECORD_SENDING, True): QUEUED,
     (RECORD_CAPTURING, True): QUEUED,

@@ -3,8 +3,9 @@
 Theory of operation
 -------------------
 This module does no I/O and reads no clock. The agent feeds it panel events and the time
-(`on_panel`, `on_tick`) and the results of the work it asked for (`on_captured`), and it
-hands back actions as tuples for the agent to carry out:
+(`on_panel`, `on_tick`), the captures a boot found on flash (`restore`, then `on_boot`) and
+the results of the work it asked for (`on_captured`), and it hands back actions as tuples
+for the agent to carry out:
 
     ("capture", ref, trigger, frames, interval_ms)   take a series of photos
     ("keep", capture_id, until_ms)                   keep it sealed on flash until then
@@ -22,6 +23,19 @@ Every capture is in exactly one of three states while the policy knows of it:
 A capture leaves the policy as either "send" or "shred", never anything else, so no
 series is left half-decided. HELD captures are shredded at the end of the hold window;
 `next_deadline()` tells the agent when to call `on_tick` so that happens on time.
+
+A boot never extends a hold window. The hold window runs on the uptime clock, which a boot
+restarts, so a held capture cannot be given "the rest of its window" after one; giving it a
+fresh window would let a reboot every few minutes keep household photos for ever. Instead
+every capture still HELD when the power went is decided at once, in the boot that finds
+it, by the trigger `power_loss` ("the power went, or the device was reset, inside a hold
+window"): a power cut minutes after a disarm is what someone who disarms and then
+sabotages the equipment does, and the seed policies send disarm photos on sabotage. The
+rule is the table POWER_LOSS. With the default (enabled, sends) a `power_loss` alarm
+claims the held photos and they go to the ARC; configured off, they are shredded at boot.
+Either way the technical event `power_loss_in_hold_window` tells the ARC what was decided:
+never a silent loss, never a silent keep. So a HELD capture spends at most one hold window
+of uptime on the device, plus the one boot that ends it.
 
 Which panel event does what is the table PANEL_EVENTS; what each trigger captures is the
 per-device trigger configuration (DEFAULT_TRIGGERS, overridden by the device config).
@@ -41,6 +55,10 @@ TRIGGER_CODES = {
 # The design's defaults: photos on disarm and on smoke; the other triggers are added by
 # configuration. Disarm photos are never sent on their own: only an alarm in the hold
 # window sends them.
+#
+# `power_loss` takes no photos of its own (frames 0): it decides the photos a boot finds
+# held (POWER_LOSS). Its photos are the disarm photos that were held when the power went,
+# the ones that show who disarmed before the sabotage.
 DEFAULT_TRIGGERS = {
     "disarm": (True, 3, 1000, False),
     "smoke": (True, 3, 2000, True),
@@ -50,7 +68,23 @@ DEFAULT_TRIGGERS = {
     "sos": (False, 3, 1000, True),
     "panic": (False, 3, 1000, True),
     "silent": (False, 3, 1000, True),
+    "power_loss": (True, 0, 0, True),
 }
+
+# Triggers that decide photos already taken and take none: only "enabled" and "sends" apply.
+DECIDING_TRIGGERS = ("power_loss",)
+
+# What a boot does with the captures it finds HELD, by the power_loss trigger's
+# (enabled, sends): (whether the `power_loss` alarm fires, what becomes of those captures).
+# An alarm without photos (sends = false) still tells the ARC of the sabotage; with the
+# trigger off the photos are shredded. A capture is never held into a second boot.
+POWER_LOSS = {
+    (True, True): (True, "send"),
+    (True, False): (True, "shred"),
+    (False, True): (False, "shred"),
+    (False, False): (False, "shred"),
+}
+TECHNICAL_POWER_LOSS = "power_loss_in_hold_window"
 
 # Disarm photos are kept this long before they are shredded. Five minutes covers the case
 # the design names, someone who disarms and then sabotages the camera or the panel (a
@@ -92,7 +126,8 @@ class PolicyError(Exception):
 def trigger_table(overrides=None):
     """The trigger configuration: the defaults with the device's overrides applied.
 
-    `overrides` maps trigger -> dict with any of "enabled", "frames", "interval_ms", "sends".
+    `overrides` maps trigger -> dict with any of "enabled", "frames", "interval_ms", "sends"
+    (for a trigger in DECIDING_TRIGGERS only "enabled" and "sends").
     """
     table = {}
     for name, row in DEFAULT_TRIGGERS.items():
@@ -102,9 +137,16 @@ def trigger_table(overrides=None):
             raise PolicyError("unknown trigger %r in config; known: %s" % (name, ", ".join(sorted(table))))
         on, frames, interval, sends = table[name]
         on = bool(cfg.get("enabled", on))
+        sends = bool(cfg.get("sends", sends))
+        if name in DECIDING_TRIGGERS:
+            for key in ("frames", "interval_ms"):
+                if key in cfg:
+                    raise PolicyError("trigger %s takes no photos of its own: it has no %s, only enabled and sends"
+                                      % (name, key))
+            table[name] = (on, frames, interval, sends)
+            continue
         frames = int(cfg.get("frames", frames))
         interval = int(cfg.get("interval_ms", interval))
-        sends = bool(cfg.get("sends", sends))
         if not 1 <= frames <= 10:
             raise PolicyError("trigger %s: frames must be 1..10, not %d" % (name, frames))
         if not 0 <= interval <= 60000:
@@ -206,11 +248,43 @@ class CapturePolicy:
         """The ARC receipted this capture; the agent has deleted it. Forget it."""
         self.captures.pop(capture_id, None)
 
-    def restore(self, capture_id, state, trigger, deadline_or_alarm):
-        """Re-enter a capture found in the vault after a reboot."""
-        if state not in (HELD, SENDING):
-            raise PolicyError("cannot restore a capture in state %r" % (state,))
-        self.captures[capture_id] = [state, trigger, deadline_or_alarm]
+    def restore(self, capture_id, state, trigger, alarm_id=None):
+        """Re-enter a capture the vault found after a boot; call `on_boot` once all are back.
+
+        A HELD capture comes back with its hold window over (deadline 0): a boot never
+        extends a hold window, and `on_boot` decides it in this same boot.
+        """
+        if state == HELD:
+            self.captures[capture_id] = [HELD, trigger, 0]
+        elif state == SENDING and alarm_id is not None:
+            self.captures[capture_id] = [SENDING, trigger, alarm_id]
+        else:
+            raise PolicyError("cannot restore a capture as %r (alarm %r): held, or sending with its alarm"
+                              % (state, alarm_id))
+
+    def on_boot(self):
+        """The boot has restored every capture on flash: decide the held ones now (POWER_LOSS)."""
+        held = [cid for cid, entry in self.captures.items() if entry[0] == HELD]
+        if not held:
+            return []
+        on, _frames, _interval, sends = self.triggers["power_loss"]
+        raise_alarm, fate = POWER_LOSS[(on, sends)]
+        actions = []
+        technical = {"kind": "technical", "code": TECHNICAL_POWER_LOSS, "captures": len(held),
+                     "decision": "sent" if fate == "send" else "shredded"}
+        if raise_alarm:
+            alarm_id = self._id(8)
+            technical["alarm_id"] = alarm_id
+            actions.append(("alarm", alarm_id, "power_loss"))
+            actions.append(("report", {"kind": "alarm", "code": "power_loss", "alarm_id": alarm_id}))
+        if fate == "send":
+            actions.extend(self._claim_held(alarm_id))
+        else:
+            for cid in held:
+                del self.captures[cid]
+                actions.append(("shred", cid))
+        actions.append(("report", technical))
+        return actions
 
     # -- queries ----------------------------------------------------------------------------
 

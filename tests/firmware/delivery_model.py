@@ -11,7 +11,12 @@ way the agent does, carries out its actions on a model flash, plays the ARC, and
   - only a capture an alarm claimed is published, always as the same bytes under the same
     capture id and alarm id, so an ARC that deduplicates by capture id stores it once;
   - a claimed capture is never recorded on flash as held (a reboot would shred it);
-  - after a reboot at any step, the records on flash give all of this back.
+  - after a reboot at any step, the records on flash give all of this back;
+  - a boot never extends a hold window: every capture held when the power went is decided
+    in that boot by the policy's power_loss rule (firmware/vericam/policy.py, the real
+    one): claimed by a `power_loss` alarm, or shredded, as the device's configuration of
+    the trigger says, and the ARC is told in a technical event. No capture is held across
+    two boots.
 
 It then lets the link heal (every receipt arrives, every hold window ends) and checks that
 every capture ended sent-and-receipted (or refused by the ARC) or shredded.
@@ -37,17 +42,23 @@ on the runtime the device has. A history is a list of steps, each a list (JSON-f
   ["arc_resend", k]            the ARC asks for the k-th capture again
   ["tick", ms]                 transport time passes
   ["reboot"]                   the power goes and comes back
+
+A world is played with one configuration of the power_loss trigger (POWER_LOSS_CONFIGS).
 """
 
 import hashlib
 
 from vericam.delivery import (Delivery, RECORD_CAPTURING, RECORD_HELD, RECORD_SENDING)
+from vericam.policy import HELD, SENDING, TECHNICAL_POWER_LOSS, CapturePolicy
 from vericam.envelope import RECEIPT_REJECTED, RECEIPT_RESEND, RECEIPT_STORED
 
 RECEIPT_TIMEOUT_MS = 1000
 # Enough healing rounds for the longest backoff (16 timeouts) and every queued capture.
 SETTLE_ROUNDS = 200
 SETTLE_TICK_MS = 16 * RECEIPT_TIMEOUT_MS + 1
+# The device configurations of the power_loss trigger a world is played with: the default
+# (a power_loss alarm sends what was held), an alarm without photos, and off.
+POWER_LOSS_CONFIGS = (None, {"sends": False}, {"enabled": False})
 
 
 class Broken(Exception):
@@ -63,7 +74,8 @@ def _sha(data):
 
 
 class World:
-    def __init__(self):
+    def __init__(self, power_loss=None):
+        self.power_loss = power_loss  # the device's configuration of the power_loss trigger
         self.now = 0
         self.flash = {}        # capture id -> [record state, trigger, alarm id]: its .st
         self.sealed = {}       # capture id -> the sealed bytes of its .cap
@@ -80,6 +92,8 @@ class World:
         self.arrived = False   # the capture being published has reached the ARC
         self.resends = 0
         self.reboots = 0
+        self.boot_claimed = 0  # held captures a boot's power_loss alarm claimed
+        self.boot_shredded = 0  # held captures a boot shredded
         self._ids = 0
         self.delivery = None
         self._boot()
@@ -151,7 +165,57 @@ class World:
             if alarm is not None:
                 record["a"] = _hex(alarm)
             found.append((cid, record))
-        self._do(self.delivery.on_boot(found))
+        actions = self.delivery.on_boot(found)
+        self._do(actions)
+        # The agent hands every capture back to the policy, which decides the held ones now.
+        triggers = None if self.power_loss is None else {"power_loss": self.power_loss}
+        policy = CapturePolicy(triggers, 60000, new_id=self._new_id)
+        for action in actions:
+            if action[0] == "restore":
+                policy.restore(action[1], HELD if action[3] is None else SENDING, action[2], action[3])
+        held = list(self.policy_held)
+        self._decide_at_boot(policy.on_boot(), held)
+        if self.policy_held:
+            raise Broken("%d captures held across a boot: a reboot extended their hold window"
+                         % len(self.policy_held))
+        for cid, record in self.flash.items():
+            if record[0] != RECORD_SENDING or cid not in self.claimed:
+                raise Broken("capture %s is on flash after a boot without an alarm's claim (%s)"
+                             % (_hex(cid), record[0]))
+
+    def _decide_at_boot(self, actions, held):
+        """Carry out the policy's power_loss decision, as the agent does, and check it."""
+        alarm = None
+        reports = []
+        for action in actions:
+            kind = action[0]
+            if kind == "alarm":
+                if action[2] != "power_loss" or alarm is not None:
+                    raise Broken("a boot raised %r" % (action[2],))
+                alarm = action[1]
+            elif kind == "report":
+                reports.append(action[1])
+            elif kind == "send":
+                cid = action[1]
+                if cid not in held or action[2] != alarm:
+                    raise Broken("a boot sent capture %s, which it did not find held" % _hex(cid))
+                self.claimed[cid] = alarm
+                self.policy_held.remove(cid)
+                self.boot_claimed += 1
+                self._do(self.delivery.on_claimed(cid, alarm))
+            elif kind == "shred":
+                cid = action[1]
+                if cid not in held:
+                    raise Broken("a boot shredded capture %s, which it did not find held" % _hex(cid))
+                self.boot_shredded += 1
+                self._do(self.delivery.on_hold_ended(cid))
+            else:
+                raise Broken("a boot asked for %r" % (kind,))
+        technical = [r for r in reports if r.get("kind") == "technical" and r.get("code") == TECHNICAL_POWER_LOSS]
+        if held and (len(technical) != 1 or technical[0]["captures"] != len(held)):
+            raise Broken("%d held captures decided at boot without telling the ARC" % len(held))
+        if not held and (actions or alarm is not None):
+            raise Broken("a boot with nothing held raised %r" % (actions,))
 
     def _new_id(self, n):
         self._ids += 1
@@ -317,12 +381,14 @@ class World:
     def summary(self):
         """What happened, in numbers that do not depend on the runtime's dict order."""
         return {"sealed": len(self.order), "claimed": len(self.claimed), "gone": len(self.gone),
-                "reboots": self.reboots}
+                "reboots": self.reboots, "boot_claimed": self.boot_claimed, "boot_shredded": self.boot_shredded}
 
 
-def play(history):
-    """Play one history, heal the link and check the end: the summary, or Broken."""
-    world = World()
+def play(history, power_loss=None):
+    """Play one history, heal the link and check the end: the summary, or Broken.
+
+    `power_loss` is the device's configuration of that trigger (POWER_LOSS_CONFIGS)."""
+    world = World(power_loss)
     for s in history:
         world.step(s)
     world.settle()

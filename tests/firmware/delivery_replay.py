@@ -2,8 +2,9 @@
 
     micropython tests/firmware/delivery_replay.py HISTORIES.json
 
-HISTORIES.json is a JSON list of histories (see delivery_model.py), written by
-tests/test_delivery_properties.py from what hypothesis generated. Prints one JSON line per
+HISTORIES.json is a JSON list of [history, power_loss] pairs (see delivery_model.py: a
+history, and the device's configuration of the power_loss trigger it is played with),
+written by tests/test_delivery_properties.py from what hypothesis generated. Prints one JSON line per
 history, {"i": index, "ok": summary} or {"i": index, "broken": why}, then a last line
 {"histories": n, "broken": m}, and exits 1 if any history broke a promise.
 """
@@ -28,9 +29,9 @@ def main(path):
     with open(path) as f:
         histories = json.load(f)
     broken = 0
-    for i, history in enumerate(histories):
+    for i, (history, power_loss) in enumerate(histories):
         try:
-            print(json.dumps({"i": i, "ok": play(history)}))
+            print(json.dumps({"i": i, "ok": play(history, power_loss)}))
         except Broken as e:
             broken += 1
             print(json.dumps({"i": i, "broken": str(e)}))
