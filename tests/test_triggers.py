@@ -3,14 +3,23 @@
 One device on real MicroPython, a real Mosquitto and the gateway process, with a trigger
 configuration unlike the defaults; panel events are played one after the other and the
 outcome is read where a user would look: the camera, the ARC's store and the raw flash.
+
+The power_loss trigger, which decides at boot what a power cut or reset left held, is
+played by its two scenarios, whose home this file is (tests/test_scenarios.py,
+PLAYED_ELSEWHERE): "disarm-reboot-loop" (the default: the held photos go to the ARC with a
+power_loss alarm) and "disarm-reboot-power-loss-off" (off: shredded at boot).
 """
 
+import json
 import time
 
 import pytest
 
+from gateway.storage.store import Store
 from simulator.flash import vault_listing
+from simulator.scenario import find, run
 from simulator.stack import Stack
+from simulator.timeline import Timeline
 
 DEVICE = "trig-1"
 TRIGGERS = {
@@ -82,3 +91,61 @@ def test_each_trigger_takes_sends_or_shreds_as_configured(stack):
 
     dev.stop()
     assert vault_listing(dev.flash_path) == {"captures": [], "states": [], "debris": []}
+
+
+# -- power_loss: what a boot does with the photos a power cut left held --------------------
+
+def _play(name, base):
+    """Play a scenario keeping its timeline, its wire log (as seen at the broker) and the ARC's store."""
+    timeline = Timeline()
+    wire_log = base / "wire.jsonl"
+    result = run(find(name), base / "run", flash_out=base / "flash.img", timeline=timeline, wire_log=wire_log)
+    wire = [json.loads(line) for line in wire_log.read_text().splitlines()]
+    with Store.open(base / "run" / "gateway") as s:
+        arc = {"alarms": s.alarms.list("panel-1"), "images": s.images.list("panel-1"),
+               "events": [e["event"] for e in s.events.list("panel-1")]}
+    return result, timeline, wire, arc
+
+
+def _power_loss_events(arc):
+    return [e for e in arc["events"] if e.get("kind") == "technical" and e.get("code") == "power_loss_in_hold_window"]
+
+
+@pytest.fixture(scope="module")
+def reboot_loop(tmp_path_factory):
+    return _play("disarm-reboot-loop", tmp_path_factory.mktemp("disarm-reboot-loop"))
+
+
+@pytest.fixture(scope="module")
+def power_loss_off(tmp_path_factory):
+    return _play("disarm-reboot-power-loss-off", tmp_path_factory.mktemp("power-loss-off"))
+
+
+def test_reboots_in_the_hold_window_send_the_held_photos_once_with_a_power_loss_alarm(reboot_loop):
+    result, timeline, wire, arc = reboot_loop
+    assert result["passed"], result["failures"]
+    assert result["duplicates_stored"] == 0
+    # Counted at the broker, not taken from the device: no photo byte left before the power
+    # went the first time, and some did after it.
+    first_reboot = min(timeline.scenario_s(at) for at, who, text in timeline.sorted()
+                       if who == "device" and text == "reboot")
+    captures = [r for r in wire if r["topic"].endswith("/up/capture")]
+    assert captures, "no capture crossed the broker"
+    assert min(r["t"] for r in captures) > first_reboot, "a photo byte crossed the broker before the reboot"
+    # At the ARC: the three disarm photos, every one under the one power_loss alarm, which
+    # the technical event names too.
+    (alarm,) = arc["alarms"]
+    assert alarm["code"] == "power_loss"
+    assert len(arc["images"]) == 3 and {r["alarm_id"] for r in arc["images"]} == {alarm["alarm_id"]}
+    (event,) = _power_loss_events(arc)
+    assert event["decision"] == "sent" and event["captures"] == 1 and event["alarm_id"] == alarm["alarm_id"]
+
+
+def test_with_power_loss_off_a_reboot_shreds_the_held_photos_and_tells_the_arc(power_loss_off):
+    result, _timeline, wire, arc = power_loss_off
+    assert result["passed"], result["failures"]
+    assert result["image_bytes_sent_without_alarm"] == 0
+    assert not [r for r in wire if r["topic"].endswith("/up/capture")], "a photo byte crossed the broker"
+    assert arc["alarms"] == [] and arc["images"] == []
+    (event,) = _power_loss_events(arc)
+    assert event["decision"] == "shredded" and event["captures"] == 1 and "alarm_id" not in event
