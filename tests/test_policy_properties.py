@@ -197,6 +197,29 @@ def test_disarm_photos_without_an_alarm_are_shredded_within_a_second_of_the_wind
     assert p.next_deadline() is None
 
 
+def test_the_camera_detectors_own_alarms_send_photos_by_default():
+    # The reference privacy policy: when the alarm is triggered, the camera detector's images
+    # are always sent. Disarm photos are held, smoke sends; the panel's SOS, panic and silent
+    # alarm stay for the configuration to add.
+    table = trigger_table(None)
+    for name in ("intrusion", "tamper", "duress", "smoke"):
+        assert table[name][0] and table[name][3], name
+    assert table["disarm"][:2] == (True, 3) and not table["disarm"][3]
+    assert table["smoke"] == (True, 3, 2000, True)
+    for name in ("sos", "panic", "silent"):
+        assert not table[name][0], name
+    assert table["power_loss"][0] and table["power_loss"][3]
+
+    ids = iter(range(1, 100))
+    p = CapturePolicy(None, HOLD, new_id=lambda n: next(ids).to_bytes(n, "big"))
+    p.on_panel("armed", 0, slot=2, mode="away")
+    actions = p.on_panel("intrusion_alarm", 40_000)
+    (alarm,) = [a for a in actions if a[0] == "alarm"]
+    (cap,) = [a for a in actions if a[0] == "capture"]
+    assert cap[2:4] == ("intrusion", 3)
+    assert p.on_captured(cap[1], b"burglar", 43_000) == [("send", b"burglar", alarm[1])]
+
+
 def test_the_power_loss_table_decides_every_configuration_at_boot():
     for (on, sends), (raises, fate) in POWER_LOSS.items():
         p = CapturePolicy({"power_loss": {"enabled": on, "sends": sends}}, HOLD, new_id=lambda n: b"\x07" * n)

@@ -52,9 +52,12 @@ TRIGGER_CODES = {
 }
 
 # trigger: (enabled, frames, interval between frames in ms, sends to the ARC when it fires)
-# The design's defaults: photos on disarm and on smoke; the other triggers are added by
-# configuration. Disarm photos are never sent on their own: only an alarm in the hold
-# window sends them.
+# The design's defaults (rule 1 and the reference privacy policy): photos on disarm and on
+# smoke, and on every alarm a camera detector raises itself, intrusion, tamper and duress:
+# "when the alarm is triggered, the camera detector's images are always sent to the ARC".
+# SOS, panic and the removed wall unit (silent) are the panel's, and configuration adds
+# them. Disarm photos are never sent on their own: only an alarm in the hold window sends
+# them.
 #
 # `power_loss` takes no photos of its own (frames 0): it decides the photos a boot finds
 # held (POWER_LOSS). Its photos are the disarm photos that were held when the power went,
@@ -62,9 +65,9 @@ TRIGGER_CODES = {
 DEFAULT_TRIGGERS = {
     "disarm": (True, 3, 1000, False),
     "smoke": (True, 3, 2000, True),
-    "intrusion": (False, 3, 1000, True),
-    "duress": (False, 3, 1000, True),
-    "tamper": (False, 2, 500, True),
+    "intrusion": (True, 3, 1000, True),
+    "duress": (True, 3, 1000, True),
+    "tamper": (True, 2, 500, True),
     "sos": (False, 3, 1000, True),
     "panic": (False, 3, 1000, True),
     "silent": (False, 3, 1000, True),
