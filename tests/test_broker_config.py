@@ -17,14 +17,14 @@ def test_a_message_queued_for_an_offline_durable_subscriber_survives_a_broker_re
     sub.loop_start()
     sub.subscribe("vc/v1/dev/down/receipt", qos=1)
     time.sleep(0.3)
-    sub.loop_stop()
     sub.disconnect()
+    sub.loop_stop()
 
     pub = _client(broker, "pub", clean=True)
     pub.loop_start()
     pub.publish("vc/v1/dev/down/receipt", b"receipt-1", qos=1).wait_for_publish(5)
-    pub.loop_stop()
     pub.disconnect()
+    pub.loop_stop()
     time.sleep(1.5)  # autosave_interval is 1 s
     broker.restart()
 
@@ -36,6 +36,6 @@ def test_a_message_queued_for_an_offline_durable_subscriber_survives_a_broker_re
     try:
         assert got.wait(5), "the queued message was lost in the restart: " + broker.log()[-500:]
     finally:
-        sub.loop_stop()
         sub.disconnect()
+        sub.loop_stop()
     assert "New connection" in broker.log()

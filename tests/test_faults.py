@@ -84,8 +84,8 @@ def test_client_notices_a_silent_link_reconnects_and_sends_no_duplicates_into_th
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and len({p[:8] for p in got}) < 40:
         time.sleep(0.05)
-    sub.loop_stop()
     sub.disconnect()
+    sub.loop_stop()
     assert {p[:8] for p in got} == {b"%08d" % i for i in range(40)}
 
 
@@ -164,8 +164,8 @@ def test_heartbeats_reach_the_broker_at_the_configured_interval(tmp_path):
                 [row] = s.devices.list()
                 assert time.time() * 1000 - row["last_seen_ms"] < 3000
         finally:
-            sub.loop_stop()
             sub.disconnect()
+            sub.loop_stop()
     assert len(got) >= 3
     assert all(p[:2] == b"VC" and p[3] == 0x04 for p in got)
 

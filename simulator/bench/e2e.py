@@ -57,8 +57,8 @@ def raw_round_trip_ms(host: str, port: int, nbytes: int, chunk: int = CHUNK, win
     ok = got.wait(30)
     elapsed = (time.perf_counter() - t0) * 1000
     for c in (pub, sub):
-        c.loop_stop()
         c.disconnect()
+        c.loop_stop()
     if not ok:
         raise RuntimeError(f"raw baseline: only {received[0]} of {count} messages arrived")
     return elapsed

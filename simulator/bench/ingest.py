@@ -86,8 +86,8 @@ class Publisher:
         return last_sent
 
     def close(self) -> None:
-        self.client.loop_stop()
         self.client.disconnect()
+        self.client.loop_stop()
 
 
 def baseline(broker: Broker, load) -> dict:
@@ -113,8 +113,8 @@ def baseline(broker: Broker, load) -> dict:
     ok = got.wait(300)
     elapsed = time.perf_counter() - t0
     pub.close()
-    sub.loop_stop()
     sub.disconnect()
+    sub.loop_stop()
     if not ok:
         raise RuntimeError(f"baseline: {received[0]} of {total} messages arrived")
     return {"seconds": round(elapsed, 3), "images_per_s": round(len(load) / elapsed, 1),

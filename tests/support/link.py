@@ -56,5 +56,5 @@ class DeviceLink:
         raise AssertionError(f"no {kind} from the gateway within {timeout} s")
 
     def close(self) -> None:
+        self.client.disconnect()  # first: the network thread then ends at once, not after its 1 s select
         self.client.loop_stop()
-        self.client.disconnect()

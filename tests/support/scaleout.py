@@ -152,8 +152,8 @@ class CaptureStream:
 
     def close(self) -> None:
         for c in self._clients:
+            c.disconnect()  # before loop_stop, which otherwise waits out the network thread's 1 s select
             c.loop_stop()
-            c.disconnect()
 
     def _device_life(self, dev) -> None:
         receipts = set()
