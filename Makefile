@@ -25,8 +25,10 @@ postgresql:
 demo: setup
 	$(BIN)/vericam demo
 
+# Two workers: most tests wait on real processes (MicroPython, Mosquitto, the gateway). loadfile keeps
+# each file on one worker, so its module fixtures and cached scenario runs are set up once.
 test: setup chromium postgresql
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
