@@ -15,7 +15,10 @@ What becomes of each message:
 - status: online/offline and last seen; `online` gets a time message (§9).
 - anything rejected: counted by reason, logged with device, topic and reason (never payload
   bytes or keys), and still acknowledged so the broker does not deliver it forever. It causes
-  nothing else: no receipt, not even for a replayed last chunk of a stored capture (§8).
+  nothing else: no receipt, not even for a replayed last chunk of a stored capture (§8). A
+  refusal an operator must hear of (a counter that leaps, a device locked out behind its own
+  counter) also raises a technical event for the device, at most once a minute
+  (`gateway.ingest.notices`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from gateway.protocol.envelope import (RECEIPT_REJECTED, RECEIPT_RESEND, RECEIPT
 from gateway.protocol.errors import CaptureTooLarge, Malformed, ProtocolError, TooManyCaptures
 from gateway.protocol.event import decrypt_event, parse_status
 from gateway.governance.retention import RetentionPolicy, deletion_day
+from gateway.ingest.notices import Notices
 from gateway.storage.blobstore import BlobStoreError
 from gateway.storage.captures import CaptureRecord
 from gateway.storage.store import Store
@@ -106,6 +110,7 @@ class Ingest:
         self._arc = store.keys.arc_private_key()
         self._arc_key_id = store.keys.arc_key_id()
         self._last_down_counter = 0
+        self.notices = Notices(store, log)
 
     # Batches -------------------------------------------------------------------------------
     def process_batch(self, messages: list[Message]) -> BatchResult:
@@ -114,7 +119,7 @@ class Ingest:
         Raises only if the transaction itself fails (disk full, database error): then nothing
         of the batch is stored and nothing may be acknowledged; the caller retries."""
         result = BatchResult()
-        with self.store.batch(_devices_named(messages)):
+        with self.notices.batch(), self.store.batch(_devices_named(messages)):
             for msg in messages:
                 self._one(msg, result)
         return result
@@ -129,6 +134,8 @@ class Ingest:
             # last chunk of a stored capture. The device gets its receipt again by sending the
             # capture again, under fresh counters.
             self._reject(exc.reason, msg.topic, str(exc), result)
+            if exc.notice and exc.device:
+                self.notices.refused(exc.device, exc.notice, str(exc), int(now * 1000))
         except (self.store.db.OperationalError, BlobStoreError):
             # Storage itself failed, not this message: the database (locked, full, connection
             # lost, deadlock with another gateway) or the blob store (disk full, object store
@@ -152,11 +159,12 @@ class Ingest:
             windows[device] = self.store.devices.replay_window(device)
             return windows[device]
 
+        at_ms = int(now * 1000)
         env = env_mod.open_envelope(msg.topic, msg.payload, self.store.devices.keys_for, window_for, now,
-                                    self.store.devices.last_status_counter)
+                                    self.store.devices.last_status_counter,
+                                    lambda device: self.store.devices.counter_ceiling(device, at_ms))
         for device, window in windows.items():
             self.store.devices.save_replay_window(device, window)
-        at_ms = int(now * 1000)
         if env.etype != T_STATUS:  # a status (the will, say) may be old: it proves nothing about now
             self.store.devices.touch(env.device_id, at_ms, clock_unset=env.time == 0)
         if env.etype == T_CAPTURE:

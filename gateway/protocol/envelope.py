@@ -2,9 +2,9 @@
 
 Verification is split so that the caller owns storage: `parse` checks only the bytes (reason
 `malformed`), `check_topic` the topic (`topic_mismatch`), `verify_mac` the MAC (`bad_mac`),
-`ReplayWindow.check` the counter (`replay`) and `check_time` the clock (`stale`). `open_envelope`
-runs all of them in the order the spec gives, with a key lookup and a replay window supplied
-by the caller.
+`ReplayWindow.check` the counter (`replay`), `check_jump` how far it leaps (`counter_jump`) and
+`check_time` the clock (`stale`). `open_envelope` runs all of them in the order the spec gives,
+with a key lookup, a replay window and a counter ceiling supplied by the caller.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import struct
 from dataclasses import dataclass
 from typing import Callable
 
-from gateway.protocol.errors import BadMac, Malformed, Replay, Stale, TopicMismatch, UnknownDevice
+from gateway.protocol.errors import (BadMac, CounterBehind, CounterJump, Malformed, Replay, Stale, TopicMismatch,
+                                     UnknownDevice)
 from gateway.protocol.keys import DeviceKeys, hmac_sha256
 
 MAGIC = b"VC"
@@ -26,6 +27,13 @@ MAX_DEVICE_ID = 32
 # holds up to ReceiveMaximum (256) messages in its queue, so two workers can be 512 apart.
 REPLAY_WINDOW = 1024
 MAX_SKEW_S = 300
+# §3 "Counters": a counter may lie at most COUNTER_JUMP_BASE + COUNTER_JUMP_PER_S x (seconds
+# since the device was last heard) above the highest counter seen from it. The base covers a
+# week of counters a device can burn unheard while its messages queue at the broker (reboots
+# at 256 each, refused connects at 2 each); the rate covers a reboot every second for as long
+# as it stays silent. A holder of the key then needs 2^43 accepted messages to reach 2^63.
+COUNTER_JUMP_BASE = 1 << 20
+COUNTER_JUMP_PER_S = 256
 
 T_CAPTURE = 0x01
 T_EVENT = 0x02
@@ -147,6 +155,30 @@ def verify_mac(env: Envelope, topic: str, keys: DeviceKeys) -> None:
                      "wrong device key, or the message was altered or moved to another topic")
 
 
+def counter_ceiling(highest: int, silent_s: float) -> int:
+    """The highest counter a device may use now (§3 rule 5), given the highest counter seen
+    from it (its replay window's or its last status's) and how long it has been silent.
+
+    A device no counter was seen from yet (-1: new, or its key just rotated) counts from 0,
+    silent since it was provisioned."""
+    return max(highest, 0) + COUNTER_JUMP_BASE + COUNTER_JUMP_PER_S * max(0, int(silent_s))
+
+
+def check_jump(env: Envelope, ceiling: int | None) -> None:
+    """§3 rule 5, second half: refuse a counter above the ceiling (`counter_ceiling`)."""
+    if ceiling is not None and env.counter > ceiling:
+        raise CounterJump(f"{env.type_name} envelope from {env.device_id} leaps {env.counter - ceiling} past the "
+                          f"highest counter it may use now (limit {COUNTER_JUMP_BASE} above the highest seen, "
+                          f"plus {COUNTER_JUMP_PER_S} per second of silence): a holder of the device key trying "
+                          "to push the genuine device's counter out of reach; rotate the device's key",
+                          device=env.device_id)
+
+
+def is_current(env: Envelope, now_s: float, max_skew: int = MAX_SKEW_S) -> bool:
+    """Stamped with a set clock, within the tolerance of now: not an old message held back."""
+    return bool(env.time) and abs(env.time - now_s) <= max_skew
+
+
 def check_time(env: Envelope, now_s: float, max_skew: int = MAX_SKEW_S, late_ok: bool = False) -> None:
     """§3 rule 6. Time 0 (the device clock is not set) is accepted.
 
@@ -173,6 +205,10 @@ class ReplayWindow:
         self.high = high
         self.bitmap = bitmap
 
+    def below(self, counter: int) -> bool:
+        """`counter` lies below the window: older than anything it can still tell apart."""
+        return self.high >= 0 and self.high - counter > REPLAY_WINDOW
+
     def check(self, counter: int) -> None:
         """Raise `Replay` if `counter` may not be accepted; does not record it."""
         if self.high < 0 or counter > self.high:
@@ -198,14 +234,19 @@ class ReplayWindow:
 
 def open_envelope(topic: str, payload: bytes, keys_for: Callable[[str], DeviceKeys | None],
                   window_for: Callable[[str], ReplayWindow], now_s: float,
-                  last_status_for: Callable[[str], int] | None = None) -> Envelope:
+                  last_status_for: Callable[[str], int] | None = None,
+                  ceiling_for: Callable[[str], int | None] | None = None) -> Envelope:
     """Run every §3 check in order and record the counter. Raises a `ProtocolError`.
 
     `keys_for(device)` returns the device's keys or None (unknown or revoked);
     `window_for(device)` returns its replay window, which this function updates on success.
     Status envelopes follow §7 instead of the window and the clock: their counter must be
     above `last_status_for(device)` (the counter of the last status accepted, -1 if none);
-    the caller records the new one.
+    the caller records the new one. `ceiling_for(device)` is the highest counter the device
+    may use now (`counter_ceiling`), None for no bound; every type is held to it.
+
+    A replay whose counter is far below what was seen although the message is current is
+    raised as `CounterBehind` (still a `replay`): the sign of a second holder of the key.
     """
     env = parse(payload)
     check_topic(env, topic)
@@ -219,14 +260,28 @@ def open_envelope(topic: str, payload: bytes, keys_for: Callable[[str], DeviceKe
         # ordered among themselves only, and their (possibly old) time is not judged.
         last = last_status_for(env.device_id) if last_status_for else -1
         if env.counter <= last:
+            if last - env.counter > REPLAY_WINDOW and is_current(env, now_s):
+                raise _behind(env, "status", last)
             raise Replay("status counter is not above that of the last status accepted: "
                          "a replayed or out-of-order status")
+        check_jump(env, ceiling_for(env.device_id) if ceiling_for else None)
         return env
     window = window_for(env.device_id)
+    if window.below(env.counter) and is_current(env, now_s):
+        raise _behind(env, "window", window.high)
     window.check(env.counter)
+    check_jump(env, ceiling_for(env.device_id) if ceiling_for else None)
     check_time(env, now_s, late_ok=env.etype == T_EVENT)
     window.accept(env.counter)
     return env
+
+
+def _behind(env: Envelope, what: str, high: int) -> CounterBehind:
+    return CounterBehind(f"{env.type_name} envelope from {env.device_id} is current and validly signed, but its "
+                         f"counter is {high - env.counter} below the highest seen ({what}): a replay of a recent "
+                         "message, or another holder of the device key has pushed the counter ahead, or the "
+                         "device lost its counter; if it persists, rotate the device's key",
+                         device=env.device_id)
 
 
 def late_by_s(env: Envelope, now_s: float) -> int:

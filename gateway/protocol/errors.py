@@ -9,14 +9,19 @@ from __future__ import annotations
 
 
 class ProtocolError(Exception):
-    """A message that the protocol says to reject. `reason` is the counting label."""
+    """A message that the protocol says to reject. `reason` is the counting label.
+
+    `notice`, when set, is the code of a technical event the gateway raises for `device`
+    (at most once a minute, gateway.ingest.notices): a refusal an operator must hear of."""
 
     reason = "malformed"
+    notice: str | None = None
 
-    def __init__(self, message: str, reason: str | None = None):
+    def __init__(self, message: str, reason: str | None = None, device: str | None = None):
         super().__init__(message)
         if reason is not None:
             self.reason = reason
+        self.device = device
 
 
 class Malformed(ProtocolError):
@@ -37,6 +42,22 @@ class BadMac(ProtocolError):
 
 class Replay(ProtocolError):
     reason = "replay"
+
+
+class CounterBehind(Replay):
+    """An authentic, current message whose counter is far below the device's high-water mark.
+
+    Counted as a `replay` like any other, but it is what a device sees once another holder of
+    its key has pushed its counter ahead, or once it lost its own counter (§3 "Counters")."""
+
+    notice = "counter_conflict"
+
+
+class CounterJump(ProtocolError):
+    """A counter further above the device's highest than §3 allows (`counter_jump`)."""
+
+    reason = "counter_jump"
+    notice = "counter_jump"
 
 
 class Stale(ProtocolError):

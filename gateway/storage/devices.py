@@ -2,15 +2,15 @@
 
 A device's key is kept wrapped under the key store's master KEK; `keys_for` unwraps and derives
 the envelope keys (cached by wrapped key). Inside an ingest batch (`UnitOfWork.batch`) the
-replay window, last-seen time and clock flag are read from and written to `LockedDevices`,
-the batch's locked copy of the rows, instead of one statement per message.
+replay window, last-seen time, clock flag and last status counter are read from
+`LockedDevices`, the batch's locked copy of the rows, instead of one statement per message.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.protocol.envelope import ReplayWindow
+from gateway.protocol.envelope import ReplayWindow, counter_ceiling
 from gateway.protocol.keys import DeviceKeys
 from gateway.storage.errors import StoreError
 from gateway.storage.keystore import KeyStore
@@ -120,8 +120,34 @@ class Devices:
                         (window.high, format(window.bitmap, "x"), device_id))
 
     def last_status_counter(self, device_id: str) -> int:
+        locked = self.uow.locked_devices
+        if locked is not None:
+            row = locked.row(device_id)
+            return row.status_counter if row is not None else -1
         row = self.db.execute("SELECT status_counter FROM devices WHERE id = ?", (device_id,)).fetchone()
         return row[0] if row else -1
+
+    def counter_ceiling(self, device_id: str, now_ms: int) -> int | None:
+        """The highest counter the device may use now (PROTOCOL §3 "Counters"); None if there is no such device.
+
+        Measured from the highest counter seen from it, in its replay window or its last status,
+        and from when it was last heard; for a device with neither (new, or its key just
+        rotated), from 0 and from when it was provisioned."""
+        locked = self.uow.locked_devices
+        if locked is not None:
+            row = locked.row(device_id)
+            if row is None:
+                return None
+            high, status, last_seen, created = row.window.high, row.status_counter, row.last_seen_ms, row.created_at_ms
+        else:
+            found = self.db.execute("SELECT counter_high, status_counter, last_seen_ms, created_at_ms FROM devices "
+                                    "WHERE id = ?", (device_id,)).fetchone()
+            if found is None:
+                return None
+            high, status, last_seen, created = found
+        highest = max(high, status)
+        since = last_seen if highest >= 0 and last_seen is not None else created
+        return counter_ceiling(highest, (now_ms - since) / 1000)
 
     def touch(self, device_id: str, at_ms: int, clock_unset: bool = False) -> None:
         """Heard from the device at `at_ms` (never moves "last seen" back); its clock flag."""
@@ -138,6 +164,9 @@ class Devices:
     def set_status(self, device_id: str, online: bool, fw: str | None, at_ms: int, counter: int) -> None:
         self.db.execute("UPDATE devices SET online = ?, fw = coalesce(?, fw), status_counter = ? WHERE id = ?",
                         (int(online), fw, counter, device_id))
+        locked = self.uow.locked_devices
+        if locked is not None and (row := locked.row(device_id)) is not None:
+            row.status_counter = counter  # written above; kept here for the batch's next reads
         self.touch(device_id, at_ms)
 
     # Supervision ---------------------------------------------------------------------------
@@ -155,24 +184,28 @@ class Devices:
 class LockedDevice:
     """A device row as an ingest batch holds it (locked) between its first read and the commit."""
 
-    __slots__ = ("device_key", "revoked", "window", "last_seen_ms", "clock_unset", "changed")
+    __slots__ = ("device_key", "revoked", "window", "last_seen_ms", "clock_unset", "status_counter", "created_at_ms",
+                 "changed")
 
     def __init__(self, row):
         self.device_key, self.revoked = row["device_key"], row["revoked"]
         self.window = ReplayWindow(row["counter_high"], int(row["counter_bitmap"], 16))
         self.last_seen_ms, self.clock_unset = row["last_seen_ms"], row["clock_unset"]
+        self.status_counter = row["status_counter"]  # written by Devices.set_status itself
+        self.created_at_ms = row["created_at_ms"]
         self.changed = False
 
     def __getitem__(self, name: str):  # read like the row it came from (Devices.keys_for)
         return getattr(self, name)
 
     def snapshot(self) -> tuple:
-        return self.window.high, self.window.bitmap, self.last_seen_ms, self.clock_unset, self.changed
+        return (self.window.high, self.window.bitmap, self.last_seen_ms, self.clock_unset, self.changed,
+                self.status_counter)
 
     def restore(self, snap: tuple) -> None:
         # a new window object: the rolled-back message may still hold the one it changed
         self.window = ReplayWindow(snap[0], snap[1])
-        self.last_seen_ms, self.clock_unset, self.changed = snap[2], snap[3], snap[4]
+        self.last_seen_ms, self.clock_unset, self.changed, self.status_counter = snap[2], snap[3], snap[4], snap[5]
 
 
 class LockedDevices:
@@ -194,8 +227,8 @@ class LockedDevices:
             for device_id in part:
                 self._rows[device_id] = None  # unknown unless a row says otherwise
             rows = self.db.execute(
-                "SELECT id, device_key, revoked, counter_high, counter_bitmap, last_seen_ms, clock_unset "
-                f"FROM devices WHERE id IN ({_in(part)}) ORDER BY id" + self.db.for_update, part).fetchall()
+                "SELECT id, device_key, revoked, counter_high, counter_bitmap, last_seen_ms, clock_unset, "
+                f"status_counter, created_at_ms FROM devices WHERE id IN ({_in(part)}) ORDER BY id" + self.db.for_update, part).fetchall()
             for row in rows:
                 self._rows[row["id"]] = LockedDevice(row)
 
