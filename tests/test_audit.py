@@ -1,6 +1,9 @@
-"""The audit trail is hash-chained and anchored in the key store: editing, removing, truncating or
-rewriting records is detected by `vericam audit verify`."""
+"""The audit trail is chained under the key store's audit key, anchored there and checkpointed:
+editing, removing, truncating or rewriting records is detected by `vericam audit verify`.
 
+The attacks of a database-only attacker on both engines are in tests/test_audit_attackers.py."""
+
+import json
 import sqlite3
 
 import pytest
@@ -110,6 +113,21 @@ def test_a_record_rolled_back_with_its_change_leaves_no_trace(data):
             audit.append(store, "op", "view image", "x", at_ms=1)
 
 
+def test_a_record_undone_with_its_savepoint_is_neither_anchored_nor_checkpointed(data, monkeypatch):
+    monkeypatch.setattr(audit, "CHECKPOINT_EVERY_MS", 0)  # every record appended is checkpointed
+    with Store.open(data) as store:
+        with store.transaction():
+            audit.append(store, "op-1", "view image", "kept", at_ms=ALARM + 40)
+            with pytest.raises(RuntimeError):
+                with store.savepoint():
+                    audit.append(store, "op-1", "view image", "undone", at_ms=ALARM + 41)
+                    raise RuntimeError("handling this message failed")
+        assert store.keys.audit_anchor()[0] == 10
+        assert max(json.loads(line)["seq"] for line in audit.checkpoints(store)) == 10
+        v = audit.verify(store)
+        assert v.ok and v.records == 10, v.problems
+
+
 def test_provisioning_and_revoking_a_device_are_audited(data):
     with Store.open(data) as store:
         recs = audit.records(store, what="configure device")
@@ -118,3 +136,157 @@ def test_provisioning_and_revoking_a_device_are_audited(data):
         revoke_device(store, "cam-1")
         assert audit.records(store, what="configure device")[-1]["why"] == "device revoked"
         assert audit.verify(store).ok
+
+
+def test_gateway_init_keys_the_trail_from_its_first_record(data):
+    with Store.open(data) as store:
+        keys = audit.keys_of(store)
+        recs = store.audit.chain()
+    assert keys is not None and keys.keyed_from == 1
+    prev = audit.GENESIS
+    for r in recs:  # every link is the MAC under the key store's key, none the plain hash anyone can compute
+        assert r["hash"] == audit.record_mac(keys.mac_key, prev, r) != audit.record_hash(prev, r)
+        prev = r["hash"]
+
+
+def legacy_data_dir(path, n=5):
+    """A data directory as the gateway left it before the audit key: `n` hash-chained records, anchored."""
+    with Store.open(path) as store:
+        for seq in range(1, n + 1):
+            with store.transaction():
+                last = store.audit.lock_head()
+                rec = {"seq": seq, "at_ms": ALARM + seq, "who": "op-1", "what": "view image", "why": "verifying alarm",
+                       "subject": f"img-{seq}", "key_id": None, "content_hash": None, "detail": '{"alarm":"a1"}',
+                       "prev_hash": last[1] if last else audit.GENESIS}
+                rec["hash"] = audit.record_hash(rec["prev_hash"], rec)
+                store.audit.insert(rec)
+        assert store.keys.audit_key() is None
+        v = audit.verify(store)
+        assert v.ok and v.keyed_from is None and v.records == n
+    return path
+
+
+def test_an_older_data_directory_is_keyed_at_its_next_audited_action_by_a_switch_over_record(tmp_path):
+    data = legacy_data_dir(tmp_path / "old")
+    with Store.open(data) as store:
+        with store.transaction():
+            audit.append(store, "sup-1", "view image", "verifying alarm", at_ms=ALARM + 10, subject="img-9")
+        recs = audit.records(store)
+        v = audit.verify(store)
+    assert v.ok and v.keyed_from == 6 and v.records == 7, v.problems
+    switch = recs[5]
+    assert (switch["seq"], switch["who"], switch["what"]) == (6, "gateway", audit.SWITCH_OVER)
+    assert switch["detail"] == {"hash_chained_until": 5, "last_hash": recs[4]["hash"]}
+    assert (recs[6]["who"], recs[6]["subject"]) == ("sup-1", "img-9")
+    out = vericam("audit", "verify", "--data", data)
+    assert out.returncode == 0 and "keyed from record 6" in out.stdout
+
+
+def test_the_hash_chained_records_before_the_switch_over_cannot_be_rewritten_unseen(tmp_path):
+    data = legacy_data_dir(tmp_path / "old")
+    with Store.open(data) as store:
+        assert audit.key_the_trail(store) == 6
+    db = attacker(data)
+    prev = audit.GENESIS
+    for row in db.execute("SELECT seq, at_ms, who, what, why, subject, key_id, content_hash, detail FROM audit "
+                          "WHERE seq <= 5 ORDER BY seq").fetchall():
+        rec = dict(zip(audit.FIELDS, row), prev_hash=prev)
+        if rec["seq"] == 2:
+            rec["who"] = "op-2"  # op-1 never viewed img-2
+        rec["hash"] = audit.record_hash(prev, rec)
+        db.execute("UPDATE audit SET who = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+                   (rec["who"], rec["prev_hash"], rec["hash"], rec["seq"]))
+        prev = rec["hash"]
+    db.execute("UPDATE audit SET prev_hash = ? WHERE seq = 6", (prev,))  # relink the switch-over record
+    db.close()
+    out = vericam("audit", "verify", "--data", data)
+    assert out.returncode == 1
+    assert "record 6 was edited or forged: it does not verify under the audit key" in out.stderr
+
+
+def test_checkpoints_are_signed_every_n_records_and_kept_in_the_key_store(tmp_path, monkeypatch):
+    monkeypatch.setattr(audit, "CHECKPOINT_EVERY", 4)
+    data = make_gateway_dir(tmp_path / "gw")  # record 1: cam-1 provisioned, the first checkpoint
+    with Store.open(data) as store:
+        for n in range(2, 12):
+            with store.transaction():
+                audit.append(store, "op-1", "view image", "verifying alarm", at_ms=ALARM + n, subject=f"img-{n}")
+        kept = [json.loads(line) for line in audit.checkpoints(store)]
+        v = audit.verify(store)
+    assert [(c["seq"], c["count"]) for c in kept] == [(1, 1), (5, 5), (9, 9)]
+    assert v.ok and v.checkpoints == 3 and v.checkpoint_seq == 9
+
+
+def test_a_checkpoint_is_also_due_after_its_interval_when_a_record_is_appended(data, monkeypatch):
+    monkeypatch.setattr(audit, "CHECKPOINT_EVERY_MS", 0)
+    with Store.open(data) as store:
+        before = len(audit.checkpoints(store))
+        for n in range(2):
+            with store.transaction():
+                audit.append(store, "op-1", "view image", "verifying alarm", at_ms=ALARM + 20 + n)
+        assert len(audit.checkpoints(store)) == before + 2
+
+
+def test_a_sweep_of_many_records_in_one_transaction_after_a_quiet_spell_signs_one_checkpoint(data, monkeypatch):
+    later = audit._now_ms() + audit.CHECKPOINT_EVERY_MS
+    monkeypatch.setattr(audit, "_now_ms", lambda: later)
+    with Store.open(data) as store:
+        before = len(audit.checkpoints(store))
+        with store.transaction():
+            for n in range(20):
+                audit.append(store, "retention", "delete image", "retention: 7 days after the alarm",
+                             at_ms=ALARM + 50 + n, subject=f"img-{n}")
+        assert len(audit.checkpoints(store)) == before + 1
+        assert audit.verify(store).ok
+
+
+def test_checkpoint_out_appends_what_the_file_lacks_and_verify_checks_every_line(data, tmp_path):
+    worm = tmp_path / "checkpoints.jsonl"
+    out = vericam("audit", "checkpoint", "--data", data, "--out", worm)
+    assert out.returncode == 0, out.stderr
+    first = worm.read_text().splitlines()
+    assert [json.loads(line)["seq"] for line in first] == [1, 9]  # the periodic one of record 1, and now
+    assert out.stdout.splitlines() == first
+    with Store.open(data) as store:
+        with store.transaction():
+            audit.append(store, "op-1", "view image", "verifying alarm", at_ms=ALARM + 30)
+    assert vericam("audit", "checkpoint", "--data", data, "--out", worm).returncode == 0
+    lines = worm.read_text().splitlines()
+    assert lines[:2] == first and [json.loads(line)["seq"] for line in lines[2:]] == [10]
+
+    out = vericam("audit", "verify", "--data", data, "--json", "--checkpoints", worm)
+    v = json.loads(out.stdout)
+    assert out.returncode == 0 and v["ok"]
+    assert set(v) >= {"ok", "records", "anchored_seq", "unanchored", "problems", "keyed_from", "checkpoints",
+                      "checkpoint_seq"}
+    assert (v["records"], v["anchored_seq"], v["keyed_from"], v["checkpoints"], v["checkpoint_seq"]) == (10, 10, 1, 3, 10)
+
+
+def test_an_altered_or_foreign_checkpoint_line_is_reported(data, tmp_path):
+    worm = tmp_path / "checkpoints.jsonl"
+    assert vericam("audit", "checkpoint", "--data", data, "--out", worm).returncode == 0
+    good = json.loads(worm.read_text().splitlines()[-1])
+    altered = dict(good, seq=8, count=8)  # moved onto an earlier record: the signature no longer holds
+    other = make_gateway_dir(tmp_path / "other")
+    foreign = vericam("audit", "checkpoint", "--data", other).stdout.strip()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(altered) + "\n" + foreign + "\nnot json\n")
+    out = vericam("audit", "verify", "--data", data, "--checkpoints", bad)
+    assert out.returncode == 1
+    assert "bad.jsonl line 1: the checkpoint of record 8 has a bad signature" in out.stderr
+    assert "bad.jsonl line 2: the checkpoint of record 1 was signed by another key" in out.stderr
+    assert "bad.jsonl line 3: not an audit checkpoint" in out.stderr
+
+
+def test_no_checkpoint_is_signed_over_a_forged_head(data):
+    db = sqlite3.connect(data / "vericam.sqlite", isolation_level=None)
+    head = db.execute("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()[0]
+    rec = {"seq": 10, "at_ms": ALARM + 99, "who": "sup-1", "what": "view image", "why": "verifying alarm",
+           "subject": "img-x", "key_id": None, "content_hash": None, "detail": "{}"}
+    db.execute("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               (*rec.values(), head, audit.record_hash(head, rec)))
+    db.close()
+    out = vericam("audit", "checkpoint", "--data", data)
+    assert out.returncode == 1 and "the newest audit record (10) does not verify" in out.stderr
+    with Store.open(data) as store:
+        assert max(json.loads(line)["seq"] for line in audit.checkpoints(store)) < 10

@@ -20,13 +20,14 @@ from gateway.storage.store import Store
 
 
 def init_arc(data_dir: str | Path) -> dict:
-    """Create the data directory, its schema and the ARC key pair if missing.
+    """Create the data directory, its schema, the ARC key pair and the audit key if missing.
 
     Returns {"created": bool, "arc_key_id": hex, "arc_n": hex, "arc_e": int, "database": str,
     "schema_version": int}."""
     data_dir = Path(data_dir)
     with Store.open(data_dir) as store:
         created = store.keys.create_arc_key()
+        audit.key_the_trail(store)  # an existing data directory gets its audited switch-over record
         pub = store.keys.arc_private_key().public_key().public_numbers()
         return {"created": created, "arc_key_id": store.keys.arc_key_id().hex(),
                 "arc_n": format(pub.n, "x"), "arc_e": pub.e, "database": store.db.describe(),

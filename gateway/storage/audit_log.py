@@ -56,6 +56,10 @@ class AuditLog:
         """Keep a signed checkpoint in the key store once this transaction commits."""
         self.uow.checkpoint_after_commit(seq, at_ms, line)
 
+    def last_checkpoint(self) -> tuple[int, int] | None:
+        """(seq, at_ms) of the newest checkpoint, kept in the key store or waiting for this commit."""
+        return self.uow.last_audit_checkpoint()
+
     # Reading -------------------------------------------------------------------------------
     def head(self) -> tuple[int, str] | None:
         """(seq, hash) of the newest record, or None (not locked)."""
@@ -66,10 +70,6 @@ class AuditLog:
         """One record as stored (`detail` as its JSON text), or None."""
         row = self.db.execute("SELECT * FROM audit WHERE seq = ?", (seq,)).fetchone()
         return None if row is None else dict(row)
-
-    def count_until(self, seq: int) -> int:
-        """How many records there are up to and including `seq`."""
-        return self.db.execute("SELECT count(*) FROM audit WHERE seq <= ?", (seq,)).fetchone()[0]
 
     def chain(self) -> list[dict]:
         """Every record in order, as stored (`detail` as its JSON text): what the chain hashes."""

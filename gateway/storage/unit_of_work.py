@@ -129,6 +129,12 @@ class UnitOfWork:
         """Keep this signed audit checkpoint in the key store once the transaction commits."""
         self._audit_checkpoints.append((seq, at_ms, line))
 
+    def last_audit_checkpoint(self) -> tuple[int, int] | None:
+        """(seq, at_ms) of the newest audit checkpoint, waiting for this commit or kept."""
+        if self._audit_checkpoints:
+            return self._audit_checkpoints[-1][:2]
+        return self.keys.last_audit_checkpoint()
+
     def sync_dirs(self) -> None:
         """Group commit: make this batch's blobs durable (files: fsync their directories) before the rows."""
         self.blobs.sync()
