@@ -8,12 +8,12 @@ is computed (its value is what issue 13 is about, not what this test checks).
 
 import json
 import random
-import subprocess
-import sys
 
 import pytest
 
 from simulator.bench.wire_privacy import CLASSIFIERS, KINDS, WINDOW_S, features, score, stratified_folds
+
+from support.cli import vericam
 
 
 def made_up(n: int, telling: bool, seed: int = 5) -> tuple[list[dict], list[int]]:
@@ -73,9 +73,7 @@ def test_features_are_the_watchers_view_of_one_window():
 @pytest.mark.timeout(600)
 def test_the_benchmark_plays_both_kinds_and_reports_its_figures(tmp_path):
     log = tmp_path / "wire.jsonl"
-    proc = subprocess.run([sys.executable, "-m", "gateway.cli.main", "bench", "wire-privacy", "--runs", "4",
-                           "--seed", "3", "--json", "--wire-log", str(log)],
-                          capture_output=True, text=True, timeout=580)
+    proc = vericam("bench", "wire-privacy", "--runs", "4", "--seed", "3", "--json", "--wire-log", log, timeout=580)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["runs"] == 8 and result["runs_by_kind"] == {"normal": 4, "duress": 4}

@@ -7,7 +7,6 @@ import json
 import os
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from gateway.provisioning.brokerconf import (GATEWAY_USER, SHARE_GROUP, add_devi
                                 reload_broker, remove_device_account, write_broker_config)
 from simulator.broker import free_port
 
+from support.cli import VERICAM
 from support.secure_broker import Client, SecureBroker, device, gateway
 
 
@@ -346,8 +346,7 @@ def test_vericam_gateway_run_logs_in_to_the_locked_down_broker(secure, tmp_path)
 
     data = tmp_path / "gw"
     init_arc(data)
-    vericam = str(Path(sys.executable).parent / "vericam")
-    base = [vericam, "gateway", "run", "--data", str(data), "--broker", f"127.0.0.1:{secure.local_port}",
+    base = [VERICAM, "gateway", "run", "--data", str(data), "--broker", f"127.0.0.1:{secure.local_port}",
             "--username", GATEWAY_USER]
     wrong = tmp_path / "wrong.secret"
     wrong.write_text("not-the-password\n")

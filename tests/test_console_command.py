@@ -1,24 +1,22 @@
 """`vericam gateway console` serves the console on stored data without a broker."""
 
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 from gateway.provisioning.devices import init_arc
 from simulator.broker import free_port
+
+from support.cli import VERICAM, vericam
 
 
 def test_console_alone_serves_the_login_page_and_refuses_photos_without_a_session(tmp_path):
     data = tmp_path / "gw"
     init_arc(data)
     port = free_port()
-    vericam = str(Path(sys.executable).parent / "vericam")
-    assert subprocess.run([vericam, "gateway", "console", "--data", str(tmp_path / "nothing")],
-                          capture_output=True, timeout=60).returncode == 2
-    proc = subprocess.Popen([vericam, "gateway", "console", "--data", str(data), "--port", str(port),
+    assert vericam("gateway", "console", "--data", tmp_path / "nothing").returncode == 2
+    proc = subprocess.Popen([VERICAM, "gateway", "console", "--data", str(data), "--port", str(port),
                              "--http-cookies"], stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 20

@@ -8,7 +8,6 @@ forwarding to it blindly, pick a fresh address for every guess."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +20,8 @@ from gateway.provisioning.devices import init_arc
 from gateway.storage.store import Store
 from simulator.broker import free_port
 
-VERICAM = str(Path(sys.executable).parent / "vericam")
+from support.cli import VERICAM, vericam
+
 MAX_FAILURES = 5  # gateway/console/auth.py
 
 
@@ -103,6 +103,5 @@ def test_a_proxy_that_is_not_trusted_cannot_name_the_client(data):
 @pytest.mark.parametrize("command", ["console", "run"])
 def test_a_trusted_proxy_must_be_an_address_or_a_network(data, command):
     for bad in ("*", "proxy.example.net", "10.0.0.0/33"):
-        r = subprocess.run([VERICAM, "gateway", command, "--data", str(data), "--trusted-proxy", "127.0.0.1",
-                            "--trusted-proxy", bad], capture_output=True, text=True, timeout=60)
+        r = vericam("gateway", command, "--data", data, "--trusted-proxy", "127.0.0.1", "--trusted-proxy", bad)
         assert r.returncode == 2 and f"--trusted-proxy {bad!r}" in r.stderr, r.stderr

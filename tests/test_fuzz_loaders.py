@@ -9,8 +9,6 @@ Contract: hostile text gives the loader's own error (`ScenarioError`, `Retention
 
 import json
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,8 @@ from gateway.governance.retention import CONFIG_FILE, RetentionConfigError, Rete
 from simulator.bench import fuzz as bench_fuzz
 from simulator.mpy import run_micropython
 from simulator.scenario import ScenarioError, load
+
+from support.cli import vericam
 
 SCENARIOS = sorted((Path(__file__).resolve().parent.parent / "simulator" / "scenarios").glob("*.toml"))
 FAST = settings(max_examples=300, deadline=None,
@@ -181,9 +181,7 @@ def test_a_short_bench_fuzz_run_finds_no_crash():
 
 
 def test_vericam_bench_fuzz_prints_json_counts():
-    vericam = str(Path(sys.executable).parent / "vericam")
-    proc = subprocess.run([vericam, "bench", "fuzz", "--seconds", "1", "--seed", "1", "--json"],
-                          capture_output=True, text=True, timeout=120)
+    proc = vericam("bench", "fuzz", "--seconds", "1", "--seed", "1", "--json", timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["crashes"] == 0 and result["inputs"] > 100

@@ -11,13 +11,12 @@ message that names the file, the step and the key.
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from simulator.scenario import SCENARIO_DIR, ScenarioError, find, list_scenarios, load, run
 
+from support.cli import vericam
 from support.plaintext import assert_no_plaintext
 
 # Scenarios whose home is another test file: it plays them, checks their [expect], and more.
@@ -133,8 +132,7 @@ def test_a_malformed_scenario_is_refused_naming_file_step_and_key(what, text, wo
 def test_sim_run_exits_2_with_the_message_and_no_traceback(tmp_path):
     path = tmp_path / "typo.toml"
     path.write_text('name = "typo"\n[device]\nentry_delay = 45\n' + GOOD_STEPS)
-    proc = subprocess.run([sys.executable, "-m", "gateway.cli.main", "sim", "run", str(path)],
-                          capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+    proc = vericam("sim", "run", path, env={**os.environ, "COLUMNS": "200"})
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2, out
     assert "Traceback" not in out
@@ -142,8 +140,7 @@ def test_sim_run_exits_2_with_the_message_and_no_traceback(tmp_path):
 
 
 def test_sim_list_json_gives_name_description_path_and_scale():
-    proc = subprocess.run([sys.executable, "-m", "gateway.cli.main", "sim", "list", "--json"],
-                          capture_output=True, text=True, timeout=60)
+    proc = vericam("sim", "list", "--json")
     assert proc.returncode == 0, proc.stderr
     items = {item["name"]: item for item in json.loads(proc.stdout)}
     assert set(items) == set(ALL)

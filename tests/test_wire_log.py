@@ -6,14 +6,14 @@ independently of what the device says about itself.
 """
 
 import json
-import subprocess
-import sys
 import time
 
 import paho.mqtt.client as mqtt
 import pytest
 
 from simulator.broker import OBSERVER_USER, Broker, WireObserver
+
+from support.cli import vericam
 
 WIRE_KEYS = {"t", "topic", "bytes", "qos", "retain"}
 
@@ -82,8 +82,7 @@ def test_the_observer_listener_admits_only_the_observer_account(tmp_path):
 @pytest.mark.timeout(180)
 def test_sim_run_writes_the_wire_log_and_the_flash_dump_figures(tmp_path):
     log = tmp_path / "wire.jsonl"
-    proc = subprocess.run([sys.executable, "-m", "gateway.cli.main", "sim", "run", "disarm-no-alarm", "--json",
-                           "--wire-log", str(log)], capture_output=True, text=True, timeout=170)
+    proc = vericam("sim", "run", "disarm-no-alarm", "--json", "--wire-log", log, timeout=170)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     lines = [json.loads(line) for line in log.read_text().splitlines()]
