@@ -39,15 +39,20 @@ def play_burglary(stack: Stack, device_id: str = DEVICE, timeout: float = 60.0) 
     }
 
 
-def run_demo(workdir=None, keep: bool = False, echo=None) -> tuple[dict, Stack]:
-    """Start everything, play the burglary, stop the device and read its flash."""
+def run_demo(workdir=None, keep: bool = False, echo=None, dc09=None, dc09_account: str = "1234") -> tuple[dict, Stack]:
+    """Start everything, play the burglary, stop the device and read its flash.
+
+    With `dc09` settings (`gateway.forward.config.Settings`) the gateway also forwards the alarm
+    to those receivers: `result["dc09"]` lists the reports and which receiver acknowledged each."""
     from simulator.timeline import Timeline
-    stack = Stack(workdir, Timeline(echo=echo), keep=keep)
+    stack = Stack(workdir, Timeline(echo=echo), keep=keep, dc09=dc09, dc09_account=dc09_account)
     try:
         stack.start()
         dev = stack.add_device(DEVICE)
         dev.boot()
         result = play_burglary(stack)
+        if dc09 is not None:  # the alarm and its follow-up with the link, each acknowledged (bounded wait)
+            result["dc09"] = stack.wait_dc09_acked(2, timeout=30.0)
         dev.stop()
         result["device_captures_left"] = stack.device_captures_left(DEVICE)
         with stack.store() as s:

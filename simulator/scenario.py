@@ -402,14 +402,17 @@ class BrokerObserver:
 
 
 def run(path: Path, workdir: Path | None = None, flash_out: Path | None = None, echo=None,
-        timeline=None, time_scale: int | None = None, wire_log: Path | None = None) -> dict:
+        timeline=None, time_scale: int | None = None, wire_log: Path | None = None, dc09=None,
+        dc09_account: str = "1234") -> dict:
     """Play one scenario; returns its figures, `passed` and the failed expectations.
 
     Pass a `Timeline` to keep the run's timeline (`Timeline.render` prints it as a table).
     `time_scale` overrides the scenario's own (scaled time: see the module's docstring).
     `wire_log` writes every message the broker carried as JSON lines
     `{"t", "topic", "bytes", "qos", "retain"}` (`t` in scenario seconds since the start),
-    also when the run fails."""
+    also when the run fails. With `dc09` settings (`gateway.forward.config.Settings`) the
+    gateway forwards the alarms to those receivers, the device reported under `dc09_account`;
+    `result["dc09"]` lists the reports and which receiver acknowledged each."""
     from simulator.timeline import Timeline
 
     spec = load(path)
@@ -422,7 +425,7 @@ def run(path: Path, workdir: Path | None = None, flash_out: Path | None = None, 
     device_id = dev_spec.get("id", "panel-1")
     timeline = timeline or Timeline(echo=echo)
     timeline.set_scale(scale)  # scenario time starts now
-    stack = Stack(workdir, timeline)
+    stack = Stack(workdir, timeline, dc09=dc09, dc09_account=dc09_account)
     step_failures: list[str] = []
     observer = None
     try:
@@ -473,6 +476,8 @@ def run(path: Path, workdir: Path | None = None, flash_out: Path | None = None, 
         online = _device_online(stack, device_id)
         dev.stop()
         result = _figures(stack, device_id, observer)
+        if dc09 is not None:
+            result["dc09"] = stack.wait_dc09_acked(0, timeout=settle)
         result["device_online"] = online
         if dev.proxy is not None:
             result["link"] = dict(dev.proxy.stats)

@@ -4,6 +4,10 @@
 Every part is the real thing: Mosquitto with the project's configuration, the gateway as
 its own `vericam gateway run` process, and each device as a real MicroPython process
 running `firmware/`.
+
+With `dc09` settings (`gateway.forward.config.Settings`), the gateway forwards every alarm to
+the ARC's alarm receivers given there, and each device is given a DC-09 account as its panel
+would report under: `dc09_account` for the first, the next hex number for each further one.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ class StackError(RuntimeError):
 
 class Stack:
     def __init__(self, workdir: str | Path | None = None, timeline: Timeline | None = None,
-                 keep: bool = False, db_url: str | None = None, blobs_args: list[str] | None = None):
+                 keep: bool = False, db_url: str | None = None, blobs_args: list[str] | None = None,
+                 dc09=None, dc09_account: str = "1234"):
         self._own = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="vericam-run-")).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -50,6 +55,9 @@ class Stack:
         self.proxies: dict[str, NetProxy] = {}  # device id -> the link between it and the broker
         self.panels: dict[str, Panel] = {}
         self.alarm_sent_ms: dict[str, list[float]] = {}
+        self.dc09 = dc09  # gateway.forward.config.Settings, or None: no DC-09 forwarding
+        self.dc09_accounts: dict[str, str] = {}  # device id -> the DC-09 account it is reported under
+        self._next_dc09_account = int(dc09_account, 16)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -75,6 +83,8 @@ class Stack:
             argv += ["--sim-time", f"{clock.scale}@{int(clock.epoch_s * 1000)}"]
         if self.db_url:
             argv += ["--db", self.db_url]
+        if self.dc09 is not None:
+            argv += self.dc09.argv()
         self.gateway_proc = subprocess.Popen(argv, stdout=log, stderr=log)
         ready = self.gateway_dir / "ready"
         deadline = time.monotonic() + timeout
@@ -128,6 +138,8 @@ class Stack:
         `bandwidth_bps`, `loss`). The proxy is `stack.proxies[device_id]` and `dev.proxy`.
         """
         config = add_device(self.gateway_dir, device_id, site)
+        if self.dc09 is not None:
+            self._give_dc09_account(device_id)
         proxy = None
         if via_proxy:
             shaping = via_proxy if isinstance(via_proxy, dict) else {}
@@ -164,6 +176,16 @@ class Stack:
                                        time_scale=self.timeline.scale, **(panel_kwargs or {}))
         return dev
 
+    def _give_dc09_account(self, device_id: str) -> None:
+        from gateway.provisioning.dc09 import set_account
+
+        account = format(self._next_dc09_account, "X")
+        self._next_dc09_account += 1
+        with self.store() as s:
+            set_account(s, device_id, account)
+        self.dc09_accounts[device_id] = account
+        self.timeline.add("gateway", f"{device_id} is reported over DC-09 as account {account}")
+
     # -- what the ARC holds -------------------------------------------------------------------
 
     def store(self) -> Store:
@@ -186,6 +208,30 @@ class Stack:
             if time.monotonic() > deadline:
                 raise StackError(f"{len(rows)} of {count} images at the ARC after {timeout} s; "
                                  f"gateway log: {self.gateway_log()[-1500:]}")
+            time.sleep(0.05)
+
+    def dc09_reports(self) -> list[dict]:
+        """What the gateway queued for the ARC's receivers, oldest first: event, device, account,
+        seq, follow_up, and acked_by (the receiver that acknowledged it; None: not yet)."""
+        from gateway.forward.stored import StoredOutbox
+
+        route = self.dc09.route if self.dc09 is not None else "arc"
+        with self.store() as s:
+            box = StoredOutbox(s.dc09_outbox)
+            return [{"event": e.report.event, "device": e.report.device, "account": e.report.account,
+                     "zone": e.report.zone, "alarm_id": e.report.alarm_id, "seq": e.seq,
+                     "follow_up": e.report.follow_up, "attempts": box.attempts(e.id, route),
+                     "acked_by": box.acked_by(e.id, route)} for e in box.entries()]
+
+    def wait_dc09_acked(self, count: int, timeout: float = 30.0) -> list[dict]:
+        """Wait (bounded) until `count` reports are queued and every one is acknowledged; the reports as they are then."""
+        deadline = time.monotonic() + timeout
+        while True:
+            reports = self.dc09_reports()
+            if len(reports) >= count and all(r["acked_by"] for r in reports):
+                return reports
+            if time.monotonic() > deadline:
+                return reports
             time.sleep(0.05)
 
     def device_captures_left(self, device_id: str) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.forward.config import (DEFAULT_KEY, ConfigError, read_key_file, receivers_from_spec,
+from gateway.forward.config import (DEFAULT_KEY, ConfigError, Settings, read_key_file, receivers_from_spec,
                                     split_default)
 from gateway.forward.transmitter import Route
 
@@ -61,3 +61,30 @@ def test_a_key_file_others_can_read_is_refused(tmp_path):
     path = write(tmp_path / "dc09.keys", "000102030405060708090A0B0C0D0E0F\n", mode=0o644)
     with pytest.raises(ConfigError, match="chmod 600"):
         read_key_file(path)
+
+
+def test_the_run_options_become_one_route_with_its_keys(tmp_path):
+    keys = write(tmp_path / "dc09.keys", "1234 " + "00" * 16 + "\nascii:0123456789ABCDEF0123456789ABCDEF\n")
+    settings = Settings("127.0.0.1:12000,127.0.0.1:12001", str(keys), "adm-cid", console_url="https://arc.example/v",
+                        supervision_account="abcd", null_interval_s=90, backoff_max_s=10)
+    route = settings.build_route()
+    assert [r.where for r in route.receivers] == ["primary 127.0.0.1:12000/tcp", "backup 127.0.0.1:12001/tcp"]
+    assert (route.format, route.null_interval_s, route.backoff_max_s, route.supervision.account) == \
+        ("ADM-CID", 90, 10, "ABCD")
+    assert route.key_for("1234") == bytes(16) and route.key_for("5678") == b"0123456789ABCDEF0123456789ABCDEF"
+    # The simulator hands the same settings to the gateway process as its options.
+    argv = settings.argv()
+    assert argv[:2] == ["--dc09", "127.0.0.1:12000,127.0.0.1:12001"] and "--dc09-key-file" in argv
+    assert argv[argv.index("--dc09-console-url") + 1] == "https://arc.example/v"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"format": "SIA"}, "is not one of SIA-DCS, ADM-CID"),
+    ({"console_url": "arc.example/v"}, "must be an http"),
+    ({"console_url": "https://arc.example/[x]"}, "must be an http"),
+    ({"supervision_account": "xyz"}, "supervision account"),
+    ({"backoff_max_s": 0}, "longest backoff"),
+])
+def test_settings_that_cannot_work_are_refused_before_the_gateway_starts(change, message):
+    with pytest.raises(ConfigError, match=message):
+        Settings("127.0.0.1:12000", **change).build_route()

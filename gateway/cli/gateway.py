@@ -1,4 +1,4 @@
-"""Commands of the gateway: `vericam gateway ...` (init, add-device, run, images)."""
+"""Commands of the gateway: `vericam gateway ...` (init, add-device, dc09-account, run, images)."""
 
 from __future__ import annotations
 
@@ -91,16 +91,53 @@ def init(data: Path = DATA_OPT, db: str = DB_OPT, blobs: str = BLOBS_OPT, s3_end
         typer.echo(f"images will be stored in {where}")
 
 
+DC09_ACCOUNT_HELP = ("The account the site's alarm panel reports under at the ARC's receiver (3-16 hex digits): "
+                     "the gateway's DC-09 reports of this device go out under it, so the ARC software files them "
+                     "with the panel's own.")
+DC09_PREFIX_HELP = "Account prefix (DC-09 L field), as the panel reports it (1-6 hex digits; default 0)."
+DC09_RECEIVER_HELP = "Receiver number (DC-09 R field), as the panel reports it (1-6 hex digits; default: none)."
+DC09_AREA_HELP = "The panel's area (partition) the device is in, 0-99 (default 1)."
+DC09_ZONE_HELP = "The zone number the device is installed as on the panel, 0-999 (default 1)."
+
+
+def _set_dc09_account(data: Path, device: str, account: str, prefix: str, receiver: str | None, area: int,
+                      zone: int) -> None:
+    from gateway.forward.dc09 import DC09Error
+    from gateway.provisioning.dc09 import set_account
+    from gateway.storage.store import Store, StoreError
+
+    try:
+        with Store.open(data) as store:
+            site = set_account(store, device, account, prefix, receiver, area, zone)
+    except (DC09Error, StoreError) as exc:
+        _fail(str(exc))
+    typer.echo(f"{device} is reported over DC-09 as account {site.account} (L{site.prefix}"
+               f"{'' if site.receiver is None else ' R' + site.receiver}), area {site.area}, zone {site.zone}")
+
+
 @app.command("add-device")
 def add_device_cmd(device: str = typer.Argument(..., help="Device id, [a-z0-9-]{1,32}; also its MQTT user name."),
                    site: str = typer.Option(..., "--site", help="The site (customer premises) it belongs to."),
                    data: Path = DATA_OPT,
                    out: Path = typer.Option(None, "--out", help="Device config file to write "
-                                            "(default: DEVICE.json in the current directory).")) -> None:
+                                            "(default: DEVICE.json in the current directory)."),
+                   dc09_account: str = typer.Option(None, "--dc09-account", help=DC09_ACCOUNT_HELP),
+                   dc09_prefix: str = typer.Option("0", "--dc09-prefix", help=DC09_PREFIX_HELP),
+                   dc09_receiver: str = typer.Option(None, "--dc09-receiver", help=DC09_RECEIVER_HELP),
+                   dc09_area: int = typer.Option(1, "--dc09-area", help=DC09_AREA_HELP),
+                   dc09_zone: int = typer.Option(1, "--dc09-zone", help=DC09_ZONE_HELP)) -> None:
     """Provision a device: a fresh device key, and its config file (mode 0600) for flashing."""
     from gateway.provisioning.devices import add_device, write_config
     from gateway.storage.store import StoreError
 
+    if dc09_account is not None:   # checked before anything is written
+        from gateway.forward.dc09 import DC09Error
+        from gateway.forward.forwarder import Site
+
+        try:
+            Site(dc09_account, dc09_prefix, dc09_receiver, dc09_area, dc09_zone)
+        except DC09Error as exc:
+            _fail(str(exc))
     try:
         config = add_device(data, device, site)
     except (ValueError, StoreError) as exc:
@@ -109,6 +146,45 @@ def add_device_cmd(device: str = typer.Argument(..., help="Device id, [a-z0-9-]{
     path = out or Path(f"{device}.json")
     write_config(path, config)
     typer.echo(f"provisioned {device} at site {site}; its config (with its key) is in {path} (mode 0600)")
+    if dc09_account is not None:
+        _set_dc09_account(data, device, dc09_account, dc09_prefix, dc09_receiver, dc09_area, dc09_zone)
+
+
+@app.command("dc09-account")
+def dc09_account_cmd(device: str = typer.Argument(None, help="The device; leave out to list every device's account."),
+                     data: Path = DATA_OPT,
+                     account: str = typer.Option(None, "--account", help=DC09_ACCOUNT_HELP),
+                     prefix: str = typer.Option("0", "--prefix", help=DC09_PREFIX_HELP),
+                     receiver: str = typer.Option(None, "--receiver", help=DC09_RECEIVER_HELP),
+                     area: int = typer.Option(1, "--area", help=DC09_AREA_HELP),
+                     zone: int = typer.Option(1, "--zone", help=DC09_ZONE_HELP),
+                     remove: bool = typer.Option(False, "--remove", help="Stop reporting the device over DC-09."),
+                     as_json: bool = typer.Option(False, "--json", help="List as JSON.")) -> None:
+    """Set (audited) the DC-09 account a device's alarms are reported under, remove it, or list them all.
+
+    A running gateway reads it for each report: no restart is needed."""
+    from gateway.provisioning.dc09 import remove_account
+    from gateway.storage.store import Store, is_initialised
+
+    if not is_initialised(data):
+        _fail(f"no gateway data in {data}: run `vericam gateway init --data {data}`")
+    if device is None:
+        with Store.open(data) as store:
+            rows = store.dc09_accounts.list()
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+        for r in [] if as_json else rows:
+            typer.echo(f"{r['device']:<32} account {r['account']} L{r['prefix']}"
+                       f"{'' if r['receiver'] is None else ' R' + r['receiver']} area {r['area']} zone {r['zone']}")
+        return
+    if remove:
+        with Store.open(data) as store:
+            done = remove_account(store, device)
+        typer.echo(f"{device} is no longer reported over DC-09" if done else f"{device} had no DC-09 account")
+        return
+    if account is None:
+        _fail("give --account ACCOUNT (with --prefix, --receiver, --area, --zone as the panel reports), or --remove")
+    _set_dc09_account(data, device, account, prefix, receiver, area, zone)
 
 
 def _broker_password(path: Path, username: str | None) -> str:
@@ -122,6 +198,20 @@ def _broker_password(path: Path, username: str | None) -> str:
     return text
 
 
+DC09_HELP = ("Forward every alarm and technical event to the ARC's alarm receivers over SIA DC-09: the primary, "
+             "then backups ([IPv6]:PORT too). Each device is reported under its panel's account "
+             "(`vericam gateway dc09-account`); the alarm goes out at once, a follow-up with the console link "
+             "when its photos are stored. Nothing is lost while the receivers are down (docs/OPERATING.md).")
+DC09_KEY_FILE_HELP = ("AES keys of the accounts, mode 0600: a line `ACCOUNT KEY` per account, or `KEY` alone for "
+                      "every other; KEY is 32/48/64 hex digits, or ascii:CHARACTERS (16/24/32) as pysiaalarm and "
+                      "Home Assistant take it. Without it the messages go unencrypted.")
+DC09_FORMAT_HELP = "SIA-DCS or ADM-CID (Contact ID), as the receiver expects (default SIA-DCS)."
+DC09_CONSOLE_URL_HELP = ("The console's address as the ARC's operators reach it, e.g. https://arc.example/vericam: "
+                         "each report carries the alarm's page [V...], which opens after login. Default: "
+                         "http://CONSOLE_HOST:CONSOLE_PORT with --console-port; without either, no link and no "
+                         "follow-up.")
+DC09_SUPERVISION_HELP = ("The gateway's own account at the receivers: a NULL (link test) message goes to each "
+                         "under it every --dc09-null-interval seconds. Default: none sent.")
 TRUSTED_PROXY_HELP = ("Address or network (CIDR) of a reverse proxy in front of the console whose "
                       "X-Forwarded-For/-Proto headers are believed (repeat for several). Without it those "
                       "headers are ignored and the client is the TCP peer.")
@@ -175,6 +265,18 @@ def run(data: Path = DATA_OPT,
                                                   help="Session cookies without the Secure flag, for plain "
                                                   "http from a browser that is not on this machine."),
         trusted_proxy: list[str] = typer.Option(None, "--trusted-proxy", help=TRUSTED_PROXY_HELP),
+        dc09: str = typer.Option(None, "--dc09", metavar="HOST:PORT[,HOST:PORT]", help=DC09_HELP),
+        dc09_key_file: Path = typer.Option(None, "--dc09-key-file", help=DC09_KEY_FILE_HELP),
+        dc09_format: str = typer.Option("SIA-DCS", "--dc09-format", help=DC09_FORMAT_HELP),
+        dc09_transport: str = typer.Option("tcp", "--dc09-transport", help="tcp or udp, as the receiver listens."),
+        dc09_console_url: str = typer.Option(None, "--dc09-console-url", metavar="URL", help=DC09_CONSOLE_URL_HELP),
+        dc09_supervision_account: str = typer.Option(None, "--dc09-supervision-account", metavar="ACCOUNT",
+                                                     help=DC09_SUPERVISION_HELP),
+        dc09_null_interval: float = typer.Option(60.0, "--dc09-null-interval", metavar="SECONDS",
+                                                 help="Seconds between NULL messages to each receiver (default 60)."),
+        dc09_backoff_max: float = typer.Option(30.0, "--dc09-backoff-max", metavar="SECONDS",
+                                               help="Longest wait between tries while no receiver answers "
+                                               "(default 30)."),
         sim_time: str = typer.Option(None, "--sim-time", hidden=True,
                                      help="Simulation only: SCALE@EPOCH_MS, the scaled world clock of a "
                                      "simulated run (gateway/ingest/clock.py).")) -> None:
@@ -210,11 +312,25 @@ def run(data: Path = DATA_OPT,
         except (OSError, ValueError) as exc:
             typer.echo(f"error: cannot take the broker password from {password_file}: {exc}", err=True)
             raise typer.Exit(2)
+    dc09_settings = None
+    if dc09 is not None:
+        from gateway.forward.config import ConfigError, Settings
+
+        if dc09_console_url is None and console_port is not None:
+            dc09_console_url = f"http://{console_host}:{console_port}"
+        dc09_settings = Settings(dc09, str(dc09_key_file) if dc09_key_file else None, dc09_format, dc09_transport,
+                                 dc09_console_url, dc09_supervision_account, dc09_null_interval, dc09_backoff_max)
+        try:
+            dc09_settings.build_route()  # the key file and receivers are checked before anything starts
+        except (ConfigError, ValueError) as exc:
+            _fail(str(exc))
+    elif dc09_key_file or dc09_console_url or dc09_supervision_account:
+        _fail("--dc09-key-file, --dc09-console-url and --dc09-supervision-account need --dc09 HOST:PORT")
     _bind_db(data, db)
     _blob_option(data, blobs, s3_endpoint, s3_region, s3_credentials_file)
     gw = Gateway(data, host, int(port), client_id=client_id, retention_days=retention_days, log=log.info,
                  metrics_port=metrics_port, sweep_interval_s=sweep_interval,
-                 username=username, password=password, clock=clock, db=db)
+                 username=username, password=password, clock=clock, db=db, dc09=dc09_settings)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

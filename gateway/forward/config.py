@@ -14,6 +14,10 @@ For each destination (route) at the ARC:
 - and for each device, its `Site`: the account, account prefix (L) and receiver number (R)
   the panel itself reports under, its area and its zone, so the ARC software files both
   reports as one site; and the console's external address, for the verification link.
+
+`Settings` gathers what `vericam gateway run --dc09 ...` is given for one route (the options
+are its fields) and makes the `Route` from it; the sites are kept with the devices in the
+gateway's database (`vericam gateway dc09-account`, `gateway.provisioning.dc09`).
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ from __future__ import annotations
 import os
 import re
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.forward import dc09
-from gateway.forward.transmitter import Receiver
+from gateway.forward import codes, dc09
+from gateway.forward.transmitter import Receiver, Route
 
 DEFAULT_KEY = "*"          # the key-file entry for every account not listed
 
@@ -110,3 +115,57 @@ def split_default(keys: dict[str, bytes]) -> tuple[dict[str, bytes], bytes | Non
     """(per-account keys, default key) as `Route(keys=..., default_key=...)` takes them."""
     rest = {a: k for a, k in keys.items() if a != DEFAULT_KEY}
     return rest, keys.get(DEFAULT_KEY)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One route's DC-09 settings, as `vericam gateway run` takes them (`--dc09...` options).
+
+    `receivers`: `HOST:PORT[,HOST:PORT...]`, primary first. `key_file`: see `read_key_file`
+    (None: unencrypted). `format`: SIA-DCS or ADM-CID. `transport`: tcp or udp. `console_url`:
+    the console's address as the ARC's operators reach it, for the verification link (None: no
+    link, and no follow-up). `supervision_account`: the gateway's own account for NULL
+    messages every `null_interval_s` (None: none sent). `backoff_max_s`: the longest wait
+    between tries while no receiver answers.
+    """
+    receivers: str
+    key_file: str | None = None
+    format: str = dc09.SIA_DCS
+    transport: str = "tcp"
+    console_url: str | None = None
+    supervision_account: str | None = None
+    null_interval_s: float = 60.0
+    backoff_max_s: float = 30.0
+    route: str = "arc"
+
+    def build_route(self) -> Route:
+        """The route, with its keys read from the key file. Raises ConfigError saying what to fix."""
+        receivers = receivers_from_spec(self.receivers, self.transport)
+        fmt = self.format.upper()
+        if fmt not in codes.FORMATS:
+            raise ConfigError(f"DC-09 format {self.format!r} is not one of {', '.join(codes.FORMATS)}")
+        if self.console_url is not None and not re.match(r"^https?://[^\s\[\]|]+$", self.console_url):
+            raise ConfigError(f"console address {self.console_url!r} must be an http(s):// URL without "
+                              "spaces, [, ] or |")
+        keys, default = split_default(read_key_file(self.key_file)) if self.key_file else ({}, None)
+        try:
+            supervision = dc09.Account(self.supervision_account.upper()) if self.supervision_account else None
+        except dc09.DC09Error as exc:
+            raise ConfigError(f"supervision account: {exc}") from None
+        if self.null_interval_s < 0 or self.backoff_max_s <= 0:
+            raise ConfigError("the NULL interval must be 0 or more seconds, the longest backoff more than 0")
+        return Route(self.route, receivers, fmt, keys=keys, default_key=default, supervision=supervision,
+                     null_interval_s=self.null_interval_s, backoff_max_s=self.backoff_max_s,
+                     backoff_first_s=min(0.5, self.backoff_max_s))
+
+    def argv(self) -> list[str]:
+        """The same settings as `vericam gateway run` options (the simulator starts a gateway with them)."""
+        out = ["--dc09", self.receivers, "--dc09-format", self.format, "--dc09-transport", self.transport,
+               "--dc09-null-interval", f"{self.null_interval_s:g}", "--dc09-backoff-max", f"{self.backoff_max_s:g}"]
+        if self.key_file:
+            out += ["--dc09-key-file", str(self.key_file)]
+        if self.console_url:
+            out += ["--dc09-console-url", self.console_url]
+        if self.supervision_account:
+            out += ["--dc09-supervision-account", self.supervision_account]
+        return out

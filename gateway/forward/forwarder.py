@@ -60,7 +60,8 @@ class Forwarder:
     `sites` maps a device id to its `Site` (a mapping or a function). `console_url` is the
     console's external base address (`https://arc.example/console`); the verification link of
     an alarm is `{console_url}/alarms/{device}/{alarm_id}`, which opens only after login.
-    `intake` is where `alarm` and `verification` put reports, when not in `outbox` itself.
+    `intake` is where `alarm` and `verification` put reports, when not in `outbox` itself; then
+    the caller wakes the transmitters (`wake()`) once the reports are committed.
     """
 
     def __init__(self, outbox: Outbox, routes: Iterable[Route], sites: Mapping[str, Site] | Callable[[str], Site | None],
@@ -123,5 +124,9 @@ class Forwarder:
             key = f"verification/{device}/{alarm_id}" if follow_up else f"alarm/{device}/{alarm_id}/{event}"
         entry = self.intake.put(report, self.clock(), key=key)
         self.counters.add("queued", "*", reason="follow_up" if follow_up else event)
-        self.wake()
+        if self.intake is self.outbox:
+            self.wake()
+        # else the report is in the caller's transaction, not there for the transmitters to see
+        # yet: the caller wakes them after its commit (a wake before it would only send them
+        # into the database's write lock, to sleep there while the report commits)
         return entry

@@ -43,6 +43,7 @@ class Metrics:
         self.ingest_latency = Histogram()   # first chunk received -> capture durable
         self.commit_seconds = Histogram()   # one group commit
         self.gauges: dict[str, Callable[[], float]] = {}
+        self.sources: list[Callable[[], list[str]]] = []  # more exposition lines (DC-09 forwarding)
 
     def record_batch(self, messages: int, commit_s: float, rejected: dict[str, int],
                      stored_latencies_s: list[float]) -> None:
@@ -85,6 +86,11 @@ class Metrics:
             except Exception:
                 continue  # a gauge that cannot be read right now is left out, not faked
             lines += [f"# TYPE {name} gauge", f"{name} {value:g}"]
+        for source in self.sources:
+            try:
+                lines += source()
+            except Exception:
+                continue
         return "\n".join(lines) + "\n"
 
 

@@ -13,6 +13,10 @@ What becomes of each message:
   counters), its receipt goes out again.
 - event: decrypted (§6) and stored; an alarm event links its alarm id to its captures.
 - status: online/offline and last seen; `online` gets a time message (§9).
+- alarms and technical events, with `forward` set (`vericam gateway run --dc09`): a DC-09
+  report for the ARC's own alarm receivers is queued in the same transaction as the event
+  (`gateway.forward`), and a follow-up with the console link once the alarm's photos are
+  stored. Queuing touches no network; the transmitters are woken after the commit.
 - anything rejected: counted by reason, logged with device, topic and reason (never payload
   bytes or keys), and still acknowledged so the broker does not deliver it forever. It causes
   nothing else: no receipt, not even for a replayed last chunk of a stored capture (§8). A
@@ -29,7 +33,7 @@ import re
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from gateway.protocol import capture as cap
 from gateway.protocol import envelope as env_mod
@@ -47,6 +51,9 @@ from gateway.storage.store import Store
 MAX_CAPTURES_IN_FLIGHT = 4
 SPOOL_EXPIRY_MS = 10 * 60 * 1000
 _PRINTABLE = re.compile(r"[^A-Za-z0-9_./+#$-]")
+
+if TYPE_CHECKING:
+    from gateway.forward.forwarder import Forwarder
 
 
 @dataclass(frozen=True)
@@ -100,13 +107,15 @@ class Ingest:
     def __init__(self, store: Store, log: Callable[[str], None] = print,
                  clock: Callable[[], float] = time.time,
                  max_in_flight: int = MAX_CAPTURES_IN_FLIGHT, spool_expiry_ms: int = SPOOL_EXPIRY_MS,
-                 image_days: int = RetentionPolicy.image_days):
+                 image_days: int = RetentionPolicy.image_days, forward: "Forwarder | None" = None):
         self.store = store
         self.image_days = image_days  # an image's deletion day: its alarm's day + image_days
         self.log = log
         self.clock = clock
         self.max_in_flight = max_in_flight
         self.spool_expiry_ms = spool_expiry_ms
+        self.forward = forward  # DC-09 forwarding (gateway.forward.forwarder), or None
+        self._forwarded = 0     # reports queued since the transmitters were last woken
         self._arc = store.keys.arc_private_key()
         self._arc_key_id = store.keys.arc_key_id()
         self._last_down_counter = 0
@@ -129,6 +138,7 @@ class Ingest:
         try:
             with self.store.savepoint():
                 self._handle(msg, now, result)
+        self._wake_forwarder()
         except ProtocolError as exc:
             # Refused: nothing stored, nothing sent back (PROTOCOL.md §8), also for a replayed
             # last chunk of a stored capture. The device gets its receipt again by sending the
@@ -270,6 +280,8 @@ class Ingest:
             # Sent in time but held up on the way (every gateway down, §3 "Late events"): an
             # alarm is logged late rather than lost, and the log says how late.
             event = dict(event, delivered_late_s=late_s)
+        if alarm["code"]:  # else the alarm event is still to come, and queues the follow-up with its report
+            self._forward(device, alarm["code"], aid, follow_up=True)
             kind = safe_label(str(event.get("kind")))
             self.log(f"late event: device={env.device_id} kind={kind} counter={env.counter} "
                      f"sent {late_s} s ago; stored with delivered_late_s")
@@ -301,6 +313,7 @@ class Ingest:
         cutoff = int(self.clock() * 1000) - self.spool_expiry_ms
         with self.store.transaction():
             for device, cid in self.store.spool.expired(cutoff):
+        self._forward_event(env.device_id, event)
                 self.store.spool.drop(device, cid)
                 self._reject("expired", env_mod.topic_for(device, T_CAPTURE),
                              f"capture {cid[:8]} incomplete after {self.spool_expiry_ms // 1000} s: "
@@ -353,8 +366,51 @@ class Ingest:
         keys = self.store.devices.keys_for(device)
         now = self.clock()
         # §3: the downlink counter is the gateway's clock in ms, kept strictly increasing.
+                self._forward(row["id"], code)
+        self._wake_forwarder()
         counter = max(int(now * 1000), self._last_down_counter + 1)
         self._last_down_counter = counter
+    # Forwarding to the ARC's alarm receivers (DC-09, issue 16) ----------------------------
+    def _forward_event(self, device: str, event: dict) -> None:
+        """Queue the report of a stored alarm, cancellation or technical event, if it has a code."""
+        if self.forward is None:
+            return
+        kind, code = event.get("kind"), event.get("code")
+        if kind == "alarm" and isinstance(code, str) and isinstance(event.get("alarm_id"), str):
+            aid = event["alarm_id"][:64]
+            self._forward(device, code, aid)
+            if self.store.captures.stored_of_alarm(device, aid):  # its photos came first
+                self._forward(device, code, aid, follow_up=True)
+        elif kind == "alarm_cancelled":
+            self._forward(device, "alarm_cancelled")
+        elif kind == "technical" and isinstance(code, str):
+            self._forward(device, code)
+
+    def _forward(self, device: str, event: str, alarm_id: str | None = None, follow_up: bool = False) -> None:
+        """Queue one DC-09 report in this transaction (`Forwarder.alarm` or `.verification`).
+
+        A database failure fails the batch, as any other; anything else costs the report, never
+        the event: it is undone to its own savepoint, logged, and the event is kept."""
+        if self.forward is None:
+            return
+        try:
+            with self.store.savepoint():
+                put = self.forward.verification if follow_up else self.forward.alarm
+                if put(device, event, alarm_id) is not None:
+                    self._forwarded += 1
+        except self.store.db.OperationalError:
+            raise
+        except Exception as exc:
+            self.log(f"dc09: could not queue {safe_label(event)} of device {safe_label(device)} for the ARC's "
+                     f"receiver ({type(exc).__name__} at {_where(exc)}); the event itself is stored: "
+                     "report this as a gateway bug")
+
+    def _wake_forwarder(self) -> None:
+        """After the commit: the transmitters can see the reports queued in it now."""
+        if self._forwarded and self.forward is not None:
+            self._forwarded = 0
+            self.forward.wake()
+
         topic = env_mod.topic_for(device, etype)
         return Outbound(topic, env_mod.build(etype, device, counter, int(now), body, keys.down, topic))
 

@@ -11,6 +11,11 @@ The session is persistent (`clean_start=False`, a session expiry, a client id st
 directory), so messages that arrive while the gateway is down wait in the broker. Messages of a
 connection that has since dropped are processed but not acknowledged (their packet ids belong
 to the old connection); the broker delivers them again and the replay window answers them.
+
+With `dc09` settings (`vericam gateway run --dc09 ...`), alarms are also forwarded to the ARC's
+own alarm receivers over SIA DC-09 (`gateway.forward`): the ingest queues each report in the
+batch's transaction, and the transmitters' threads deliver it, so a receiver never holds up
+the ingest. Their counters and backlog are in the metrics.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import secrets
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -33,6 +38,9 @@ from gateway.ingest.clock import WorldClock
 from gateway.ingest.pipeline import SPOOL_EXPIRY_MS, BatchResult, Ingest, Message
 from gateway.ingest.metrics import Metrics, MetricsServer
 from gateway.storage.store import Store, now_ms
+
+if TYPE_CHECKING:
+    from gateway.forward.config import Settings as Dc09Settings
 
 SHARE_GROUP = "vericam-gw"
 SUBSCRIPTION = f"$share/{SHARE_GROUP}/vc/v1/+/up/#"
@@ -58,7 +66,7 @@ class Gateway:
                  batch_max: int = 256, batch_wait_s: float = 0.002, session_expiry_s: int = 7 * 24 * 3600,
                  expire_check_s: float = 5.0, username: str | None = None, password: str | None = None,
                  metrics_port: int | None = None, sweep_interval_s: float | None = None, sweep: bool = True,
-                 clock: WorldClock | None = None, db: str | None = None):
+                 clock: WorldClock | None = None, db: str | None = None, dc09: "Dc09Settings | None" = None):
         self.data_dir = Path(data_dir)
         # The host clock, or a simulated run's scaled world clock (gateway/ingest/clock.py).
         self.clock = clock or WorldClock()
@@ -97,6 +105,8 @@ class Gateway:
         self.sweep_enabled = sweep
         self.sweeper = None  # gateway.governance.retention.SweeperThread, started with the gateway
         self._metrics_server: MetricsServer | None = None
+        self.dc09 = dc09
+        self.forwarder = None  # gateway.forward.forwarder.Forwarder, started with the gateway when dc09 is set
 
     # Lifecycle -----------------------------------------------------------------------------
     def start(self, connect_timeout: float = 10.0) -> "Gateway":
@@ -116,8 +126,19 @@ class Gateway:
         self.log(f"images are stored in {'files under DATA/blobs' if default else self.store.blobs.describe()}")
         # raises if there is no ARC key yet. An upload takes real time, which does not scale:
         # the spool expiry (a transport timer) stays 10 real minutes in scaled time.
+        if self.dc09 is not None:
+            from gateway.forward import service as forward
+
+            try:  # a key file or receiver that cannot be used refuses to start, saying why
+                self.forwarder = forward.start(self.store, self.dc09, owner=self.client_id, log=self.log)
+            except Exception:
+                self.store.close()
+                self.store = None
+                raise
+            self.metrics.sources.append(lambda: forward.prometheus(self.forwarder) if self.forwarder else [])
         self.ingest = Ingest(self.store, log=self.log, clock=self.clock,
-                             spool_expiry_ms=SPOOL_EXPIRY_MS * self.clock.scale, image_days=policy.image_days)
+                             spool_expiry_ms=SPOOL_EXPIRY_MS * self.clock.scale, image_days=policy.image_days,
+                             forward=self.forwarder)
         from gateway.governance.retention import record_policy
 
         record_policy(self.store, policy, now_ms())  # a changed retention config is audited
@@ -169,6 +190,11 @@ class Gateway:
         if self._metrics_server:
             self._metrics_server.stop()
             self._metrics_server = None
+        if self.forwarder:  # after the writer: what it queued stays in the outbox for the next start
+            from gateway.forward import service as forward
+
+            forward.stop(self.forwarder)
+            self.forwarder = None
         if self.store:
             self.store.close()
             self.store = None

@@ -100,6 +100,11 @@ class Dc09Outbox:
         lease them to `owner` until `lease_until_ms`. One transaction of its own.
 
         Each row: the report's columns with its delivery's `attempts` and `last_outcome`."""
+        # A look without a lock first: a poll that finds nothing due takes no write lock (on
+        # SQLite that would queue behind the ingest's batch for nothing).
+        if self.db.execute("SELECT 1 FROM dc09_deliveries WHERE route = ? AND acked_at_ms IS NULL AND "
+                           "retry_at_ms <= ? AND lease_until_ms <= ? LIMIT 1", (route, now_ms, now_ms)).fetchone() is None:
+            return []
         with self.db.transaction(durable=False):   # a lease lost in a crash only runs out
             rows = [dict(r) for r in self.db.execute(
                 f"SELECT {_ENTRY_COLUMNS}, d.attempts, d.last_outcome FROM dc09_deliveries d "
