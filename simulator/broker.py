@@ -233,5 +233,5 @@ class WireObserver:
         return len(records)
 
     def close(self) -> None:
-        self.client.disconnect()  # first: loop_stop then returns at once instead of after the loop's 1 s select
+        self.client.disconnect()  # first: loop_stop then returns at once instead of after the loop's 1 s wait on the socket
         self.client.loop_stop()
