@@ -48,12 +48,12 @@ from gateway.storage.blobstore import BlobStoreError
 from gateway.storage.captures import CaptureRecord
 from gateway.storage.store import Store
 
+if TYPE_CHECKING:
+    from gateway.forward.forwarder import Forwarder
+
 MAX_CAPTURES_IN_FLIGHT = 4
 SPOOL_EXPIRY_MS = 10 * 60 * 1000
 _PRINTABLE = re.compile(r"[^A-Za-z0-9_./+#$-]")
-
-if TYPE_CHECKING:
-    from gateway.forward.forwarder import Forwarder
 
 
 @dataclass(frozen=True)
@@ -109,13 +109,13 @@ class Ingest:
                  max_in_flight: int = MAX_CAPTURES_IN_FLIGHT, spool_expiry_ms: int = SPOOL_EXPIRY_MS,
                  image_days: int = RetentionPolicy.image_days, forward: "Forwarder | None" = None):
         self.store = store
+        self.forward = forward  # DC-09 forwarding (gateway.forward.forwarder), or None
+        self._forwarded = 0     # reports queued since the transmitters were last woken
         self.image_days = image_days  # an image's deletion day: its alarm's day + image_days
         self.log = log
         self.clock = clock
         self.max_in_flight = max_in_flight
         self.spool_expiry_ms = spool_expiry_ms
-        self.forward = forward  # DC-09 forwarding (gateway.forward.forwarder), or None
-        self._forwarded = 0     # reports queued since the transmitters were last woken
         self._arc = store.keys.arc_private_key()
         self._arc_key_id = store.keys.arc_key_id()
         self._last_down_counter = 0
@@ -131,6 +131,7 @@ class Ingest:
         with self.notices.batch(), self.store.batch(_devices_named(messages)):
             for msg in messages:
                 self._one(msg, result)
+        self._wake_forwarder()
         return result
 
     def _one(self, msg: Message, result: BatchResult) -> None:
@@ -138,7 +139,6 @@ class Ingest:
         try:
             with self.store.savepoint():
                 self._handle(msg, now, result)
-        self._wake_forwarder()
         except ProtocolError as exc:
             # Refused: nothing stored, nothing sent back (PROTOCOL.md §8), also for a replayed
             # last chunk of a stored capture. The device gets its receipt again by sending the
@@ -263,6 +263,8 @@ class Ingest:
             self.store.images.put(frame.jpeg, device=device, capture_id=cid, alarm_id=aid, frame_index=frame.index,
                                   frame_t=frame.t, kek_day=kek_day, at_ms=at_ms)
         self.store.alarms.link_capture(device, aid, cid)
+        if alarm["code"]:  # else the alarm event is still to come, and queues the follow-up with its report
+            self._forward(device, alarm["code"], aid, follow_up=True)
         result.stored.append(StoredCapture(device, cid, aid, opened.trigger_name, len(opened.frames),
                                            len(sealed), rowid, first_ms))
         self._receipt(device, opened.capture_id, RECEIPT_STORED, len(opened.frames), bytes.fromhex(sha), result)
@@ -280,8 +282,6 @@ class Ingest:
             # Sent in time but held up on the way (every gateway down, §3 "Late events"): an
             # alarm is logged late rather than lost, and the log says how late.
             event = dict(event, delivered_late_s=late_s)
-        if alarm["code"]:  # else the alarm event is still to come, and queues the follow-up with its report
-            self._forward(device, alarm["code"], aid, follow_up=True)
             kind = safe_label(str(event.get("kind")))
             self.log(f"late event: device={env.device_id} kind={kind} counter={env.counter} "
                      f"sent {late_s} s ago; stored with delivered_late_s")
@@ -296,6 +296,7 @@ class Ingest:
             for cid in captures if isinstance(captures, list) else []:
                 if isinstance(cid, str) and len(cid) <= 64:
                     self.store.alarms.link_capture(env.device_id, aid, cid)
+        self._forward_event(env.device_id, event)
 
     def _status(self, env: Envelope, at_ms: int, result: BatchResult) -> None:
         status = parse_status(env.body)
@@ -313,7 +314,6 @@ class Ingest:
         cutoff = int(self.clock() * 1000) - self.spool_expiry_ms
         with self.store.transaction():
             for device, cid in self.store.spool.expired(cutoff):
-        self._forward_event(env.device_id, event)
                 self.store.spool.drop(device, cid)
                 self._reject("expired", env_mod.topic_for(device, T_CAPTURE),
                              f"capture {cid[:8]} incomplete after {self.spool_expiry_ms // 1000} s: "
@@ -349,27 +349,10 @@ class Ingest:
                 self.log(f"technical alarm {code}: device={safe_label(row['id'])} last heard "
                          f"{(now - row['last_seen_ms']) // 1000} s ago")
                 changes.append((row["id"], code))
-        return changes
-
-    # Downlink ------------------------------------------------------------------------------
-    def _receipt_for(self, row: dict, result: BatchResult) -> None:
-        status = RECEIPT_STORED if row["status"] == "stored" else RECEIPT_REJECTED
-        self._receipt(row["device"], bytes.fromhex(row["capture_id"]), status, row["frames"],
-                      bytes.fromhex(row["sha256"]), result)
-
-    def _receipt(self, device: str, capture_id: bytes, status: int, frames: int, sha: bytes,
-                 result: BatchResult) -> None:
-        body = env_mod.build_receipt_body(capture_id, status, min(frames, 255), sha)
-        result.outbound.append(self._downlink(device, T_RECEIPT, body))
-
-    def _downlink(self, device: str, etype: int, body: bytes) -> Outbound:
-        keys = self.store.devices.keys_for(device)
-        now = self.clock()
-        # §3: the downlink counter is the gateway's clock in ms, kept strictly increasing.
                 self._forward(row["id"], code)
         self._wake_forwarder()
-        counter = max(int(now * 1000), self._last_down_counter + 1)
-        self._last_down_counter = counter
+        return changes
+
     # Forwarding to the ARC's alarm receivers (DC-09, issue 16) ----------------------------
     def _forward_event(self, device: str, event: dict) -> None:
         """Queue the report of a stored alarm, cancellation or technical event, if it has a code."""
@@ -411,6 +394,23 @@ class Ingest:
             self._forwarded = 0
             self.forward.wake()
 
+    # Downlink ------------------------------------------------------------------------------
+    def _receipt_for(self, row: dict, result: BatchResult) -> None:
+        status = RECEIPT_STORED if row["status"] == "stored" else RECEIPT_REJECTED
+        self._receipt(row["device"], bytes.fromhex(row["capture_id"]), status, row["frames"],
+                      bytes.fromhex(row["sha256"]), result)
+
+    def _receipt(self, device: str, capture_id: bytes, status: int, frames: int, sha: bytes,
+                 result: BatchResult) -> None:
+        body = env_mod.build_receipt_body(capture_id, status, min(frames, 255), sha)
+        result.outbound.append(self._downlink(device, T_RECEIPT, body))
+
+    def _downlink(self, device: str, etype: int, body: bytes) -> Outbound:
+        keys = self.store.devices.keys_for(device)
+        now = self.clock()
+        # §3: the downlink counter is the gateway's clock in ms, kept strictly increasing.
+        counter = max(int(now * 1000), self._last_down_counter + 1)
+        self._last_down_counter = counter
         topic = env_mod.topic_for(device, etype)
         return Outbound(topic, env_mod.build(etype, device, counter, int(now), body, keys.down, topic))
 
