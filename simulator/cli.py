@@ -408,6 +408,10 @@ def bench_device(
     console.print(f"seal 3 x 60 KB: live peak {kb(sp['live_peak_mem_alloc'])}, working set "
                   f"{sp['live_working_set']} bytes; raw peak {kb(sp['raw_peak_mem_alloc'])} of a "
                   f"{kb(sp['raw_heap_total'])} heap (garbage included)")
+    ks = result["key_slots"]
+    console.print(f"key slots ({ks['slots']})                   code {ks['code_heap']} bytes (mpy "
+                  f"{ks['code_heap_mpy']}), kept {ks['state_heap']} bytes, a claim {ks['claim_bytes']}, "
+                  f"a key read {ks['key_read_bytes']} (included in the figures above)")
     _emit(result, out, json_out)
 
 

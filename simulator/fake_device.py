@@ -1,7 +1,9 @@
 """A device played in CPython: what a provisioned device sends, built with the gateway's protocol code.
 
 `FakeDevice` seals captures as the firmware does at the lens (a fresh data key per capture,
-wrapped to the ARC's public key), cuts them into chunk envelopes, and seals activity events
+wrapped to the ARC's public key, and a fresh slot key), sends them as the firmware does on an
+alarm (behind the release record that gives the ARC the slot key, padded with zeros: a
+delivery, PROTOCOL.md §4.4-4.5), cuts them into chunk envelopes, and seals activity events
 and statuses under the device's keys. It is the one host-side stand-in for a device, used by
 the tests, the benchmarks (`simulator/bench/`) and the fuzzer when what matters is the bytes
 a device sends, not the firmware that sends them. The real firmware on MicroPython is
@@ -40,13 +42,15 @@ class FakeDevice:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, config: dict, counter: int = 0, chunk_size: int = 4096, keys: DeviceKeys | None = None):
+    def __init__(self, config: dict, counter: int = 0, chunk_size: int = 4096, keys: DeviceKeys | None = None,
+                 bucket: int = cap.BUCKET):
         self.device_id = config["device_id"]
         self.keys = keys or DeviceKeys.derive(bytes.fromhex(config["device_key"]))
         self.arc_public = rsa.RSAPublicNumbers(int(config["arc_e"]), int(config["arc_n"], 16)).public_key()
         self.arc_key_id = bytes.fromhex(config["arc_key_id"])
         self.counter = counter
         self.chunk_size = chunk_size
+        self.bucket = bucket
 
     def next_counter(self) -> int:
         self.counter += 1
@@ -60,20 +64,32 @@ class FakeDevice:
                             int(time.time()) if time_s is None else time_s, body, self.keys.up, topic_for)
         return topic or topic_for, payload
 
-    def seal(self, jpegs: list[bytes], trigger: int = cap.TRIGGER_CODES["intrusion"],
-             capture_id: bytes | None = None, captured_at: int = 0) -> tuple[bytes, bytes]:
-        """(capture_id, sealed) with fresh randomness, as the firmware seals at the lens."""
+    def seal_parts(self, jpegs: list[bytes], trigger: int = cap.TRIGGER_CODES["intrusion"],
+                   capture_id: bytes | None = None, captured_at: int = 0,
+                   kind: int = cap.KIND_CAPTURE) -> tuple[bytes, bytes, bytes]:
+        """(capture_id, release record, sealed capture) with fresh randomness, as the firmware
+        seals a capture at the lens and releases it for an alarm."""
         capture_id = capture_id or os.urandom(16)
-        dk = os.urandom(32)
+        dk, slot_key = os.urandom(32), os.urandom(32)
         wrapped = self.arc_public.encrypt(dk, padding.OAEP(mgf=padding.MGF1(hashes.SHA256()),
                                                            algorithm=hashes.SHA256(), label=None))
         sealed = cap.seal([(captured_at, j) for j in jpegs], trigger=trigger, capture_id=capture_id,
-                          captured_at=captured_at, arc_key_id=self.arc_key_id, dk=dk, wrapped_key=wrapped,
-                          ivs=[os.urandom(16) for _ in jpegs])
-        return capture_id, sealed
+                          captured_at=captured_at, arc_key_id=self.arc_key_id, dk=dk, slot_key=slot_key,
+                          wrapped_key=wrapped, meta_iv=os.urandom(16), ivs=[os.urandom(16) for _ in jpegs])
+        numbers = self.arc_public.public_numbers()
+        release = cap.release(kind=kind, frames=len(jpegs), capture_id=capture_id, slot_key=slot_key,
+                              arc_n=numbers.n, arc_e=numbers.e, arc_key_id=self.arc_key_id)
+        return capture_id, release, sealed
+
+    def seal(self, jpegs: list[bytes], trigger: int = cap.TRIGGER_CODES["intrusion"],
+             capture_id: bytes | None = None, captured_at: int = 0) -> tuple[bytes, bytes]:
+        """(capture_id, delivery): what the device sends for a capture an alarm claimed,
+        release record, sealed capture and zero padding (§4.4-4.5), ready to be chunked."""
+        capture_id, release, sealed = self.seal_parts(jpegs, trigger, capture_id, captured_at)
+        return capture_id, cap.delivery(release, sealed, self.bucket)
 
     def chunk_bodies(self, capture_id: bytes, sealed: bytes, alarm_id: bytes) -> list[bytes]:
-        """The capture cut into chunk bodies of `chunk_size` bytes of sealed data, not yet enveloped."""
+        """A delivery cut into chunk bodies of `chunk_size` bytes, not yet enveloped."""
         return cap.split_chunks(sealed, capture_id, alarm_id, self.chunk_size)
 
     def chunk_messages(self, capture_id: bytes, sealed: bytes, alarm_id: bytes,

@@ -1,9 +1,9 @@
 """Reading a device's raw flash image from the host, independently of the firmware, as an attacker would.
 
 Two readings. Through the file system (littlefs-python): what the vault holds now. And raw,
-block by block, free blocks included (`scan_sealed_captures`): what someone with a dump of
-the chip and the ARC's private key could still open, which is how the simulator checks that
-"shredded" means gone (issue 13; rule 2 of the design).
+block by block, free blocks and the key-slot area included (`scan_sealed_captures`): what
+someone with a dump of the chip and the ARC's private key could still open, which is how the
+simulator checks that "shredded" means gone (issue 13; rule 2 of the design).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from littlefs import LittleFS
 
-from gateway.protocol.capture import FRAME_FIXED, REC_END, REC_FRAME, TRIGGERS, open_sealed, parse_header
+from gateway.protocol.capture import FRAME_FIXED, REC_END, REC_FRAME, open_sealed, parse_header
 from gateway.protocol.errors import ProtocolError
-from gateway.protocol.keys import frame_keys, hmac_sha256
+from gateway.protocol.keys import capture_keys, hmac_sha256
 
 BLOCK_SIZE = 4096
 
@@ -133,62 +133,95 @@ def _follow_chain(image: bytes, head: int, start: int, want: int, block_size: in
     return None
 
 
+def slot_keys(image: bytes) -> list[tuple[bytes, bytes]]:
+    """Every (capture_id, key) a key-slot record anywhere in the image could hold (keyslots.py).
+
+    The attacker does not trust the record's check or its layout: every occurrence of the
+    slot magic, whole, torn or zeroed, gives a candidate."""
+    found = []
+    pos = image.find(b"VKS1")
+    while pos >= 0:
+        if pos + 52 <= len(image):
+            found.append((image[pos + 4:pos + 20], image[pos + 20:pos + 52]))
+        pos = image.find(b"VKS1", pos + 1)
+    return found
+
+
 def scan_sealed_captures(image_path: str | Path, arc_private_key, block_size: int = BLOCK_SIZE) -> list[dict]:
     """Every sealed capture whose header is anywhere in the raw image, and whether the ARC key opens it.
 
-    For each occurrence of the sealed-capture magic (docs/PROTOCOL.md §4) the header is
-    parsed, the data key unwrapped with `arc_private_key` (RSA-OAEP) and checked against the
-    header MAC; then the first frame is followed through the blocks and opened with the
-    gateway's own opener (`gateway.protocol.capture.open_sealed`: frame tag verified, then
-    decrypted). One entry per distinct capture id, the best outcome of its copies:
-    `{capture_id, trigger, block, offset, key_unwrapped, first_frame_opened, first_frame_bytes}`.
+    What the attacker holds: the raw image (littlefs's blocks, free ones included, and the
+    key-slot area) and the ARC private key. For each occurrence of the sealed-capture magic
+    (docs/PROTOCOL.md §4) the header is parsed and its data key unwrapped with the ARC key
+    (`data_key_unwrapped`). That no longer opens anything on its own (format 2): the capture's
+    keys come from the data key and its slot key. So every slot key found anywhere in the
+    image is tried, its own capture's first, until one verifies the header MAC
+    (`key_unwrapped`: the capture's keys are recovered). Then the first frame is followed
+    through the blocks and opened with the gateway's own opener
+    (`gateway.protocol.capture.open_sealed`: frame tag verified, then decrypted). One entry
+    per distinct capture id, the best outcome of its copies: `{capture_id, trigger, block,
+    offset, data_key_unwrapped, key_unwrapped, first_frame_opened, first_frame_bytes}`.
 
     When the sealed format changes, this must keep trying what the attacker has: the raw
     image and the ARC private key, nothing else.
     """
     image = Path(image_path).read_bytes()
+    keys = slot_keys(image)
     found: dict[str, dict] = {}
     pos = image.find(b"VCAP")
     while pos >= 0:
-        entry = _try_header(image, pos, block_size, arc_private_key)
+        entry = _try_header(image, pos, block_size, arc_private_key, keys)
         if entry is not None:
             best = found.get(entry["capture_id"])
-            rank = (entry["first_frame_opened"], entry["key_unwrapped"])
-            if best is None or rank > (best["first_frame_opened"], best["key_unwrapped"]):
+            rank = (entry["first_frame_opened"], entry["key_unwrapped"], entry["data_key_unwrapped"])
+            if best is None or rank > (best["first_frame_opened"], best["key_unwrapped"], best["data_key_unwrapped"]):
                 found[entry["capture_id"]] = entry
         pos = image.find(b"VCAP", pos + 1)
     return sorted(found.values(), key=lambda e: (e["block"], e["offset"]))
 
 
-def _try_header(image: bytes, pos: int, block_size: int, key) -> dict | None:
-    """What the ARC key opens of the sealed capture whose magic is at `pos`; None if no header is there."""
+def _try_header(image: bytes, pos: int, block_size: int, key, keys: list[tuple[bytes, bytes]]) -> dict | None:
+    """What the ARC key and the slot keys open of the sealed capture whose magic is at `pos`;
+    None if no header is there."""
     block, offset = divmod(pos, block_size)
     # The header lies in one block when the capture's file starts there (offset 0), the
     # usual case; elsewhere (metadata, a cache) take the bytes as they stand.
     window = image[pos:(block + 1) * block_size] if offset == 0 else image[pos:pos + block_size]
     try:
-        trigger, capture_id, _at, _kid, wrapped, header_mac, header_len = parse_header(window)
+        capture_id, _kid, wrapped, _meta, header_mac, header_len = parse_header(window)
     except ProtocolError:
         return None
-    entry = {"capture_id": capture_id.hex(), "trigger": TRIGGERS.get(trigger, f"trigger-{trigger}"),
-             "block": block, "offset": offset, "key_unwrapped": False, "first_frame_opened": False,
+    entry = {"capture_id": capture_id.hex(), "trigger": None, "block": block, "offset": offset,
+             "data_key_unwrapped": False, "key_unwrapped": False, "first_frame_opened": False,
              "first_frame_bytes": 0}
     try:
         dk = key.decrypt(wrapped, asym_padding.OAEP(mgf=asym_padding.MGF1(hashes.SHA256()),
                                                     algorithm=hashes.SHA256(), label=None))
     except ValueError:
         return entry
-    _k_enc, k_mac = frame_keys(dk, capture_id)
-    if len(dk) != 32 or hmac_sha256(k_mac, window[:header_len - 32]) != header_mac:
+    if len(dk) != 32:
+        return entry
+    entry["data_key_unwrapped"] = True
+    candidates = [sk for cid, sk in keys if cid == capture_id] + [sk for cid, sk in keys if cid != capture_id]
+    for sk in candidates:
+        _k_enc, k_mac, _k_meta = capture_keys(dk, sk, capture_id)
+        if hmac_sha256(k_mac, window[:header_len - 32]) == header_mac:
+            break
+    else:
         return entry
     entry["key_unwrapped"] = True
     header = window[:header_len]
+    try:  # the header alone, closed by an end record of no frames, tells the trigger
+        empty = bytes([REC_END, 0]) + hmac_sha256(k_mac, capture_id + b"E\x00")
+        entry["trigger"] = open_sealed(header + empty, key, sk)[0].trigger_name
+    except ProtocolError:
+        pass
     head_of_frame = window[header_len:header_len + FRAME_FIXED]
     if len(head_of_frame) < FRAME_FIXED or head_of_frame[0] != REC_FRAME or head_of_frame[1] != 0:
         return entry
-    p = struct.unpack_from(">I", head_of_frame, 6)[0]
-    frame_len = FRAME_FIXED + 16 * (p // 16 + 1) + 32
-    if frame_len > len(image):
+    c = struct.unpack_from(">I", head_of_frame, 2)[0]
+    frame_len = FRAME_FIXED + c + 32
+    if c == 0 or c % 16 or frame_len > len(image):
         return entry
     opened = []
 
@@ -197,7 +230,7 @@ def _try_header(image: bytes, pos: int, block_size: int, key) -> dict | None:
         # opener then checks the header MAC and the frame's tag, and decrypts it.
         end = bytes([REC_END, 1]) + hmac_sha256(k_mac, capture_id + b"E" + b"\x01" + frame[-32:])
         try:
-            opened.append(open_sealed(header + frame + end, key).frames[0])
+            opened.append(open_sealed(header + frame + end, key, sk)[0].frames[0])
             return True
         except ProtocolError:
             return False
@@ -213,10 +246,12 @@ def _try_header(image: bytes, pos: int, block_size: int, key) -> dict | None:
 
 
 def recoverable_with_arc_key(image_path: str | Path, arc_private_key) -> dict:
-    """The raw-image figures of a run: sealed headers found, data keys unwrapped, captures opened."""
+    """The raw-image figures of a run: sealed headers found, data keys unwrapped, capture keys
+    recovered (a slot key from the dump verifies the header) and captures opened."""
     found = scan_sealed_captures(image_path, arc_private_key)
     return {
         "sealed_headers_on_flash": len(found),
+        "data_keys_unwrapped_with_arc_key": sum(1 for e in found if e["data_key_unwrapped"]),
         "capture_keys_recoverable_with_arc_key": sum(1 for e in found if e["key_unwrapped"]),
         "captures_recoverable_with_arc_key": sum(1 for e in found if e["first_frame_opened"]),
     }

@@ -109,10 +109,10 @@ STEP_REQUIRED = {"arm": ("pin",), "disarm": ("pin",), "open": ("zone",), "wait_f
 # Every trace the firmware can report (`hal.trace("...")` in firmware/vericam/*.py; the test
 # suite checks that this list and the firmware agree): what `wait_for` and `check` can count.
 DEVICE_TRACES = {
-    "alarm", "boot", "camera_failed", "camera_missing", "capture_failed", "capture_sent", "clock_set",
-    "downlink_rejected", "event_resealed", "event_sent", "flash_full", "heartbeat", "heartbeat_failed", "held", "mem",
+    "alarm", "boot", "camera_failed", "camera_missing", "capture_failed", "capture_sent", "capturing", "clock_set",
+    "downlink_rejected", "dropped", "event_resealed", "event_sent", "flash_full", "heartbeat", "heartbeat_failed", "held", "mem",
     "mqtt", "ntp", "ntp_failed", "online", "panel", "panel_garbled", "panel_rejected", "receipt",
-    "receipt_ignored", "receipt_timeout", "refused_by_arc", "resend", "sealed", "send", "shredded",
+    "receipt_ignored", "receipt_timeout", "refused_by_arc", "resend", "sealed", "send", "shredded", "shredding",
     "smoke", "technical", "time_refused", "uplink_retry", "wifi_connecting", "wifi_error",
     "wifi_unconfigured", "wifi_up",
 }
@@ -126,8 +126,8 @@ FIGURES = {
     "shred_late_s": "number", "shredded_early": "int", "device_online": "bool", "link": "table",
     "scenario": "str", "time_scale": "int", "real_s": "number", "scenario_s": "number",
     "wire_messages": "int", "wire_bytes": "int",
-    "sealed_headers_on_flash": "int", "capture_keys_recoverable_with_arc_key": "int",
-    "captures_recoverable_with_arc_key": "int",
+    "sealed_headers_on_flash": "int", "data_keys_unwrapped_with_arc_key": "int",
+    "capture_keys_recoverable_with_arc_key": "int", "captures_recoverable_with_arc_key": "int",
 }
 
 

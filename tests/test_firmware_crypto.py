@@ -182,39 +182,45 @@ class CaptureRejected(Exception):
     pass
 
 
-def open_capture(sealed: bytes) -> dict:
-    """Parse, verify (encrypt-then-MAC) and decrypt a sealed capture with the ARC's key."""
-    if sealed[:5] != b"VCAP\x01":
-        raise CaptureRejected("not a v1 sealed capture")
-    trigger, capture_id = sealed[5], sealed[8:24]
-    captured_at, = struct.unpack(">I", sealed[24:28])
-    key_id, (w,) = sealed[28:36], struct.unpack(">H", sealed[36:38])
+def open_capture(sealed: bytes, slot_key: bytes) -> dict:
+    """Parse, verify (encrypt-then-MAC) and decrypt a sealed capture with the ARC's key and its slot key."""
+    if sealed[:5] != b"VCAP\x02":
+        raise CaptureRejected("not a v2 sealed capture")
+    capture_id = sealed[8:24]
+    key_id, (w,) = sealed[24:32], struct.unpack(">H", sealed[32:34])
     oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
     try:
-        dk = arc_private_key().decrypt(sealed[38:38 + w], oaep)
+        dk = arc_private_key().decrypt(sealed[34:34 + w], oaep)
     except ValueError:
         raise CaptureRejected("wrapped key does not unwrap") from None
-    k_enc = hkdf(dk, capture_id, b"vericam v1 frame enc")
-    k_mac = hkdf(dk, capture_id, b"vericam v1 frame mac")
-    at = 38 + w
+    k_enc = hkdf(dk + slot_key, capture_id, b"vericam v2 frame enc")
+    k_mac = hkdf(dk + slot_key, capture_id, b"vericam v2 frame mac")
+    k_meta = hkdf(dk + slot_key, capture_id, b"vericam v2 meta enc")
+    at = 34 + w + 32
     if not hmac.compare_digest(hmac.new(k_mac, sealed[:at], "sha256").digest(), sealed[at:at + 32]):
         raise CaptureRejected("header MAC")
+    decryptor = Cipher(algorithms.AES(k_meta), modes.CBC(sealed[at - 32:at - 16])).decryptor()
+    meta = decryptor.update(sealed[at - 16:at]) + decryptor.finalize()
+    if meta[5:] != bytes([11]) * 11:
+        raise CaptureRejected("padding of the header's trigger and time")
+    trigger, captured_at = meta[0], struct.unpack(">I", meta[1:5])[0]
     at += 32
     frames, tags = [], []
     while sealed[at] == 0x46:
         index = sealed[at + 1]
-        t, p = struct.unpack(">II", sealed[at + 2:at + 10])
-        iv = sealed[at + 10:at + 26]
-        end = at + 26 + 16 * (p // 16 + 1)
+        c, = struct.unpack(">I", sealed[at + 2:at + 6])
+        iv = sealed[at + 6:at + 22]
+        end = at + 22 + c
         tag = sealed[end:end + 32]
         if not hmac.compare_digest(hmac.new(k_mac, capture_id + sealed[at:end], "sha256").digest(), tag):
             raise CaptureRejected(f"tag of frame {index}")
         decryptor = Cipher(algorithms.AES(k_enc), modes.CBC(iv)).decryptor()
-        plain = decryptor.update(sealed[at + 26:end]) + decryptor.finalize()
+        plain = decryptor.update(sealed[at + 22:end]) + decryptor.finalize()
         pad = plain[-1]
-        if not 1 <= pad <= 16 or plain[-pad:] != bytes([pad]) * pad or len(plain) - pad != p:
+        t, p = struct.unpack(">II", plain[:8])
+        if not 1 <= pad <= 16 or plain[-pad:] != bytes([pad]) * pad or len(plain) - pad - 8 != p:
             raise CaptureRejected(f"padding of frame {index}")
-        frames.append({"index": index, "t": t, "data": plain[:-pad]})
+        frames.append({"index": index, "t": t, "data": plain[8:-pad]})
         tags.append(tag)
         at = end + 32
     if sealed[at] != 0x45 or sealed[at + 1] != len(tags):
@@ -240,12 +246,13 @@ SEAL_FILES = """
     view = memoryview(piece)
     lengths = [os.stat(p)[6] for p in frame_paths]
     capture_id = os.urandom(16)
+    slot_key = os.urandom(32)
     gc.collect()
     baseline = gc.mem_alloc()
     peak = 0
     started = time.ticks_us()
     with open(out_path, "wb") as sealed:
-        sealer = CaptureSealer(arc.n, arc.e, arc.key_id, capture_id, 2, 1795300000)
+        sealer = CaptureSealer(arc.n, arc.e, arc.key_id, capture_id, 2, 1795300000, slot_key)
         gc.collect()
         sealed.write(sealer.header())
         header_peak = gc.mem_alloc() - baseline  # RSA big-int temporaries, freed at once
@@ -266,6 +273,7 @@ SEAL_FILES = """
         sealed.write(sealer.end())
     elapsed = time.ticks_diff(time.ticks_us(), started)
     print("capture_id", capture_id.hex())
+    print("slot_key", slot_key.hex())
     print("sealed_size", sealed_size(lengths, arc.size))
     print("header_peak_bytes", header_peak)
     print("peak_bytes", max(peak, header_peak))
@@ -293,7 +301,9 @@ def test_a_capture_sealed_on_the_device_opens_at_the_arc_byte_identical(tmp_path
     frames = [jpeg_like(rng, 60_000), jpeg_like(rng, 45_001), jpeg_like(rng, 4096)]
     sealed, figures = seal_on_micropython(tmp_path, frames)
     assert len(sealed) == int(figures["sealed_size"])
-    opened = open_capture(sealed)
+    with pytest.raises(CaptureRejected, match="header MAC"):  # the ARC key alone opens nothing
+        open_capture(sealed, bytes(32))
+    opened = open_capture(sealed, bytes.fromhex(figures["slot_key"]))
     assert opened["capture_id"].hex() == figures["capture_id"]
     assert (opened["trigger"], opened["captured_at"]) == (2, 1795300000)
     assert opened["arc_key_id"].hex() == ARC_KEY["arc_key_id"]
@@ -306,41 +316,43 @@ def test_a_capture_sealed_on_the_device_opens_at_the_arc_byte_identical(tmp_path
 @pytest.mark.parametrize("piece_size", [1, 15, 17, 1000, 4096])
 def test_any_piece_size_seals_the_same_frame(tmp_path, piece_size):
     frame = jpeg_like(random.Random(piece_size), 9_000)
-    sealed, _ = seal_on_micropython(tmp_path, [frame], piece_size=piece_size)
-    assert open_capture(sealed)["frames"][0]["data"] == frame
+    sealed, figures = seal_on_micropython(tmp_path, [frame], piece_size=piece_size)
+    assert open_capture(sealed, bytes.fromhex(figures["slot_key"]))["frames"][0]["data"] == frame
 
 
 def test_tampering_with_one_ciphertext_byte_fails_that_frames_tag(tmp_path):
     rng = random.Random(11)
-    sealed, _ = seal_on_micropython(tmp_path, [jpeg_like(rng, 3000), jpeg_like(rng, 3000)])
-    first_frame = 38 + 256 + 32
-    second_frame = first_frame + 26 + 3008 + 32
-    for at, reason in ((first_frame + 26 + 1234, "tag of frame 0"),
-                       (second_frame + 26 + 7, "tag of frame 1"),
-                       (second_frame + 2, "tag of frame 1"),   # frame time
-                       (25, "header MAC"),                     # captured_at
+    sealed, figures = seal_on_micropython(tmp_path, [jpeg_like(rng, 3000), jpeg_like(rng, 3000)])
+    slot_key = bytes.fromhex(figures["slot_key"])
+    first_frame = 34 + 256 + 32 + 32
+    second_frame = first_frame + 22 + 3024 + 32
+    for at, reason in ((first_frame + 22 + 1234, "tag of frame 0"),
+                       (second_frame + 22 + 7, "tag of frame 1"),
+                       (second_frame + 5, "tag of frame 1"),   # ciphertext length
+                       (second_frame + 22, "tag of frame 1"),  # frame time, encrypted
+                       (34 + 256 + 16 + 3, "header MAC"),      # trigger and capture time, encrypted
                        (40, "wrapped key")):                   # OAEP guards the wrapped key
         tampered = bytearray(sealed)
         tampered[at] ^= 0x01
         with pytest.raises(CaptureRejected, match=reason):
-            open_capture(bytes(tampered))
+            open_capture(bytes(tampered), slot_key)
 
 
 def test_dropping_the_last_frame_breaks_the_end_record(tmp_path):
     rng = random.Random(12)
-    sealed, _ = seal_on_micropython(tmp_path, [jpeg_like(rng, 500), jpeg_like(rng, 500)])
-    second_frame = 38 + 256 + 32 + 26 + 512 + 32
+    sealed, figures = seal_on_micropython(tmp_path, [jpeg_like(rng, 500), jpeg_like(rng, 500)])
+    second_frame = 34 + 256 + 32 + 32 + 22 + 512 + 32
     end = sealed[-34:]
     truncated = sealed[:second_frame] + b"E\x01" + end[2:]
     with pytest.raises(CaptureRejected, match="end record"):
-        open_capture(truncated)
+        open_capture(truncated, bytes.fromhex(figures["slot_key"]))
 
 
 def test_sealing_a_60kb_frame_in_1kb_pieces_stays_small_in_ram(tmp_path):
     """The device never holds a frame: the heap is smaller than two frames, and the peak is ~1 piece."""
     frame = jpeg_like(random.Random(60), 60_000)
     sealed, figures = seal_on_micropython(tmp_path, [frame], piece_size=1024, heapsize="96k")
-    assert open_capture(sealed)["frames"][0]["data"] == frame
+    assert open_capture(sealed, bytes.fromhex(figures["slot_key"]))["frames"][0]["data"] == frame
     peak = int(figures["peak_bytes"])
     seconds = int(figures["elapsed_us"]) / 1e6
     print(f"peak heap increase while sealing 60 KB in 1 KB pieces: {peak} bytes "
@@ -370,7 +382,8 @@ def test_seal_throughput_against_raw_aes_and_sha256(tmp_path):
         for _ in range(pieces):
             digest.update(aes.encrypt(piece))
         raw = time.ticks_diff(time.ticks_us(), t0)
-        sealer = CaptureSealer(arc.n, arc.e, arc.key_id, os.urandom(16), 2, 0)
+        slot_key = os.urandom(32)
+        sealer = CaptureSealer(arc.n, arc.e, arc.key_id, os.urandom(16), 2, 0, slot_key)
         head = sealer.header()
         body = bytearray(pieces * len(piece))  # the ciphertext, kept for the ARC to open
         at = 0
@@ -385,12 +398,13 @@ def test_seal_throughput_against_raw_aes_and_sha256(tmp_path):
         with open(sys.argv[2], "wb") as f:
             for part in (head, prefix, memoryview(body)[:at], tail, sealer.end()):
                 f.write(part)
-        print(raw, sealed)
+        print(raw, sealed, slot_key.hex())
     """, str(tmp_path / "piece"), str(tmp_path / "bench.sealed"), heapsize="4m")
-    raw_us, sealed_us = (int(x) for x in out.split())
+    raw, sealed, slot_key = out.split()
+    raw_us, sealed_us = int(raw), int(sealed)
     print(f"seal 1 MiB in 1 KiB pieces: {sealed_us / 1000:.1f} ms ({1.048576 / (sealed_us / 1e6):.1f} MB/s); "
           f"bare AES-CBC+SHA-256: {raw_us / 1000:.1f} ms; ratio {sealed_us / raw_us:.2f}")
-    opened = open_capture((tmp_path / "bench.sealed").read_bytes())
+    opened = open_capture((tmp_path / "bench.sealed").read_bytes(), bytes.fromhex(slot_key))
     assert [f["data"] for f in opened["frames"]] == [piece * 1024]
 
 
@@ -401,7 +415,7 @@ def test_the_sealer_refuses_a_frame_that_differs_from_its_announced_length(tmp_p
         from vericam.seal import CaptureSealer, SealError
         arc = load_arc_key("{ARC_KEY['n']}")
         for feed in (b"x" * 11, b"x" * 9):
-            s = CaptureSealer(arc.n, arc.e, arc.key_id, os.urandom(16), 1, 0)
+            s = CaptureSealer(arc.n, arc.e, arc.key_id, os.urandom(16), 1, 0, os.urandom(32))
             s.header()
             s.begin_frame(0, 0, 10)
             try:
@@ -410,7 +424,7 @@ def test_the_sealer_refuses_a_frame_that_differs_from_its_announced_length(tmp_p
                 print("sealed")
             except SealError:
                 print("refused")
-        s = CaptureSealer(arc.n, arc.e, arc.key_id, os.urandom(16), 1, 0)
+        s = CaptureSealer(arc.n, arc.e, arc.key_id, os.urandom(16), 1, 0, os.urandom(32))
         try:
             s.begin_frame(0, 0, 10)
             print("began")
@@ -492,7 +506,7 @@ def test_firmware_vectors_check_on_micropython():
     print(out)
     assert done.returncode == 0, out + done.stderr.decode()
     kinds = {line.split("(")[-1].rstrip(")") for line in out.splitlines() if line.startswith("ok")}
-    assert kinds == {"hmac", "hkdf", "envelope", "sealed_capture"}
+    assert kinds == {"hmac", "hkdf", "envelope", "sealed_capture", "release"}
 
 
 def test_gateway_vectors_check_on_micropython():
@@ -549,8 +563,15 @@ def test_the_test_arc_key_is_consistent():
 def test_the_firmware_vectors_open_with_independent_cpython_code():
     """What the gateway will do with them: the sealed capture opens, every envelope MAC verifies."""
     sealed = json.loads((FIRMWARE_VECTORS / "sealed-capture-two-frames.json").read_text())
-    opened = open_capture(bytes.fromhex(sealed["output"]))
+    opened = open_capture(bytes.fromhex(sealed["output"]), bytes.fromhex(sealed["inputs"]["sk"]))
     assert [f["data"].hex() for f in opened["frames"]] == [f["data"] for f in sealed["inputs"]["frames"]]
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    for name in ("release-capture", "release-cover"):
+        release = json.loads((FIRMWARE_VECTORS / f"{name}.json").read_text())
+        inputs, record = release["inputs"], bytes.fromhex(release["output"])
+        assert record[:5] == b"VREL\x02" and record[6:14].hex() == inputs["arc_key_id"]
+        assert arc_private_key().decrypt(record[16:], oaep) == bytes([inputs["kind"], inputs["frames"]]) + \
+            bytes.fromhex(inputs["capture_id"]) + bytes.fromhex(inputs["sk"])
     for path in sorted(FIRMWARE_VECTORS.glob("envelope-*.json")):
         vector = json.loads(path.read_text())
         inputs, envelope = vector["inputs"], bytes.fromhex(vector["output"])

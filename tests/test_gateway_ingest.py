@@ -148,9 +148,9 @@ def _config(dev):
 
 def test_a_sealed_capture_that_does_not_open_gets_a_rejected_receipt(gw):
     ingest, dev, _, _ = gw
-    cid, sealed = dev.seal(JPEGS)
-    bad = bytearray(sealed)
-    bad[-100] ^= 1  # inside the last frame's tag
+    cid, release, sealed = dev.seal_parts(JPEGS)
+    bad = bytearray(cap.delivery(release, sealed))
+    bad[len(release) + len(sealed) - 50] ^= 1  # inside the last frame's tag, before the padding
     result = run(ingest, dev.chunk_messages(cid, bytes(bad), b"D" * 8))
     assert receipts(dev, result) == [(cid, env.RECEIPT_REJECTED, 0, hashlib.sha256(bad).digest())]
     assert ingest.store.images.list() == [] and ingest.store.rejections.counts() == {"bad_capture": 1}

@@ -133,46 +133,119 @@ def test_status_envelopes_are_ordered_among_themselves_not_by_window_or_clock():
 
 
 def seal_two(frames=(b"\xff\xd8first\xff\xd9", b"\xff\xd8" + b"s" * 100 + b"\xff\xd9")):
-    dk, cid = os.urandom(32), os.urandom(16)
+    dk, sk, cid = os.urandom(32), os.urandom(32), os.urandom(16)
     wrapped = mv.oaep_encrypt(ARC["n"], ARC["e"], dk, os.urandom(32))
     sealed = cap.seal([(NOW, f) for f in frames], trigger=2, capture_id=cid, captured_at=NOW,
-                      arc_key_id=ARC["key_id"], dk=dk, wrapped_key=wrapped, ivs=[os.urandom(16) for _ in frames])
-    return cid, sealed, list(frames)
+                      arc_key_id=ARC["key_id"], dk=dk, slot_key=sk, wrapped_key=wrapped, meta_iv=os.urandom(16),
+                      ivs=[os.urandom(16) for _ in frames])
+    return cid, sealed, list(frames), sk
+
+
+def release_of(cid, sk, frames=2, kind=cap.KIND_CAPTURE):
+    return cap.release(kind=kind, frames=frames, capture_id=cid, slot_key=sk, arc_n=ARC["n"], arc_e=ARC["e"],
+                       arc_key_id=ARC["key_id"])
+
+
+def deliver_two():
+    """(capture_id, delivery, frames, header end): what a device sends for the capture (§4.5)."""
+    cid, sealed, frames, sk = seal_two()
+    release = release_of(cid, sk)
+    return cid, cap.delivery(release, sealed), frames, len(release)
 
 
 def test_a_sealed_capture_opens_to_its_frames():
-    cid, sealed, frames = seal_two()
-    opened = cap.open_sealed(sealed, ARC["private_key"], ARC["key_id"])
+    cid, sealed, frames, sk = seal_two()
+    opened, end = cap.open_sealed(sealed, ARC["private_key"], sk, expected_key_id=ARC["key_id"])
     assert opened.capture_id == cid and [f.jpeg for f in opened.frames] == frames
-    assert opened.trigger_name == "intrusion"
+    assert opened.trigger_name == "intrusion" and opened.captured_at == NOW
+    assert end == len(sealed)
+
+
+def test_a_delivery_opens_with_the_slot_key_from_its_release_record():
+    cid, sent, frames, head = deliver_two()
+    assert len(sent) == cap.BUCKET and sent[:4] == b"VREL" and sent[head:head + 4] == b"VCAP"
+    opened = cap.open_delivery(sent, ARC["private_key"], ARC["key_id"])
+    assert opened.capture_id == cid and [f.jpeg for f in opened.frames] == frames
+    assert not opened.cover and opened.trigger_name == "intrusion"
+
+
+def test_the_trigger_time_and_frame_lengths_are_not_in_the_clear():
+    cid, sealed, frames, _sk = seal_two(frames=(b"\xff\xd8" + b"a" * 37 + b"\xff\xd9",))
+    w = 256
+    assert sealed[4] == 2 and sealed[5:8] == b"\0\0\0"  # no trigger byte in the header any more
+    assert NOW.to_bytes(4, "big") not in sealed
+    assert (41).to_bytes(4, "big") not in sealed[cap.HEADER_FIXED + w:]  # only c, the ciphertext length
+
+
+def test_without_its_slot_key_a_capture_does_not_open_even_with_the_arc_key():
+    cid, sealed, _frames, sk = seal_two()
+    for wrong in (bytes(32), os.urandom(32), sk[:-1] + bytes([sk[-1] ^ 1])):
+        with pytest.raises(errors.BadCapture, match="header MAC"):
+            cap.open_sealed(sealed, ARC["private_key"], wrong, expected_key_id=ARC["key_id"])
+
+
+def test_a_release_record_is_the_same_bytes_on_every_resend_and_opens_with_cryptography():
+    cid, sk = os.urandom(16), os.urandom(32)
+    assert release_of(cid, sk) == release_of(cid, sk)
+    assert release_of(cid, sk) != release_of(cid, os.urandom(32))
+    rel = cap.open_release(release_of(cid, sk, frames=3), ARC["private_key"], ARC["key_id"])
+    assert (rel.kind, rel.frames, rel.capture_id, rel.slot_key, rel.size) == (cap.KIND_CAPTURE, 3, cid, sk, 272)
+
+
+def test_a_cover_delivery_is_discarded_and_says_how_many_frames_to_echo():
+    cid, sealed, _frames, sk = seal_two()
+    sent = cap.delivery(release_of(cid, sk, frames=3, kind=cap.KIND_COVER), sealed)
+    opened = cap.open_delivery(sent, ARC["private_key"], ARC["key_id"])
+    assert opened.cover and opened.frames == [] and opened.frames_claimed == 3
+    assert opened.capture_id == cid and opened.trigger_name == "cover"
+
+
+def test_a_delivery_whose_parts_disagree_is_refused():
+    cid, sealed, _frames, sk = seal_two()
+    other = os.urandom(16)
+    cases = [
+        (cap.delivery(release_of(other, sk), sealed), "another capture"),          # release of another capture
+        (cap.delivery(release_of(cid, os.urandom(32)), sealed), "header MAC"),     # another slot key
+        (cap.delivery(release_of(cid, sk, frames=3), sealed), "3 frames"),         # wrong frame count
+        (release_of(cid, sk) + sealed + b"\0\1", "not zero padding"),              # padding that is not zeros
+        (sealed, "release record"),                                                 # no release record
+    ]
+    for data, words in cases:
+        with pytest.raises(errors.ProtocolError, match=words):
+            cap.open_delivery(data, ARC["private_key"], ARC["key_id"])
 
 
 def test_any_changed_byte_of_a_sealed_capture_is_refused():
-    _, sealed, _ = seal_two()
-    for i in list(range(0, len(sealed), 7)) + [len(sealed) - 1]:
-        bad = bytearray(sealed)
+    _, sent, _, head = deliver_two()
+    end = len(sent.rstrip(b"\0")) + 1  # the release record and the sealed capture; not the padding
+    for i in list(range(0, end, 7)) + [end - 1]:
+        bad = bytearray(sent)
         bad[i] ^= 0x40
         with pytest.raises(errors.ProtocolError):
-            cap.open_sealed(bytes(bad), ARC["private_key"], ARC["key_id"])
+            cap.open_delivery(bytes(bad), ARC["private_key"], ARC["key_id"])
 
 
 def test_frame_tags_are_checked_before_decrypting(monkeypatch):
-    _, sealed, _ = seal_two()
+    _, sealed, _, sk = seal_two()
     calls = []
-    monkeypatch.setattr(cap, "_cbc_decrypt", lambda *a: calls.append(1) or b"")
+    real = cap._cbc_decrypt
+    monkeypatch.setattr(cap, "_cbc_decrypt", lambda *a: calls.append(a[-1]) or real(*a))
     bad = bytearray(sealed)
-    bad[38 + 256 + 32 + 30] ^= 1  # inside frame 0's ciphertext
+    bad[cap.HEADER_FIXED + 256 + cap.META_SIZE + 32 + 30] ^= 1  # inside frame 0's ciphertext
     with pytest.raises(errors.BadCapture, match="tag of frame 0"):
-        cap.open_sealed(bytes(bad), ARC["private_key"], ARC["key_id"])
-    assert calls == []
+        cap.open_sealed(bytes(bad), ARC["private_key"], sk, expected_key_id=ARC["key_id"])
+    assert calls == ["header"]  # the header's own fields, after its MAC; no frame was decrypted
 
 
 def test_dropped_or_truncated_frames_are_refused():
-    _, sealed, frames = seal_two()
+    _, sealed, frames, sk = seal_two()
     with pytest.raises(errors.BadCapture):
-        cap.open_sealed(sealed[:-34], ARC["private_key"], ARC["key_id"])  # no end record
+        cap.open_sealed(sealed[:-34], ARC["private_key"], sk, expected_key_id=ARC["key_id"])  # no end record
     with pytest.raises(errors.WrongArcKey):
-        cap.open_sealed(sealed, ARC["private_key"], b"\0" * 8)
+        cap.open_sealed(sealed, ARC["private_key"], sk, expected_key_id=b"\0" * 8)
+    _, sent, _, _ = deliver_two()
+    with pytest.raises(errors.WrongArcKey):
+        cap.open_delivery(sent, ARC["private_key"], b"\0" * 8)
 
 
 def test_events_decrypt_and_garbage_is_a_protocol_error():
@@ -185,7 +258,7 @@ def test_events_decrypt_and_garbage_is_a_protocol_error():
 
 
 # Any input at all: only protocol errors ------------------------------------------------------
-SEALED = seal_two()[1]
+SEALED = deliver_two()[1].rstrip(b"\0")  # release record and sealed capture (a whole delivery, unpadded)
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
@@ -204,8 +277,10 @@ def test_arbitrary_bytes_raise_only_protocol_errors(data):
        st.integers(min_value=0, max_value=len(SEALED)))
 def test_corrupted_or_cut_sealed_captures_raise_only_protocol_errors(at, junk, cut):
     bad = (SEALED[:at] + junk + SEALED[at + len(junk):])[:cut]
+    if bad == SEALED:
+        return  # junk equal to what it replaced: nothing was corrupted
     with pytest.raises(errors.ProtocolError):
-        cap.open_sealed(bad, ARC["private_key"], ARC["key_id"])
+        cap.open_delivery(bad, ARC["private_key"], ARC["key_id"])
 
 
 @given(st.binary(max_size=200))

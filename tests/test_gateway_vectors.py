@@ -31,11 +31,21 @@ def open_vector(vector):
         return
     if kind == "sealed_capture":
         arc = mv.load_test_arc_key()
-        opened = cap.open_sealed(output, arc["private_key"], bytes.fromhex(inputs["arc_key_id"]))
-        assert opened.capture_id.hex() == inputs["capture_id"]
+        opened, end = cap.open_sealed(output, arc["private_key"], bytes.fromhex(inputs["sk"]),
+                                      expected_key_id=bytes.fromhex(inputs["arc_key_id"]))
+        assert opened.capture_id.hex() == inputs["capture_id"] and end == len(output)
         assert opened.trigger == inputs["trigger"] and opened.captured_at == inputs["captured_at"]
         assert [(f.index, f.t, f.jpeg.hex()) for f in opened.frames] == \
             [(f["index"], f["t"], f["data"]) for f in inputs["frames"]]
+        # The ARC key alone no longer opens it: the slot key is part of its keys (§4.1).
+        with pytest.raises(cap.BadCapture):
+            cap.open_sealed(output, arc["private_key"], bytes(32))
+        return
+    if kind == "release":
+        arc = mv.load_test_arc_key()
+        rel = cap.open_release(output, arc["private_key"], bytes.fromhex(inputs["arc_key_id"]))
+        assert (rel.kind, rel.frames, rel.capture_id.hex(), rel.slot_key.hex(), rel.size) == \
+            (inputs["kind"], inputs["frames"], inputs["capture_id"], inputs["sk"], len(output))
         return
     keys = DeviceKeys.derive(bytes.fromhex(inputs["device_key"]))
     opened = env.open_envelope(inputs["topic"], output, lambda d: keys, lambda d: env.ReplayWindow(),

@@ -41,6 +41,7 @@ def test_at_60x_a_five_minute_hold_window_ends_in_about_five_real_seconds_and_sh
     assert 4.5 <= real <= 7.0, f"the window took {real:.2f} s of real time"
     assert result["images_at_arc"] == 0 and result["capture_bytes_at_broker"] == 0
     assert result["device_captures_left"] == 0
+    assert result["captures_recoverable_with_arc_key"] == 0  # its key slot is erased: a raw dump opens nothing
 
 
 def test_a_scaled_run_leaves_the_device_config_at_its_defaults(scenarios):

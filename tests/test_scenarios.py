@@ -65,6 +65,10 @@ def test_disarm_without_alarm_sends_nothing_and_leaves_no_recoverable_frame(scen
     assert result["images_captured"] == 3
     assert result["capture_bytes_at_broker"] == 0, "a photo byte crossed the broker without an alarm"
     assert result["device_captures_left"] == 0
+    # Its header is still in littlefs's free blocks and the ARC key unwraps its data key, but
+    # its key slot was erased: nobody opens it, whatever they hold (issue 13).
+    assert result["sealed_headers_on_flash"] == result["data_keys_unwrapped_with_arc_key"]
+    assert result["capture_keys_recoverable_with_arc_key"] == result["captures_recoverable_with_arc_key"] == 0
     raw = played.flash.read_bytes()
     frames = sorted((played.workdir / "devices" / "panel-1" / "camera").glob("*.jpg"))
     assert len(frames) == 3

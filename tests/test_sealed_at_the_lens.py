@@ -1,7 +1,9 @@
 """A capture sitting on the device's flash is sealed: a raw dump shows no frame, and the device cannot open it."""
 
-from gateway.protocol.capture import open_sealed
-from simulator.flash import read_file, vault_listing
+import pytest
+
+from gateway.protocol.capture import BadCapture, open_sealed
+from simulator.flash import read_file, slot_keys, vault_listing
 from simulator.stack import Stack
 
 from support.plaintext import assert_no_plaintext
@@ -32,7 +34,14 @@ def test_a_held_disarm_capture_on_flash_reveals_nothing(tmp_path):
     # public key, and the device's config has no private key.
     assert "arc_n" in config and "PRIVATE" not in config and '"arc_d"' not in config
     assert not stack.images_at_arc("panel-1")
-    # The sealed file itself is whole: the ARC's private key opens it (every frame's MAC checks)
-    # and finds the very photos the camera took.
-    opened = open_sealed(sealed, arc_key, arc_key_id)
+    # The ARC's private key alone does not open it either: its keys come from the data key
+    # and the slot key, which sits in the key-slot area, outside littlefs (PROTOCOL §4.1).
+    with pytest.raises(BadCapture, match="header MAC"):
+        open_sealed(sealed, arc_key, bytes(32), expected_key_id=arc_key_id)
+    # The sealed file itself is whole: the ARC's private key and the capture's slot key, read
+    # from the raw key-slot area, open it (every frame's MAC checks) and find the very photos
+    # the camera took. That is what an alarm's release record gives the ARC.
+    keys = [sk for cid, sk in slot_keys(raw) if cid == sealed[8:24]]
+    assert len(keys) == 1, "the held capture has not exactly one key slot"
+    opened, _end = open_sealed(sealed, arc_key, keys[0], expected_key_id=arc_key_id)
     assert [f.jpeg for f in opened.frames] == [jpeg for _trigger, _i, jpeg in dev.frames]

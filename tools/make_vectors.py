@@ -4,13 +4,15 @@
     python tools/make_vectors.py [OUT_DIR]      # default: tests/vectors/gateway
 
 Writes one JSON file per vector: envelopes of every type (a capture chunk, an encrypted event,
-a status, a receipt, a time message), a sealed capture of two small frames, HMAC and HKDF.
-Every random input (device key, DK, OAEP seed, IVs) is fixed, so the output is the same on
-every run and any implementation given the inputs must produce it byte for byte.
+a status, a receipt, a time message), a sealed capture of two small frames, the release
+records of a capture and of a cover, HMAC and HKDF. Every random input (device key, DK, slot
+key, OAEP seed, IVs) is fixed, so the output is the same on every run and any implementation
+given the inputs must produce it byte for byte.
 
-`cryptography` does not let a caller fix the OAEP seed, so `oaep_encrypt` below implements
-EME-OAEP (RFC 8017 §7.1.1, SHA-256, MGF1-SHA-256, empty label) and raw RSA with `pow`. It is
-for vectors and tests only; the result is checked to decrypt with cryptography's OAEP.
+`cryptography` does not let a caller fix the OAEP seed, so `oaep_encrypt`
+(`gateway.protocol.keys`) implements EME-OAEP (RFC 8017 §7.1.1, SHA-256, MGF1-SHA-256, empty
+label) and raw RSA with `pow`: the device's side of a wrap. Its output is checked to decrypt
+with cryptography's OAEP.
 
 A device that seals captures and builds envelopes with fresh randomness, for tests and
 benchmarks, is `simulator.fake_device.FakeDevice`.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 import sys
 from pathlib import Path
 
@@ -33,33 +36,11 @@ from cryptography.hazmat.primitives.asymmetric import padding  # noqa: E402
 from gateway.protocol import capture as cap  # noqa: E402
 from gateway.protocol import envelope as env  # noqa: E402
 from gateway.protocol.event import encrypt_event  # noqa: E402
-from gateway.protocol.keys import DeviceKeys, arc_key_id, hkdf, hmac_sha256  # noqa: E402
+from gateway.protocol.keys import (DeviceKeys, arc_key_id, hkdf, hmac_sha256, mgf1_sha256,  # noqa: E402,F401
+                                   oaep_encrypt)
 
 TEST_ARC_KEY = ROOT / "tests" / "vectors" / "test_arc_key.json"
 OUT_DIR = ROOT / "tests" / "vectors" / "gateway"
-
-
-# RSA-OAEP with a given seed --------------------------------------------------------------------
-def mgf1_sha256(seed: bytes, length: int) -> bytes:
-    out = b""
-    counter = 0
-    while len(out) < length:
-        out += hashlib.sha256(seed + counter.to_bytes(4, "big")).digest()
-        counter += 1
-    return out[:length]
-
-
-def oaep_encrypt(n: int, e: int, message: bytes, seed: bytes, label: bytes = b"") -> bytes:
-    """RSAES-OAEP-ENCRYPT (RFC 8017 §7.1.1) with SHA-256/MGF1-SHA-256 and the given seed."""
-    k = (n.bit_length() + 7) // 8
-    h_len = 32
-    if len(seed) != h_len or len(message) > k - 2 * h_len - 2:
-        raise ValueError("OAEP: the seed is 32 bytes and the message at most k - 66 bytes")
-    db = hashlib.sha256(label).digest() + b"\0" * (k - len(message) - 2 * h_len - 2) + b"\1" + message
-    masked_db = bytes(a ^ b for a, b in zip(db, mgf1_sha256(seed, k - h_len - 1)))
-    masked_seed = bytes(a ^ b for a, b in zip(seed, mgf1_sha256(masked_db, h_len)))
-    em = b"\0" + masked_seed + masked_db
-    return pow(int.from_bytes(em, "big"), e, n).to_bytes(k, "big")
 
 
 def load_test_arc_key() -> dict:
@@ -89,8 +70,15 @@ def build_sealed_capture(inputs: dict) -> bytes:
         raise ValueError("frames must be numbered 0, 1, ...")
     return cap.seal([(f["t"], h(f["data"])) for f in frames], trigger=inputs["trigger"],
                     capture_id=h(inputs["capture_id"]), captured_at=inputs["captured_at"],
-                    arc_key_id=h(inputs["arc_key_id"]), dk=dk, wrapped_key=wrapped,
-                    ivs=[h(f["iv"]) for f in frames])
+                    arc_key_id=h(inputs["arc_key_id"]), dk=dk, slot_key=h(inputs["sk"]),
+                    wrapped_key=wrapped, meta_iv=h(inputs["meta_iv"]), ivs=[h(f["iv"]) for f in frames])
+
+
+def build_release(inputs: dict) -> bytes:
+    """A release record from a `release` vector's inputs (its OAEP seed is derived, §4.4)."""
+    return cap.release(kind=inputs["kind"], frames=inputs["frames"], capture_id=h(inputs["capture_id"]),
+                       slot_key=h(inputs["sk"]), arc_n=int(inputs["arc_n"], 16), arc_e=inputs["arc_e"],
+                       arc_key_id=h(inputs["arc_key_id"]))
 
 
 def build_body(inputs: dict) -> bytes | None:
@@ -122,6 +110,8 @@ def build_output(kind: str, inputs: dict) -> bytes:
                          h(inputs["body"]), key, inputs["topic"])
     if kind == "sealed_capture":
         return build_sealed_capture(inputs)
+    if kind == "release":
+        return build_release(inputs)
     raise ValueError(f"unknown vector kind {kind!r}")
 
 
@@ -163,22 +153,36 @@ def vectors() -> list[dict]:
         add(f"hkdf-device-{name}", "hkdf", {"ikm": DEVICE_KEY.hex(), "salt": "", "info": info.hex(), "length": 32})
     capture_id = fixed("capture id", 16)
     dk = fixed("dk", 32)
-    for name, info in (("enc", b"vericam v1 frame enc"), ("mac", b"vericam v1 frame mac")):
-        add(f"hkdf-frame-{name}", "hkdf", {"ikm": dk.hex(), "salt": capture_id.hex(), "info": info.hex(),
-                                           "length": 32})
+    sk = fixed("slot key", 32)
+    for name, info in (("frame-enc", b"vericam v2 frame enc"), ("frame-mac", b"vericam v2 frame mac"),
+                       ("meta-enc", b"vericam v2 meta enc")):
+        add(f"hkdf-{name}", "hkdf", {"ikm": (dk + sk).hex(), "salt": capture_id.hex(), "info": info.hex(),
+                                     "length": 32})
 
     # Sealed capture: two small frames, every random input fixed.
+    arc_inputs = {"arc_n": format(arc["n"], "x"), "arc_e": arc["e"], "arc_key_id": arc["key_id"].hex()}
     frames = [{"index": 0, "t": T0 - 2, "iv": fixed("iv 0", 16).hex(), "data": fake_jpeg("frame 0", 203).hex()},
               {"index": 1, "t": T0 - 1, "iv": fixed("iv 1", 16).hex(), "data": fake_jpeg("frame 1", 160).hex()}]
     sealed = add("sealed-capture-two-frames", "sealed_capture", {
-        "arc_n": format(arc["n"], "x"), "arc_e": arc["e"], "arc_key_id": arc["key_id"].hex(),
-        "capture_id": capture_id.hex(), "trigger": 2, "captured_at": T0 - 2, "dk": dk.hex(),
-        "oaep_seed": fixed("oaep seed", 32).hex(), "frames": frames})
+        **arc_inputs, "capture_id": capture_id.hex(), "trigger": 2, "captured_at": T0 - 2, "dk": dk.hex(),
+        "sk": sk.hex(), "oaep_seed": fixed("oaep seed", 32).hex(), "meta_iv": fixed("meta iv", 16).hex(),
+        "frames": frames})
     # The wrapped key must open with cryptography's own OAEP.
-    w = int.from_bytes(sealed[36:38], "big")
-    unwrapped = arc["private_key"].decrypt(sealed[38:38 + w], padding.OAEP(
-        mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None))
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    w = struct.unpack_from(">H", sealed, cap.HEADER_FIXED - 2)[0]
+    unwrapped = arc["private_key"].decrypt(sealed[cap.HEADER_FIXED:cap.HEADER_FIXED + w], oaep)
     assert unwrapped == dk, "the fixed-seed OAEP does not decrypt with cryptography's OAEP"
+
+    # Release records (§4.4): of that capture, and of a cover capture (kind 1).
+    release = add("release-capture", "release", {**arc_inputs, "kind": cap.KIND_CAPTURE, "frames": 2,
+                                                 "capture_id": capture_id.hex(), "sk": sk.hex()})
+    cover_id, cover_sk = fixed("cover capture id", 16), fixed("cover slot key", 32)
+    add("release-cover", "release", {**arc_inputs, "kind": cap.KIND_COVER, "frames": 3,
+                                     "capture_id": cover_id.hex(), "sk": cover_sk.hex()})
+    payload = arc["private_key"].decrypt(release[cap.REL_FIXED:], oaep)
+    assert payload == bytes([cap.KIND_CAPTURE, 2]) + capture_id + sk, "a release record does not open"
+    # What the device sends for an alarm (§4.5): release record, sealed capture, zero padding.
+    sent = cap.delivery(release, sealed)
 
     # Envelopes of every type.
     def envelope(name, etype, counter, time_s, body, **description):
@@ -187,11 +191,11 @@ def vectors() -> list[dict]:
         add(name, "envelope", inputs)
 
     alarm_id = fixed("alarm id", 8)
-    data = sealed[:300]
-    chunk = {"capture_id": capture_id.hex(), "alarm_id": alarm_id.hex(), "total": len(sealed), "index": 0,
-             "count": (len(sealed) + 299) // 300, "data": data.hex()}
+    data = sent[:300]
+    chunk = {"capture_id": capture_id.hex(), "alarm_id": alarm_id.hex(), "total": len(sent), "index": 0,
+             "count": (len(sent) + 299) // 300, "data": data.hex()}
     envelope("envelope-capture-chunk", env.T_CAPTURE, 4097, T0,
-             cap.build_chunk(capture_id, alarm_id, len(sealed), 0, chunk["count"], data), chunk=chunk)
+             cap.build_chunk(capture_id, alarm_id, len(sent), 0, chunk["count"], data), chunk=chunk)
     event = json.dumps({"kind": "alarm", "code": "intrusion", "alarm_id": alarm_id.hex(), "t": T0,
                         "captures": [capture_id.hex()]}, separators=(",", ":")).encode()
     ev = {"iv": fixed("event iv", 16).hex(), "plaintext": event.hex()}
@@ -200,9 +204,9 @@ def vectors() -> list[dict]:
     envelope("envelope-status", env.T_STATUS, 4099, 0, b'{"state":"offline","fw":"0.1.0"}',
              status={"state": "offline", "fw": "0.1.0"})
     receipt = {"capture_id": capture_id.hex(), "status": 0, "frames": 2,
-               "sha256": hashlib.sha256(sealed).hexdigest()}
+               "sha256": hashlib.sha256(sent).hexdigest()}
     envelope("envelope-receipt", env.T_RECEIPT, 1795300002123, T0 + 2,
-             env.build_receipt_body(capture_id, 0, 2, hashlib.sha256(sealed).digest()), receipt=receipt)
+             env.build_receipt_body(capture_id, 0, 2, hashlib.sha256(sent).digest()), receipt=receipt)
     envelope("envelope-time", env.T_TIME, 1795300003456, T0 + 3, env.build_time_body(1795300003456),
              time_ms=1795300003456)
     return out

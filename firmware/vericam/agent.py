@@ -29,7 +29,7 @@ from vericam import FW_VERSION
 # The biggest modules first: compiling a module from source needs contiguous room, which
 # every import before it breaks up (on the unix port a 156 KiB heap fits them this way).
 from vericam.mqtt.client import MQTTClient, MQTTExpired
-from vericam.seal import CaptureSealer
+from vericam.seal import BUCKET, RELEASE_CAPTURE, CaptureSealer, padded_size, release_record
 from vericam.counter import MessageCounter
 from vericam.envelope import (
     TYPE_CAPTURE as T_CAPTURE, TYPE_EVENT as T_EVENT, TYPE_STATUS as T_STATUS,
@@ -41,6 +41,7 @@ from vericam.delivery import Delivery, DEFAULT_RECEIPT_TIMEOUT_MS
 from vericam.keys import DeviceKeys
 from vericam.policy import CapturePolicy, DEFAULT_HOLD_WINDOW_MS, TRIGGER_CODES, HELD, SENDING
 from vericam.vault import Vault, FlashFull
+from vericam.keyslots import KeySlots, SlotsExhausted
 
 READ_PIECE = 1024          # bytes read from camera or flash at a time
 FRAME_BUDGET = 64 * 1024   # flash reserved per frame before a series starts
@@ -51,6 +52,15 @@ FRAME_BUDGET = 64 * 1024   # flash reserved per frame before a series starts
 HEARTBEAT_S = 60
 
 SEND_BYTES = 16384  # capture bytes in flight (unacknowledged) by default, see run()
+
+# Key slots (keyslots.py): one per capture on the device. 32 x 4 KiB erase blocks is the
+# 128 KiB "vckeys" partition; each capture costs one erase of one of them.
+DEFAULT_KEY_SLOTS = 32
+_ZERO_PIECE = bytes(256)  # padding of a delivery (PROTOCOL section 4.5) is copied from here
+
+
+class KeySlotLost(Exception):
+    """A capture's key slot no longer holds its key: nobody can open the capture any more."""
 
 # Activity events of these kinds go before the photos; the others (arming, configuration)
 # go after them.
@@ -144,7 +154,11 @@ class Agent:
         self.arc_e = int(self.cfg["arc_e"])
         self.arc_key_id = _unhex(self.cfg["arc_key_id"])
         self.counter = MessageCounter(root + "/counter")
-        self.vault = Vault(root + "/vault")
+        # The key slots: raw flash outside littlefs, the slot key of each capture on the device.
+        self.keyslots = KeySlots(hal.key_slot_area(int(self.cfg.get("key_slots", DEFAULT_KEY_SLOTS))))
+        self.vault = Vault(root + "/vault", self.keyslots)
+        # Deliveries are padded with zeros to a multiple of this (PROTOCOL section 4.5).
+        self.bucket = int(self.cfg.get("send_bucket", BUCKET))
         self.policy = CapturePolicy(self.cfg.get("triggers"), self.cfg.get("hold_window_ms", DEFAULT_HOLD_WINDOW_MS))
         self.delivery = Delivery(int(self.cfg.get("receipt_timeout_ms", DEFAULT_RECEIPT_TIMEOUT_MS)))
         # 2 KiB chunks: on a fragmented MicroPython heap a 2 KiB envelope still finds a hole
@@ -184,11 +198,14 @@ class Agent:
     # -- boot ---------------------------------------------------------------------------------
 
     def _recover(self):
-        captures, removed = self.vault.recover()
+        captures, removed, lost = self.vault.recover()
+        for cid, record in lost:
+            self._key_slot_lost(cid, record.get("a"))
         self._deliver(self.delivery.on_boot(captures))
         # A boot never extends a hold window: what was held is sent or shredded now.
         self._apply(self.policy.on_boot())
-        self.hal.trace("boot", captures=len(captures), debris_removed=removed, fw=FW_VERSION)
+        self.hal.trace("boot", captures=len(captures), debris_removed=removed, keys_lost=len(lost),
+                       key_slots_free=self.keyslots.free_count(), fw=FW_VERSION)
 
     # -- activity log: technical alarms and configuration ------------------------------------
 
@@ -198,6 +215,29 @@ class Agent:
         fields["t"] = self.hal.unix_time()
         self.hal.trace("technical", code=code)
         self.uplink.put(fields)
+
+    def _key_slot_lost(self, cid, alarm_hex=None):
+        """A capture whose key slot is gone or corrupt: it can never be opened, by anyone."""
+        fields = {"capture": _hex(cid)}
+        if alarm_hex:
+            fields["alarm_id"] = alarm_hex
+        self._technical("key_slot_lost", **fields)
+
+    def _drop(self, cid, why):
+        """Destroy a capture outside its lifecycle (a lost key, no free key slot), and forget it.
+
+        Its entry leaves the delivery the way a held capture does at the end of its window
+        (a capture the delivery has queued or is publishing has no such way out: it is
+        simply never published again, see _send_capture)."""
+        self.vault.shred(cid)
+        self.delivery.on_hold_ended(cid)  # its ("shred",) action: done just now
+        self.policy.on_delivered(cid)
+        self.hal.trace("dropped", capture=_hex(cid), why=why)
+
+    def _shred(self, cid, why):
+        """Destroy a capture on the device: its key slot zeroed, its files removed, the slot erased."""
+        self.hal.trace("shredding", capture=_hex(cid), why=why)
+        self.vault.shred(cid)
 
     def _check_flash(self):
         free = self.vault.free_bytes()
@@ -255,6 +295,13 @@ class Agent:
                 self.uplink.put(ev)
             elif kind == "send":
                 _, cid, alarm_id = action
+                key = self.vault.slot_key(cid)
+                if key is None:
+                    self._key_slot_lost(cid, _hex(alarm_id))
+                    self._drop(cid, "key_slot_lost")
+                    continue
+                for i in range(len(key)):
+                    key[i] = 0
                 self._deliver(self.delivery.on_claimed(cid, alarm_id))
                 self.hal.trace("send", capture=_hex(cid), alarm=_hex(alarm_id))
             elif kind == "keep":
@@ -282,16 +329,16 @@ class Agent:
                     self.hal.trace("resend", capture=_hex(cid))
                 self.uplink.wake()
             elif kind == "delivered":
-                self.vault.shred(cid)
+                self._shred(cid, "delivered")
                 self.policy.on_delivered(cid)
                 self._check_flash()
                 self.hal.trace("receipt", capture=_hex(cid), frames=action[2], left=self.vault.count())
             elif kind == "refused":
-                self.vault.shred(cid)
+                self._shred(cid, "refused")
                 self.policy.on_delivered(cid)
                 self.hal.trace("refused_by_arc", capture=_hex(cid), left=self.vault.count())
             elif kind == "shred":
-                self.vault.shred(cid)
+                self._shred(cid, "hold_ended")
                 self.hal.trace("shredded", capture=_hex(cid))
             elif kind == "ignored":
                 # Not for the bytes sent (or not sent by us this boot): the capture stays.
@@ -302,17 +349,25 @@ class Agent:
         cid = os.urandom(16)
         entry = self.policy.capturing.get(ref)
         alarm_id = entry[1] if entry else None
+        self.hal.trace("capturing", capture=_hex(cid), trigger=trigger)
         try:
-            writer = self.vault.begin(cid, trigger, frames * FRAME_BUDGET)
+            writer = self._begin(cid, trigger, frames * FRAME_BUDGET)
         except FlashFull as exc:
             self.policy.on_capture_failed(ref)
             self.hal.trace("flash_full", trigger=trigger)
             self.uplink.put({"kind": "technical", "code": "flash_full", "t": self.hal.unix_time()})
             return
+        except SlotsExhausted:
+            # Every slot holds the key of a capture an alarm claimed: those go first.
+            self.policy.on_capture_failed(ref)
+            self._technical("key_slots_exhausted", trigger=trigger, slots=self.keyslots.count, skipped=True)
+            return
         self._deliver(self.delivery.on_capturing(cid, trigger, alarm_id))
-        sealer = CaptureSealer(self.arc_n, self.arc_e, self.arc_key_id, cid, TRIGGER_CODES[trigger], self.hal.unix_time())
+        sealer = CaptureSealer(self.arc_n, self.arc_e, self.arc_key_id, cid, TRIGGER_CODES[trigger],
+                               self.hal.unix_time(), writer.slot_key)
         try:
             writer.write(sealer.header())
+            writer.forget_key()
             buf = bytearray(READ_PIECE)
             for i in range(frames):
                 if i:
@@ -335,6 +390,23 @@ class Agent:
         self._check_flash()
         self._deliver(self.delivery.on_sealed(cid, trigger))
         self._apply(self.policy.on_captured(ref, cid, self.hal.now_ms()))
+
+    def _begin(self, cid, trigger, expected_bytes):
+        """The vault's writer for a new capture; with no key slot free, the oldest held capture
+        (which its hold window would shred anyway) makes room. SlotsExhausted if none is held."""
+        try:
+            return self.vault.begin(cid, trigger, expected_bytes)
+        except SlotsExhausted:
+            oldest = None
+            for held, entry in self.policy.captures.items():
+                if entry[0] == HELD and (oldest is None or (entry[2] or 0) < oldest[1]):
+                    oldest = (held, entry[2] or 0)
+            if oldest is None:
+                raise
+            self._technical("key_slots_exhausted", trigger=trigger, slots=self.keyslots.count,
+                            held_shredded=_hex(oldest[0]))
+            self._drop(oldest[0], "key_slots_exhausted")
+        return self.vault.begin(cid, trigger, expected_bytes)
 
     # -- tasks --------------------------------------------------------------------------------
 
@@ -430,6 +502,15 @@ class Agent:
         """Publish the capture the delivery handed out, and tell it how that went."""
         try:
             digest, count, total = await self._publish_capture(cid, alarm_id)
+        except KeySlotLost:
+            # Its key slot went bad while it waited: no key opens it, for the ARC neither.
+            # Say so, destroy it, and go on with the others. The delivery keeps its entry
+            # (publishing) until the next boot: there is nothing of it left to publish.
+            self._key_slot_lost(cid, _hex(alarm_id))
+            self.vault.shred(cid)
+            self.policy.on_delivered(cid)
+            self.hal.trace("dropped", capture=_hex(cid), why="key_slot_lost")
+            return
         except Exception as exc:
             # Nothing is lost: the capture goes first again once the link is back.
             self.hal.trace("uplink_retry", error=repr(exc))
@@ -440,8 +521,24 @@ class Agent:
         self._deliver(self.delivery.on_published(cid, digest, self._transport_now()))
 
     async def _publish_capture(self, cid, alarm_id):
-        """Every chunk published and acknowledged -> (sha256 of the bytes, chunks, bytes)."""
-        total = self.vault.sealed_size(cid)
+        """Every chunk published and acknowledged -> (sha256 of the bytes, chunks, bytes).
+
+        What is sent (PROTOCOL sections 4.4, 4.5): the capture's release record (its slot key
+        wrapped to the ARC, the same bytes on every resend), the sealed capture as it lies on
+        flash, and zeros up to a multiple of the bucket, so the size tells nothing of the
+        frames. The receipt's SHA-256 is over all of it."""
+        key = self.vault.slot_key(cid)
+        if key is None:
+            raise KeySlotLost()
+        try:
+            release = release_record(self.arc_n, self.arc_e, self.arc_key_id, RELEASE_CAPTURE,
+                                     self.vault.frames_in(cid), cid, key)
+        finally:
+            for i in range(len(key)):
+                key[i] = 0
+        sealed = self.vault.sealed_size(cid)
+        head = len(release)
+        total = padded_size(head + sealed, self.bucket)
         count = (total + self.chunk_size - 1) // self.chunk_size
         digest = hashlib.sha256()
         inflight = []
@@ -450,18 +547,27 @@ class Agent:
         if self._chunk_buf is None or len(self._chunk_buf) != self.chunk_size:
             self._chunk_buf = bytearray(self.chunk_size)
         view = memoryview(self._chunk_buf)
+        pos = 0  # of the bytes sent
         with self.vault.open_sealed(cid) as f:
             for index in range(count):
                 self._alarms_first()
-                want = min(self.chunk_size, total - index * self.chunk_size)
+                want = min(self.chunk_size, total - pos)
                 got = 0
-                while got < want:
-                    n = f.readinto(view[got:want])
+                if pos < head:  # the release record
+                    got = min(want, head - pos)
+                    view[0:got] = release[pos:pos + got]
+                while got < want and pos + got < head + sealed:  # the sealed capture
+                    n = f.readinto(view[got:min(want, head + sealed - pos)])
                     if not n:
                         raise OSError("sealed capture shorter than its size on flash")
                     got += n
+                while got < want:  # the padding
+                    n = min(want - got, len(_ZERO_PIECE))
+                    view[got:got + n] = _ZERO_PIECE[:n]
+                    got += n
                 data = view[:want]
                 digest.update(data)
+                pos += want
                 body = (chunk_header(cid, alarm_id, total, index, count), data)
                 topic, payload = self._envelope("capture", T_CAPTURE, body)
                 inflight.append(asyncio.create_task(self.mqtt.publish(topic, payload, 1)))

@@ -1,14 +1,21 @@
 """Sealing a capture at the lens (PROTOCOL §4): frames encrypted and tagged as they stream in.
 
-Theory of operation. A capture gets a fresh data key DK. `header()` wraps DK to the ARC
-public key with RSA-OAEP, derives K_enc and K_mac from it by HKDF and zeroes DK: from then
-on the device cannot decrypt its own capture. Each frame is a record: `begin_frame()`
-returns the record prefix (with a fresh IV), `update()` turns each piece of JPEG read from
-the camera into AES-256-CBC ciphertext (any piece size; partial blocks wait for the next
-piece), and `end_frame()` returns the PKCS7-padded last block and the record's HMAC tag.
-`end()` returns the end record that binds the frame tags in order. Every output is meant to
-be appended to the sealed file on flash as it comes, so RAM holds about one piece, never
-a frame.
+Theory of operation. A capture gets a fresh data key DK and a slot key SK, which the vault
+has programmed into the capture's key slot (keyslots.py) before the sealer starts.
+`header()` wraps DK to the ARC public key with RSA-OAEP, derives K_enc, K_mac and K_meta
+from DK || SK by HKDF, encrypts the trigger and the capture time under K_meta, and zeroes
+DK: from then on the device cannot decrypt its own capture, and once the slot is erased
+nobody can, the ARC included. Each frame is a record: `begin_frame()` returns the record
+prefix (with a fresh IV), `update()` turns each piece of JPEG read from the camera into
+AES-256-CBC ciphertext (any piece size; partial blocks wait for the next piece; the frame's
+time and length go first, inside the ciphertext), and `end_frame()` returns the
+PKCS7-padded last block and the record's HMAC tag. `end()` returns the end record that
+binds the frame tags in order. Every output is meant to be appended to the sealed file on
+flash as it comes, so RAM holds about one piece, never a frame.
+
+`release_record()` is what goes in front of a capture an alarm claims (§4.4): SK wrapped to
+the ARC, so the gateway can open it; its OAEP seed is derived from SK, so a resend is the
+same bytes. `padded_size()` is the size a delivery is padded to with zeros (§4.5).
 
 The calls must come in the order of `_NEXT_STATE`; anything else raises `SealError`.
 For test vectors, DK, the OAEP seed and the IVs can be fixed; by default they come from
@@ -21,11 +28,15 @@ import struct
 import cryptolib
 
 from vericam.hkdf import hkdf_sha256
-from vericam.hmac256 import DIGEST_SIZE, HMAC
+from vericam.hmac256 import DIGEST_SIZE, HMAC, hmac_sha256
 from vericam.rsa_oaep import modulus_size, oaep_encrypt
 
 MAGIC = b"VCAP"
-VERSION = 0x01
+VERSION = 0x02
+RELEASE_MAGIC = b"VREL"
+RELEASE_CAPTURE = 0  # release record kinds (§4.4)
+RELEASE_COVER = 1
+BUCKET = 16 * 1024   # a delivery is padded with zeros to a multiple of this (§4.5)
 RECORD_FRAME = 0x46  # "F"
 RECORD_END = 0x45  # "E"
 
@@ -43,19 +54,25 @@ TRIGGERS = {
     "panic": TRIGGER_PANIC, "silent": TRIGGER_SILENT,
 }
 
-INFO_FRAME_ENC = b"vericam v1 frame enc"
-INFO_FRAME_MAC = b"vericam v1 frame mac"
+INFO_FRAME_ENC = b"vericam v2 frame enc"
+INFO_FRAME_MAC = b"vericam v2 frame mac"
+INFO_META_ENC = b"vericam v2 meta enc"
+INFO_RELEASE_SEED = b"vericam v2 release seed"
 
 DATA_KEY_SIZE = 32
+SLOT_KEY_SIZE = 32
 CAPTURE_ID_SIZE = 16
 ARC_KEY_ID_SIZE = 8
 IV_SIZE = 16
 AES_BLOCK = 16
 _MODE_CBC = 2
 
-HEADER_FIXED = 38  # header bytes before the wrapped key
-FRAME_PREFIX = 26  # record bytes before the ciphertext
+HEADER_FIXED = 34  # header bytes before the wrapped key
+META_SIZE = 32     # meta IV and the one ciphertext block of trigger and capture time
+FRAME_PREFIX = 22  # record bytes before the ciphertext
+FRAME_INNER = 8    # frame time and JPEG length, encrypted in front of the JPEG
 END_RECORD = 2 + DIGEST_SIZE
+RELEASE_FIXED = 16  # release record bytes before the wrapped payload
 MAX_FRAMES = 255
 
 # state -> {call: next state}; close() is allowed from every state
@@ -78,11 +95,45 @@ def ciphertext_size(length):
 
 
 def sealed_size(frame_lengths, wrapped_len=256):
-    """Size of a sealed capture with frames of these plaintext lengths."""
-    size = HEADER_FIXED + wrapped_len + DIGEST_SIZE + END_RECORD
+    """Size of a sealed capture with frames of these plaintext (JPEG) lengths."""
+    size = HEADER_FIXED + wrapped_len + META_SIZE + DIGEST_SIZE + END_RECORD
     for length in frame_lengths:
-        size += FRAME_PREFIX + ciphertext_size(length) + DIGEST_SIZE
+        size += FRAME_PREFIX + ciphertext_size(FRAME_INNER + length) + DIGEST_SIZE
     return size
+
+
+def padded_size(size, bucket=BUCKET):
+    """A delivery of `size` bytes padded to a whole number of buckets (§4.5)."""
+    return bucket * max(1, (size + bucket - 1) // bucket)
+
+
+def release_record(arc_n, arc_e, arc_key_id, kind, frames, capture_id, slot_key):
+    """The release record of a capture an alarm claimed (§4.4): its slot key wrapped to the ARC.
+
+    The OAEP seed is HMAC(SK, "vericam v2 release seed" || capture_id): secret, and the same
+    on every resend, so the bytes sent, and the SHA-256 the receipt must match, stay the same.
+    """
+    if len(capture_id) != CAPTURE_ID_SIZE or len(slot_key) != SLOT_KEY_SIZE:
+        raise SealError("a release record takes a 16-byte capture id and a 32-byte slot key")
+    if len(arc_key_id) != ARC_KEY_ID_SIZE or not 0 <= frames <= MAX_FRAMES or kind not in (0, 1):
+        raise SealError("a release record takes an 8-byte ARC key id, kind 0 or 1, 0..255 frames")
+    payload = bytearray(2 + CAPTURE_ID_SIZE + SLOT_KEY_SIZE)
+    payload[0] = kind
+    payload[1] = frames
+    payload[2:18] = capture_id
+    payload[18:] = slot_key
+    seed = bytearray(hmac_sha256(slot_key, INFO_RELEASE_SEED + bytes(capture_id)))
+    try:
+        wrapped = oaep_encrypt(arc_n, arc_e, payload, seed)
+    finally:
+        _wipe(payload)
+        _wipe(seed)
+    head = bytearray(RELEASE_FIXED)
+    head[0:4] = RELEASE_MAGIC
+    head[4] = VERSION
+    head[6:14] = arc_key_id
+    struct.pack_into(">H", head, 14, len(wrapped))
+    return bytes(head) + wrapped
 
 
 def _wipe(buf):
@@ -91,10 +142,13 @@ def _wipe(buf):
 
 
 class CaptureSealer:
-    """Seals one capture: header(), then per frame begin_frame/update.../end_frame, then end()."""
+    """Seals one capture: header(), then per frame begin_frame/update.../end_frame, then end().
 
-    def __init__(self, arc_n, arc_e, arc_key_id, capture_id, trigger, captured_at,
-                 urandom=os.urandom, dk=None, oaep_seed=None):
+    `slot_key` is the capture's SK from its key slot; the sealer keeps it only until header().
+    """
+
+    def __init__(self, arc_n, arc_e, arc_key_id, capture_id, trigger, captured_at, slot_key,
+                 urandom=os.urandom, dk=None, oaep_seed=None, meta_iv=None):
         if len(capture_id) != CAPTURE_ID_SIZE:
             raise SealError("capture_id must be %d bytes" % CAPTURE_ID_SIZE)
         if len(arc_key_id) != ARC_KEY_ID_SIZE:
@@ -103,6 +157,10 @@ class CaptureSealer:
             raise SealError("trigger %d is not a trigger code" % trigger)
         if dk is not None and len(dk) != DATA_KEY_SIZE:
             raise SealError("a fixed data key must be %d bytes" % DATA_KEY_SIZE)
+        if len(slot_key) != SLOT_KEY_SIZE:
+            raise SealError("slot_key must be %d bytes" % SLOT_KEY_SIZE)
+        if meta_iv is not None and len(meta_iv) != IV_SIZE:
+            raise SealError("a fixed meta IV must be %d bytes" % IV_SIZE)
         self._arc_n = arc_n
         self._arc_e = arc_e
         self._arc_key_id = bytes(arc_key_id)
@@ -111,7 +169,9 @@ class CaptureSealer:
         self.captured_at = captured_at
         self._urandom = urandom
         self._fixed_dk = dk
+        self._slot_key = slot_key
         self._oaep_seed = oaep_seed
+        self._meta_iv = meta_iv
         self._state = "new"
         self._k_enc = None
         self._k_mac = None
@@ -130,40 +190,63 @@ class CaptureSealer:
         self._state = following
 
     def header(self):
-        """The capture header (§4): wraps a fresh DK to the ARC, keeps only K_enc and K_mac."""
+        """The capture header (§4.2): wraps a fresh DK to the ARC, keeps only K_enc and K_mac."""
         self._advance("header")
+        slot_key = self._slot_key
+        if slot_key is None:
+            raise SealError("the slot key is gone: header() runs once")
         dk = bytearray(self._fixed_dk if self._fixed_dk is not None
                        else self._urandom(DATA_KEY_SIZE))
+        ikm = bytearray(DATA_KEY_SIZE + SLOT_KEY_SIZE)
+        ikm[:DATA_KEY_SIZE] = dk
+        ikm[DATA_KEY_SIZE:] = slot_key
+        k_meta = None
         try:
-            self._k_enc = bytearray(hkdf_sha256(dk, self.capture_id, INFO_FRAME_ENC))
-            self._k_mac = bytearray(hkdf_sha256(dk, self.capture_id, INFO_FRAME_MAC))
+            self._k_enc = bytearray(hkdf_sha256(ikm, self.capture_id, INFO_FRAME_ENC))
+            self._k_mac = bytearray(hkdf_sha256(ikm, self.capture_id, INFO_FRAME_MAC))
+            k_meta = bytearray(hkdf_sha256(ikm, self.capture_id, INFO_META_ENC))
             wrapped = oaep_encrypt(self._arc_n, self._arc_e, dk, self._oaep_seed)
+            w = len(wrapped)
+            head = bytearray(HEADER_FIXED + w + META_SIZE + DIGEST_SIZE)
+            head[0:4] = MAGIC
+            head[4] = VERSION
+            head[8:24] = self.capture_id
+            head[24:32] = self._arc_key_id
+            struct.pack_into(">H", head, 32, w)
+            head[HEADER_FIXED:HEADER_FIXED + w] = wrapped
+            at = HEADER_FIXED + w
+            meta_iv = self._meta_iv if self._meta_iv is not None else self._urandom(IV_SIZE)
+            head[at:at + IV_SIZE] = meta_iv
+            meta = bytearray(AES_BLOCK)  # trigger u8 || captured_at u32, PKCS7-padded
+            meta[0] = self.trigger
+            struct.pack_into(">I", meta, 1, self.captured_at)
+            for i in range(5, AES_BLOCK):
+                meta[i] = AES_BLOCK - 5
+            cryptolib.aes(k_meta, _MODE_CBC, bytes(meta_iv)).encrypt(meta, memoryview(head)[at + IV_SIZE:at + META_SIZE])
+            _wipe(meta)
         finally:
             _wipe(dk)
+            _wipe(ikm)
+            if k_meta is not None:
+                _wipe(k_meta)
             self._fixed_dk = None
-        w = len(wrapped)
-        head = bytearray(HEADER_FIXED + w + DIGEST_SIZE)
-        head[0:4] = MAGIC
-        head[4] = VERSION
-        head[5] = self.trigger
-        head[8:24] = self.capture_id
-        struct.pack_into(">I", head, 24, self.captured_at)
-        head[28:36] = self._arc_key_id
-        struct.pack_into(">H", head, 36, w)
-        head[HEADER_FIXED:HEADER_FIXED + w] = wrapped
+            self._slot_key = None
         mac = HMAC(self._k_mac)
-        mac.update(memoryview(head)[:HEADER_FIXED + w])
-        head[HEADER_FIXED + w:] = mac.digest()
+        mac.update(memoryview(head)[:at + META_SIZE])
+        head[at + META_SIZE:] = mac.digest()
         return head
 
     def begin_frame(self, index, t, length, iv=None):
-        """The frame record prefix (§4): type, index, time, plaintext length, IV."""
+        """The frame record prefix (§4.3): type, index, ciphertext length, IV.
+
+        The frame's time and JPEG length are the first 8 bytes of its plaintext: they wait in
+        the carry and go out encrypted with the first piece."""
         if index != len(self._tags):
             raise SealError("frame %d begun, but frame %d is next" % (index, len(self._tags)))
         if index >= MAX_FRAMES:
             raise SealError("a capture holds at most %d frames" % MAX_FRAMES)
-        if not 0 <= length < (1 << 32):
-            raise SealError("frame length %d does not fit 32 bits" % length)
+        if not 0 <= length < (1 << 31):
+            raise SealError("frame length %d does not fit 31 bits" % length)
         if iv is None:
             iv = self._urandom(IV_SIZE)
         if len(iv) != IV_SIZE:
@@ -172,15 +255,16 @@ class CaptureSealer:
         prefix = bytearray(FRAME_PREFIX)
         prefix[0] = RECORD_FRAME
         prefix[1] = index
-        struct.pack_into(">II", prefix, 2, t, length)
-        prefix[10:26] = iv
+        struct.pack_into(">I", prefix, 2, ciphertext_size(FRAME_INNER + length))
+        prefix[6:22] = iv
         self._aes = cryptolib.aes(self._k_enc, _MODE_CBC, bytes(iv))
         self._tag_mac = HMAC(self._k_mac)
         self._tag_mac.update(self.capture_id)
         self._tag_mac.update(prefix)
         self._length = length
         self._fed = 0
-        self._carry_len = 0
+        struct.pack_into(">II", self._carry, 0, t, length)
+        self._carry_len = FRAME_INNER
         return prefix
 
     def update(self, data):

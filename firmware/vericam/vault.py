@@ -1,4 +1,4 @@
-"""The vault: sealed captures on the device's flash, each with its decision, surviving power loss.
+"""The vault: sealed captures on the device's flash, each with its decision and its key slot, surviving power loss.
 
 Layout under the vault directory (littlefs on the device):
 
@@ -8,11 +8,22 @@ Layout under the vault directory (littlefs on the device):
                {"s": "capturing"|"held"|"sending", "t": trigger, "a": alarm id hex, "ts": time}
                (what each state means, and after a reboot, is delivery.py's)
 
-The .st files are the index: a directory listing at boot gives every capture and its
-decision. The state record is written before the sealed file is started, so a power cut at
-any point leaves either a complete capture with its record or debris that `recover()`
-removes. Nothing in here is plaintext: frames are sealed before their first byte is written
-(see seal.py), so a deleted capture cannot be read back from a raw dump of the flash.
+and, outside littlefs, the capture's key slot (keyslots.py), which holds the slot key SK its
+keys are derived from. Nothing in littlefs is plaintext: frames are sealed before their
+first byte is written (seal.py). And nothing in littlefs opens without SK, so a capture is
+destroyed by destroying its slot, not by removing its files (littlefs leaves removed files'
+blocks as they were, for anyone with a raw dump).
+
+Order of writes, so that a power cut anywhere leaves a whole capture with its record and
+its slot, or debris that `recover()` removes, and never a capture that opens after its shred:
+
+    begin   claim the slot (SK programmed), then the state record, then <id>.tmp
+    commit  rename <id>.tmp -> <id>.cap
+    shred   zero SK in the slot (from here nobody can open the capture), remove the files,
+            erase the slot's block
+
+The .st files and the slots are the index: at boot, `recover()` lists both and reconciles
+them (its docstring says how).
 """
 
 import json
@@ -20,11 +31,14 @@ import os
 from binascii import hexlify, unhexlify
 
 from vericam.delivery import RECORD_CAPTURING
+from vericam.keyslots import CLAIMED, SHREDDED
 
 SUFFIX_CAP = ".cap"
 SUFFIX_TMP = ".tmp"
 SUFFIX_STATE = ".st"
 SUFFIX_STATE_TMP = ".sx"
+END_RECORD = 34  # seal.END_RECORD: the end record closes every sealed capture
+RECORD_END = 0x45
 
 
 class VaultError(Exception):
@@ -56,13 +70,24 @@ def _remove(path):
 
 
 class CaptureWriter:
-    """Appends sealed bytes to one capture's temporary file; `commit()` makes it whole."""
+    """Appends sealed bytes to one capture's temporary file; `commit()` makes it whole.
 
-    def __init__(self, vault, capture_id):
+    `slot_key` is the capture's SK, for the sealer; `forget_key()` wipes it once the header
+    is sealed, and commit() and abort() wipe it anyway."""
+
+    def __init__(self, vault, capture_id, slot_key):
         self.vault = vault
         self.capture_id = capture_id
+        self.slot_key = slot_key
         self.size = 0
         self._f = open(vault._path(capture_id, SUFFIX_TMP), "wb")
+
+    def forget_key(self):
+        key = self.slot_key
+        if key is not None:
+            for i in range(len(key)):
+                key[i] = 0
+        self.slot_key = None
 
     def _file(self):
         f = self._f
@@ -95,12 +120,14 @@ class CaptureWriter:
         self.write(sealer.end_frame())
 
     def commit(self):
+        self.forget_key()
         self._file().close()
         self._f = None
         os.rename(self.vault._path(self.capture_id, SUFFIX_TMP), self.vault._path(self.capture_id, SUFFIX_CAP))
         return self.size
 
     def abort(self):
+        self.forget_key()
         if self._f is not None:
             self._f.close()
             self._f = None
@@ -108,10 +135,11 @@ class CaptureWriter:
 
 
 class Vault:
-    """Sealed captures on flash, indexed by their state records."""
+    """Sealed captures on flash, indexed by their state records, keyed by their key slots."""
 
-    def __init__(self, root, reserve_bytes=64 * 1024):
+    def __init__(self, root, slots, reserve_bytes=64 * 1024):
         self.root = root
+        self.slots = slots  # keyslots.KeySlots
         self.reserve_bytes = reserve_bytes
         try:
             os.mkdir(root)
@@ -137,11 +165,21 @@ class Vault:
     # -- writing ------------------------------------------------------------------------------
 
     def begin(self, capture_id, trigger, expected_bytes=0):
-        """Start a capture: its state record first, then its temporary file."""
+        """Start a capture: its key slot, then its state record, then its temporary file.
+
+        Raises FlashFull, or keyslots.SlotsExhausted when every slot holds a capture's key.
+        """
         if expected_bytes and not self.has_room_for(expected_bytes):
             raise FlashFull("flash full: %d bytes free, a capture needs %d" % (self.free_bytes(), expected_bytes))
-        self.set_state(capture_id, RECORD_CAPTURING, trigger)
-        return CaptureWriter(self, capture_id)
+        _slot, key = self.slots.claim(capture_id)
+        try:
+            self.set_state(capture_id, RECORD_CAPTURING, trigger)
+            return CaptureWriter(self, capture_id, key)
+        except Exception:
+            for i in range(len(key)):
+                key[i] = 0
+            self.shred(capture_id)
+            raise
 
     def set_state(self, capture_id, state, trigger, alarm_id=None, ts=0):
         record = {"s": state, "t": trigger, "ts": ts}
@@ -182,10 +220,36 @@ class Vault:
     def count(self):
         return len(self.captures())
 
+    def slot_key(self, capture_id):
+        """The capture's SK from its key slot (a bytearray: wipe it), or None if the slot is lost."""
+        return self.slots.key(self.slots.find(capture_id), capture_id)
+
+    def frames_in(self, capture_id):
+        """The frame count of a whole sealed capture, from its end record (§4.3)."""
+        with self.open_sealed(capture_id) as f:
+            f.seek(-END_RECORD, 2)
+            end = f.read(2)
+        if len(end) != 2 or end[0] != RECORD_END:
+            raise VaultError("capture %s does not close with an end record" % _hex(capture_id))
+        return end[1]
+
     # -- destroying ---------------------------------------------------------------------------
 
     def shred(self, capture_id):
-        """Destroy a capture: sealed file first, then its record, so no record points at nothing."""
+        """Destroy a capture: zero its slot key, remove its files, erase its slot.
+
+        Zeroing SK is what destroys the capture, for everyone; it comes first, so a power cut
+        later in the shred leaves nothing that opens (and a slot that tells `recover()` which
+        capture to finish destroying). The files go sealed file first, then the record, so
+        no record points at nothing. The erase only makes the slot reusable."""
+        slot = self.slots.find(capture_id)
+        if slot is not None:
+            self.slots.zero(slot)
+        self._remove_files(capture_id)
+        if slot is not None:
+            self.slots.erase(slot)
+
+    def _remove_files(self, capture_id):
         _remove(self._path(capture_id, SUFFIX_TMP))
         _remove(self._path(capture_id, SUFFIX_CAP))
         _remove(self._path(capture_id, SUFFIX_STATE_TMP))
@@ -194,11 +258,23 @@ class Vault:
     # -- boot ---------------------------------------------------------------------------------
 
     def recover(self):
-        """After a boot: remove half-written debris and return the whole captures.
+        """After a boot: remove debris, reconcile files and key slots -> (captures, removed, lost).
 
-        A capture that was still being written when the power went is incomplete and
-        removed; a whole one keeps its record, which the delivery reads (`on_boot`).
+        `captures` are the whole captures with their key, [(capture_id, record)], for the
+        delivery's `on_boot`; `removed` counts what was cleared away; `lost` are the whole
+        captures whose key slot is gone or corrupt, [(capture_id, record)]: nobody can open
+        them any more, so their files are removed, and the agent reports them.
+
+        A capture still being written when the power went is incomplete and removed. Then
+        each slot that is not free:
+          claimed, its capture whole     kept
+          claimed, no whole capture      an orphan (a cut between the claim and the first
+                                         write, or in the middle of a capture): zeroed, erased
+          shredded (SK zeroed)           a shred the power cut: its files removed, the slot
+                                         erased; nothing to report, the capture was done with
+          corrupt                        erased; its capture, if any, is lost
         """
+        found = self.slots.scan()
         removed = 0
         names = os.listdir(self.root)
         for name in names:
@@ -226,4 +302,26 @@ class Vault:
                 if not _exists(self.root + "/" + stem + SUFFIX_STATE):
                     _remove(path)
                     removed += 1
-        return self.captures(), removed
+        whole = {}
+        for cid, rec in self.captures():
+            whole[cid] = rec
+        keyed = {}
+        for slot, state, cid in found:
+            if state == CLAIMED and cid in whole and cid not in keyed:
+                keyed[cid] = slot
+                continue
+            if state == SHREDDED and cid in whole:
+                self._remove_files(cid)
+                del whole[cid]
+            elif state == CLAIMED:
+                self.slots.zero(slot)
+            self.slots.erase(slot)
+            removed += 1
+        captures, lost = [], []
+        for cid, rec in whole.items():
+            if cid in keyed:
+                captures.append((cid, rec))
+            else:
+                self._remove_files(cid)
+                lost.append((cid, rec))
+        return captures, removed, lost

@@ -229,7 +229,7 @@ class Ingest:
             if len(sealed) != total:
                 raise Malformed(f"chunks of capture {cid[:8]} add up to {len(sealed)} bytes, not the "
                                 f"stated {total}")
-            opened = cap.open_sealed(sealed, self._arc, self._arc_key_id)
+            opened = cap.open_delivery(sealed, self._arc, self._arc_key_id)  # release, sealed, padding (§4)
             if opened.capture_id.hex() != cid:
                 raise Malformed("capture id in the chunks differs from the one in the sealed header")
         except ProtocolError as exc:

@@ -3,8 +3,8 @@
 Pure functions and small classes, no I/O: bytes and time in, values or a `ProtocolError` out.
 """
 
-from gateway.protocol.capture import (Chunk, Frame, OpenedCapture, TRIGGERS, build_chunk, open_sealed, parse_chunk,
-                      seal, split_chunks)
+from gateway.protocol.capture import (Chunk, Frame, OpenedCapture, TRIGGERS, build_chunk, delivery, open_delivery,
+                                     open_sealed, parse_chunk, release, seal, split_chunks)
 from gateway.protocol.envelope import (Envelope, ReplayWindow, T_CAPTURE, T_EVENT, T_RECEIPT, T_STATUS, T_TIME, build,
                        build_receipt_body, build_time_body, open_envelope, parse, topic_for)
 from gateway.protocol.errors import ProtocolError
@@ -12,8 +12,8 @@ from gateway.protocol.event import decrypt_event, encrypt_event, parse_status
 from gateway.protocol.keys import DeviceKeys, arc_key_id, hkdf, hmac_sha256
 
 __all__ = [
-    "Chunk", "Frame", "OpenedCapture", "TRIGGERS", "build_chunk", "open_sealed", "parse_chunk", "seal",
-    "split_chunks", "Envelope", "ReplayWindow", "T_CAPTURE", "T_EVENT", "T_RECEIPT", "T_STATUS",
+    "Chunk", "Frame", "OpenedCapture", "TRIGGERS", "build_chunk", "delivery", "open_delivery", "open_sealed",
+    "parse_chunk", "release", "seal", "split_chunks", "Envelope", "ReplayWindow", "T_CAPTURE", "T_EVENT", "T_RECEIPT", "T_STATUS",
     "T_TIME", "build", "build_receipt_body", "build_time_body", "open_envelope", "parse", "topic_for",
     "ProtocolError", "decrypt_event", "encrypt_event", "parse_status", "DeviceKeys", "arc_key_id",
     "hkdf", "hmac_sha256",

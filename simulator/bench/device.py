@@ -8,6 +8,9 @@ Two figures, both measured on the MicroPython unix port, never estimated:
   the heap at import) and precompiled by mpy-cross (closer to a board, where the modules
   are frozen into flash and their bytecode takes no heap at all, so even this figure is
   an upper bound for an ESP32).
+* `key_slots`: the heap the key slots (keyslots.py) cost: the module's code, and the data
+  the agent keeps for them (32 slots scanned at boot), and a claim's and a key read's
+  transient peak, each measured on its own.
 * `seal_peak`: `gc.mem_alloc()` sampled after every piece while 3 frames of 60 KB are
   captured and sealed onto a littlefs vault by the firmware's own code
   (`CaptureWriter.write_frame`). `live` collects garbage before each sample, so it is what
@@ -36,7 +39,8 @@ import os
 import sys
 
 from vericam.agent import READ_PIECE, FRAME_BUDGET, _unhex
-from vericam.hal_sim import mount_flash
+from vericam.hal_sim import FileBlockDevice, mount_flash
+from vericam.keyslots import KeySlots
 from vericam.seal import CaptureSealer
 from vericam.vault import Vault
 
@@ -45,8 +49,10 @@ frames = sys.argv[4:]
 with open(provision) as f:
     cfg = json.loads(f.read())
 arc_n, arc_e, key_id = int(cfg["arc_n"], 16), int(cfg["arc_e"]), _unhex(cfg["arc_key_id"])
-mount_flash(image, 4096, 256)
-vault = Vault("/flash/vault")
+bdev = mount_flash(image, 4096, 256)
+slots = KeySlots(FileBlockDevice(bdev.chip, 256, 32, nor=True))
+slots.scan()
+vault = Vault("/flash/vault", slots)
 buf = bytearray(READ_PIECE)
 peak = [0]
 samples = [0]
@@ -66,8 +72,9 @@ base = gc.mem_alloc()
 cid = os.urandom(16)
 writer = vault.begin(cid, "intrusion", len(frames) * FRAME_BUDGET)
 probe()
-sealer = CaptureSealer(arc_n, arc_e, key_id, cid, 2, 1795300000)
+sealer = CaptureSealer(arc_n, arc_e, key_id, cid, 2, 1795300000, writer.slot_key)
 writer.write(sealer.header())
+writer.forget_key()
 probe()
 for i, path in enumerate(frames):
     with open(path, "rb") as stream:
@@ -83,6 +90,57 @@ gc.collect()
 print(json.dumps({"base": base, "peak": peak[0], "samples": samples[0], "sealed_bytes": size,
                   "heap_total": gc.mem_alloc() + gc.mem_free()}))
 '''
+
+
+# Runs on MicroPython. argv: flash image, slots. The key slots' heap, step by step.
+KEYSLOT_PROBE = r'''
+import gc
+import json
+import sys
+from vericam.hal_sim import FileBlockDevice, FlashChip
+
+image, count = sys.argv[1], int(sys.argv[2])
+area = FileBlockDevice(FlashChip(image), 0, count, nor=True)
+gc.collect()
+before = gc.mem_alloc()
+from vericam.keyslots import KeySlots
+gc.collect()
+code = gc.mem_alloc() - before
+gc.collect()
+before = gc.mem_alloc()
+slots = KeySlots(area)
+slots.scan()
+for i in range(count // 2):  # half of them hold a capture's key, as after a busy evening
+    key = slots.claim(bytes([i]) * 16)[1]
+gc.collect()
+state = gc.mem_alloc() - before
+key = None
+gc.collect()
+before = gc.mem_alloc()
+slot, key = slots.claim(b"x" * 16)
+claim_peak = gc.mem_alloc() - before
+gc.collect()
+before = gc.mem_alloc()
+key = slots.key(slot, b"x" * 16)
+read_peak = gc.mem_alloc() - before
+print(json.dumps({"slots": count, "code_heap": code, "state_heap": state, "claim_bytes": claim_peak,
+                  "key_read_bytes": read_peak}))
+'''
+
+
+def key_slot_heap(count: int = 32, firmware_dir: Path | None = None) -> dict:
+    """The heap the key slots cost on MicroPython: code, kept state, a claim, a key read."""
+    with tempfile.TemporaryDirectory(prefix="vericam-bench-slots-") as tmp:
+        script = Path(tmp) / "slot_probe.py"
+        script.write_text(KEYSLOT_PROBE)
+        env = micropython_env()
+        if firmware_dir is not None:
+            env["MICROPYPATH"] = f"{firmware_dir}:.frozen"
+        proc = subprocess.run(micropython_argv(script) + [str(Path(tmp) / "slots.img"), str(count)],
+                              env=env, capture_output=True, text=True, timeout=60)
+        if proc.returncode != 0:
+            raise RuntimeError(f"key-slot probe failed on MicroPython: {(proc.stdout + proc.stderr)[-1500:]}")
+        return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 CODE_PROBE = r'''
@@ -266,6 +324,7 @@ def run_bench(progress=None) -> dict:
         live_mpy = seal_peak(collect=True, firmware_dir=compiled)
         code_src, code_mpy = code_heap(), code_heap(compiled)
         live_run = burglary_live_peak()
+        slots_src, slots_mpy = key_slot_heap(), key_slot_heap(firmware_dir=compiled)
         at_min = None
         if mpy_heap["min_heap"]:
             at_min = seal_peak(str(mpy_heap["min_heap"]), collect=False, firmware_dir=compiled)
@@ -284,6 +343,8 @@ def run_bench(progress=None) -> dict:
                           "at_rest_less_code": live_run["at_rest"] - code_src},
         "code_heap": code_src,
         "code_heap_mpy": code_mpy,
+        # Part of every figure above since format 2 (issue 13), here on its own.
+        "key_slots": {**slots_src, "code_heap_mpy": slots_mpy["code_heap"]},
         # Derived, not measured on its own: what the burglary needs beyond the loaded code.
         "min_heap_less_code": {"source": src_heap["min_heap"] and src_heap["min_heap"] - code_src,
                                "mpy": mpy_heap["min_heap"] and mpy_heap["min_heap"] - code_mpy},

@@ -21,8 +21,14 @@ Inputs of each kind (bytes are lowercase hex, numbers are JSON integers):
                     receipt: {capture_id, status, frames, sha256}               (type 0x81)
                     time_ms: integer                                            (type 0x82)
   sealed_capture  arc_n (hex), arc_e, arc_key_id, capture_id, trigger, captured_at,
-                  dk, oaep_seed, frames: [{index, t, iv, data}]
+                  dk, sk, oaep_seed, meta_iv, frames: [{index, t, iv, data}]
                                                     output = the whole sealed capture (§4)
+  release         arc_n (hex), arc_e, arc_key_id, kind, frames, capture_id, sk
+                                                    output = the release record (§4.4)
+
+The device cannot unwrap what it wraps to the ARC, so a release record and a sealed
+capture's wrapped key are checked by rebuilding them byte for byte; the sealed capture is
+opened with the vector's DK and SK, as the ARC opens it once it has both.
 """
 
 import json
@@ -48,7 +54,8 @@ from vericam.envelope import (BAD_MAC, TOPIC_MISMATCH, EnvelopeError,  # noqa: E
 from vericam.hkdf import hkdf_sha256  # noqa: E402
 from vericam.hmac256 import HMAC, compare_digest, hmac_sha256  # noqa: E402
 from vericam.keys import DeviceKeys  # noqa: E402
-from vericam.seal import INFO_FRAME_ENC, INFO_FRAME_MAC, CaptureSealer  # noqa: E402
+from vericam.seal import (INFO_FRAME_ENC, INFO_FRAME_MAC, INFO_META_ENC, CaptureSealer,  # noqa: E402
+                          release_record)
 
 
 class Mismatch(Exception):
@@ -161,8 +168,9 @@ def check_sealed_capture(inputs, output):
     capture_id = h(inputs["capture_id"])
     frames = inputs["frames"]
     sealer = CaptureSealer(int(inputs["arc_n"], 16), inputs["arc_e"], h(inputs["arc_key_id"]),
-                           capture_id, inputs["trigger"], inputs["captured_at"],
-                           dk=h(inputs["dk"]), oaep_seed=h(inputs["oaep_seed"]))
+                           capture_id, inputs["trigger"], inputs["captured_at"], h(inputs["sk"]),
+                           dk=h(inputs["dk"]), oaep_seed=h(inputs["oaep_seed"]),
+                           meta_iv=h(inputs["meta_iv"]))
     sealed = bytearray(sealer.header())
     for frame in frames:
         data = h(frame["data"])
@@ -176,18 +184,25 @@ def check_sealed_capture(inputs, output):
 
 
 def open_sealed_capture(inputs, sealed):
-    """Open the capture with the vector's DK (the ARC would unwrap it) and check every field."""
-    dk = h(inputs["dk"])
+    """Open the capture with the vector's DK and SK (the ARC would unwrap DK and get SK from
+    the release record) and check every field."""
+    ikm = h(inputs["dk"]) + h(inputs["sk"])
     capture_id = h(inputs["capture_id"])
-    k_enc = hkdf_sha256(dk, capture_id, INFO_FRAME_ENC)
-    k_mac = hkdf_sha256(dk, capture_id, INFO_FRAME_MAC)
+    k_enc = hkdf_sha256(ikm, capture_id, INFO_FRAME_ENC)
+    k_mac = hkdf_sha256(ikm, capture_id, INFO_FRAME_MAC)
+    k_meta = hkdf_sha256(ikm, capture_id, INFO_META_ENC)
     view = memoryview(sealed)
     expect("magic", bytes(view[0:4]), b"VCAP")
-    expect("header fields", [sealed[4], sealed[5], bytes(view[8:24]).hex(),
-                             struct.unpack_from(">I", sealed, 24)[0], bytes(view[28:36]).hex()],
-           [1, inputs["trigger"], inputs["capture_id"], inputs["captured_at"], inputs["arc_key_id"]])
-    w = struct.unpack_from(">H", sealed, 36)[0]
-    at = 38 + w
+    expect("header fields", [sealed[4], bytes(view[5:8]).hex(), bytes(view[8:24]).hex(), bytes(view[24:32]).hex()],
+           [2, "000000", inputs["capture_id"], inputs["arc_key_id"]])
+    w = struct.unpack_from(">H", sealed, 32)[0]
+    at = 34 + w
+    meta_iv = bytes(view[at:at + 16])
+    expect("meta IV", meta_iv.hex(), inputs["meta_iv"])
+    meta = cryptolib.aes(k_meta, 2, meta_iv).decrypt(bytes(view[at + 16:at + 32]))
+    expect("trigger and time", [meta[0], struct.unpack_from(">I", meta, 1)[0], bytes(meta[5:])],
+           [inputs["trigger"], inputs["captured_at"], bytes([11]) * 11])
+    at += 32
     if not compare_digest(hmac_sha256(k_mac, view[:at]), view[at:at + 32]):
         raise Mismatch("header MAC does not verify")
     at += 32
@@ -195,18 +210,19 @@ def open_sealed_capture(inputs, sealed):
     for frame in inputs["frames"]:
         start = at
         expect("record type", sealed[at], 0x46)
-        index, t, p = sealed[at + 1], struct.unpack_from(">I", sealed, at + 2)[0], \
-            struct.unpack_from(">I", sealed, at + 6)[0]
-        iv = bytes(view[at + 10:at + 26])
-        c = 16 * (p // 16 + 1)
-        expect("frame fields", [index, t, iv.hex()], [frame["index"], frame["t"], frame["iv"]])
-        tag_at = at + 26 + c
+        index, c = sealed[at + 1], struct.unpack_from(">I", sealed, at + 2)[0]
+        iv = bytes(view[at + 6:at + 22])
+        data = h(frame["data"])
+        expect("frame fields", [index, c, iv.hex()], [frame["index"], 16 * ((8 + len(data)) // 16 + 1), frame["iv"]])
+        tag_at = at + 22 + c
         tag = bytes(view[tag_at:tag_at + 32])
         if not compare_digest(hmac_sha256(k_mac, capture_id + bytes(view[start:tag_at])), tag):
             raise Mismatch("tag of frame %d does not verify" % index)
-        plain = cryptolib.aes(k_enc, 2, iv).decrypt(bytes(view[at + 26:tag_at]))
-        expect("frame %d plaintext" % index, plain[:p], h(frame["data"]))
-        expect("frame %d padding" % index, plain[p:], bytes([c - p]) * (c - p))
+        plain = cryptolib.aes(k_enc, 2, iv).decrypt(bytes(view[at + 22:tag_at]))
+        t, p = struct.unpack_from(">II", plain, 0)
+        expect("frame %d time and length" % index, [t, p], [frame["t"], len(data)])
+        expect("frame %d plaintext" % index, plain[8:8 + p], data)
+        expect("frame %d padding" % index, plain[8 + p:], bytes([c - 8 - p]) * (c - 8 - p))
         tags.append(tag)
         at = tag_at + 32
     expect("end record", [sealed[at], sealed[at + 1]], [0x45, len(tags)])
@@ -215,11 +231,21 @@ def open_sealed_capture(inputs, sealed):
     expect("sealed size", len(sealed), at + 34)
 
 
+def check_release(inputs, output):
+    record = release_record(int(inputs["arc_n"], 16), inputs["arc_e"], h(inputs["arc_key_id"]),
+                            inputs["kind"], inputs["frames"], h(inputs["capture_id"]), h(inputs["sk"]))
+    expect_output(record, output)
+    expect("release fields", [bytes(output[0:4]), output[4], output[5], bytes(output[6:14]).hex(),
+                              struct.unpack_from(">H", output, 14)[0]],
+           [b"VREL", 2, 0, inputs["arc_key_id"], len(output) - 16])
+
+
 CHECKS = {
     "hmac": check_hmac,
     "hkdf": check_hkdf,
     "envelope": check_envelope,
     "sealed_capture": check_sealed_capture,
+    "release": check_release,
 }
 
 

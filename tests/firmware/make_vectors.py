@@ -30,7 +30,8 @@ from vericam.envelope import (RECEIPT_STORED, TYPE_CAPTURE, TYPE_EVENT, TYPE_REC
 from vericam.hkdf import hkdf_sha256
 from vericam.hmac256 import hmac_sha256
 from vericam.keys import INFO_DOWN, INFO_EVENT, INFO_UP, DeviceKeys
-from vericam.seal import INFO_FRAME_ENC, INFO_FRAME_MAC, TRIGGER_INTRUSION, CaptureSealer
+from vericam.seal import (INFO_FRAME_ENC, INFO_FRAME_MAC, INFO_META_ENC, RELEASE_CAPTURE, RELEASE_COVER,
+                          TRIGGER_INTRUSION, CaptureSealer, padded_size, release_record)
 
 ARC_KEY_FILE = REPO + "/tests/vectors/test_arc_key.json"
 TOP_KEYS = ("name", "kind", "inputs", "output")
@@ -123,6 +124,7 @@ def hmac_vectors(out):
 
 def hkdf_vectors(out):
     dk = pattern("data key", 32)
+    sk = pattern("slot key", 32)
     capture_id = pattern("capture id", 16)
     cases = [
         ("hkdf-rfc5869-case1", b"\x0b" * 22, bytes(range(13)), bytes(range(0xF0, 0xFA)), 42),
@@ -130,8 +132,9 @@ def hkdf_vectors(out):
         ("hkdf-device-up", DEVICE_KEY, b"", INFO_UP, 32),
         ("hkdf-device-down", DEVICE_KEY, b"", INFO_DOWN, 32),
         ("hkdf-device-event", DEVICE_KEY, b"", INFO_EVENT, 32),
-        ("hkdf-frame-enc", dk, capture_id, INFO_FRAME_ENC, 32),
-        ("hkdf-frame-mac", dk, capture_id, INFO_FRAME_MAC, 32),
+        ("hkdf-frame-enc", dk + sk, capture_id, INFO_FRAME_ENC, 32),
+        ("hkdf-frame-mac", dk + sk, capture_id, INFO_FRAME_MAC, 32),
+        ("hkdf-meta-enc", dk + sk, capture_id, INFO_META_ENC, 32),
     ]
     for name, ikm, salt, info, length in cases:
         write_vector(out, name, "hkdf",
@@ -149,15 +152,17 @@ def envelope_vector(out, name, msg_type, counter, t, body, described):
     write_vector(out, name, "envelope", inputs, envelope)
 
 
-def envelope_vectors(out, sealed):
+def envelope_vectors(out, sent):
+    """`sent`: what the device sends for the capture (§4.5): release, sealed capture, padding."""
     keys = DeviceKeys(DEVICE_KEY)
     capture_id = pattern("capture id", 16)
     alarm_id = pattern("alarm id", 8)
-    data = sealed[:200]
-    header = chunk_header(capture_id, alarm_id, len(sealed), 0, 2)
+    data = sent[:200]
+    count = (len(sent) + 199) // 200
+    header = chunk_header(capture_id, alarm_id, len(sent), 0, count)
     envelope_vector(out, "envelope-capture-chunk", TYPE_CAPTURE, 1025, T, header + data, {
         "chunk": {"capture_id": capture_id.hex(), "alarm_id": alarm_id.hex(),
-                  "total": len(sealed), "index": 0, "count": 2, "data": data.hex()}})
+                  "total": len(sent), "index": 0, "count": count, "data": data.hex()}})
 
     plaintext = b'{"kind": "armed", "mode": "away", "slot": 2, "t": 1795299000}'
     iv = pattern("event iv", 16)
@@ -170,7 +175,7 @@ def envelope_vectors(out, sealed):
                     {"status": {"state": "online", "fw": FW_VERSION}})
 
     import hashlib
-    digest = hashlib.sha256(sealed).digest()
+    digest = hashlib.sha256(sent).digest()
     envelope_vector(out, "envelope-receipt", TYPE_RECEIPT, 1795300002123, T + 2,
                     receipt_body(capture_id, RECEIPT_STORED, 2, digest),
                     {"receipt": {"capture_id": capture_id.hex(), "status": RECEIPT_STORED, "frames": 2,
@@ -183,15 +188,17 @@ def envelope_vectors(out, sealed):
 def sealed_capture_vector(out, arc):
     capture_id = pattern("capture id", 16)
     dk = pattern("data key", 32)
+    sk = pattern("slot key", 32)
     seed = pattern("oaep seed", 32)
+    meta_iv = pattern("meta iv", 16)
     frames = [  # 300 bytes: a partial last block; 256 bytes: a whole block of padding
         {"index": 0, "t": T - 2, "iv": pattern("frame 0 iv", 16), "data": b"\xff\xd8\xff\xe0" + pattern("frame 0", 296)},
         {"index": 1, "t": T - 1, "iv": pattern("frame 1 iv", 16), "data": b"\xff\xd8\xff\xe0" + pattern("frame 1", 252)},
     ]
     key_id = bytes.fromhex(arc["arc_key_id"])
     n = int(arc["n"], 16)
-    sealer = CaptureSealer(n, arc["e"], key_id, capture_id, TRIGGER_INTRUSION, T - 3,
-                           dk=dk, oaep_seed=seed)
+    sealer = CaptureSealer(n, arc["e"], key_id, capture_id, TRIGGER_INTRUSION, T - 3, sk,
+                           dk=dk, oaep_seed=seed, meta_iv=meta_iv)
     sealed = bytearray(sealer.header())
     for frame in frames:
         data = frame["data"]
@@ -202,11 +209,28 @@ def sealed_capture_vector(out, arc):
     sealed += sealer.end()
     inputs = {"arc_n": arc["n"], "arc_e": arc["e"], "arc_key_id": arc["arc_key_id"],
               "capture_id": capture_id.hex(), "trigger": TRIGGER_INTRUSION,
-              "captured_at": T - 3, "dk": dk.hex(), "oaep_seed": seed.hex(),
+              "captured_at": T - 3, "dk": dk.hex(), "sk": sk.hex(), "oaep_seed": seed.hex(),
+              "meta_iv": meta_iv.hex(),
               "frames": [{"index": f["index"], "t": f["t"], "iv": f["iv"].hex(),
                           "data": f["data"].hex()} for f in frames]}
     write_vector(out, "sealed-capture-two-frames", "sealed_capture", inputs, sealed)
     return bytes(sealed)
+
+
+def release_vectors(out, arc):
+    """The release records (§4.4) of the sealed capture above and of a cover capture."""
+    key_id = bytes.fromhex(arc["arc_key_id"])
+    n = int(arc["n"], 16)
+    records = []
+    for name, kind, frames, capture_id, sk in (
+            ("release-capture", RELEASE_CAPTURE, 2, pattern("capture id", 16), pattern("slot key", 32)),
+            ("release-cover", RELEASE_COVER, 3, pattern("cover capture id", 16), pattern("cover slot key", 32))):
+        record = release_record(n, arc["e"], key_id, kind, frames, capture_id, sk)
+        write_vector(out, name, "release", {"arc_n": arc["n"], "arc_e": arc["e"], "arc_key_id": arc["arc_key_id"],
+                                            "kind": kind, "frames": frames, "capture_id": capture_id.hex(),
+                                            "sk": sk.hex()}, record)
+        records.append(record)
+    return records[0]
 
 
 def main():
@@ -220,7 +244,9 @@ def main():
     hmac_vectors(out)
     hkdf_vectors(out)
     sealed = sealed_capture_vector(out, arc)
-    envelope_vectors(out, sealed)
+    release = release_vectors(out, arc)
+    size = len(release) + len(sealed)
+    envelope_vectors(out, release + sealed + bytes(padded_size(size) - size))
 
 
 main()
