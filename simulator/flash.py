@@ -8,6 +8,7 @@ simulator checks that "shredded" means gone (issue 13; rule 2 of the design).
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from contextlib import contextmanager
 from pathlib import Path
@@ -131,6 +132,29 @@ def _follow_chain(image: bytes, head: int, start: int, want: int, block_size: in
             if b not in chain and all(ptrs[i] == chain[n - (1 << i)] for i in range(len(ptrs))):
                 stack.append((chain + [b], got + data_of(b, n)))
     return None
+
+
+def key_slots(path: str | Path) -> list[tuple[str, bytes | None]]:
+    """(state, capture_id) of every key slot in a simulated device's image: the blocks after
+    littlefs's (hal_sim), each read as keyslots.py lays it out, by independent code.
+
+    States: `free` (erased), `claimed` (whole record, check matches), `shredded` (key and
+    check zeroed, capture id kept), `corrupt` (anything else)."""
+    data = Path(path).read_bytes()
+    out = []
+    for at in range(littlefs_blocks(data) * BLOCK_SIZE, len(data) - BLOCK_SIZE + 1, BLOCK_SIZE):
+        rec = data[at:at + 60]
+        if rec == b"\xff" * 60:
+            out.append(("free", None))
+        elif rec[:4] != b"VKS1":
+            out.append(("corrupt", None))
+        elif rec[20:] == bytes(40):
+            out.append(("shredded", rec[4:20]))
+        elif rec[52:] == hashlib.sha256(rec[:52]).digest()[:8]:
+            out.append(("claimed", rec[4:20]))
+        else:
+            out.append(("corrupt", rec[4:20]))
+    return out
 
 
 def slot_keys(image: bytes) -> list[tuple[bytes, bytes]]:

@@ -133,3 +133,108 @@ def test_power_cut_mid_capture_leaves_a_consistent_vault_and_loses_no_finished_a
         assert len(images) == FRAMES * len(finished)
         dev.stop()
         assert vault_listing(dev.flash_path) == {"captures": [], "states": [], "debris": []}
+
+
+# -- the key slots: claiming one, and shredding a capture -------------------------------------
+
+SLOT_FLASH_BLOCKS = 256  # littlefs's blocks; the key slots are the chip's blocks from here on
+# Writes from the `capturing` trace on: the slot claimed (1, a program in the key-slot area),
+# then the state record (a small file replaced by rename) and the .tmp file opened.
+WRITES_WHEN_A_CAPTURE_STARTS = 5
+
+
+def _slots_in_use(flash_path):
+    from simulator.flash import key_slots
+
+    return [(state, cid.hex() if cid else None) for state, cid in key_slots(flash_path) if state != "free"]
+
+
+def test_power_cut_at_every_step_of_a_key_slot_leaves_nothing_openable_after_its_shred(tmp_path):
+    """Cuts where a capture claims its key slot and writes its first records, and at every flash
+    write of a shred (zero the slot key, remove the files, erase the slot): a raw dump and the
+    ARC's private key never open a capture whose shred had begun, no alarm photo is lost, and
+    no boot reports a key as lost for a capture that was merely being shredded."""
+    from simulator.flash import recoverable_with_arc_key, scan_sealed_captures
+
+    pause = tmp_path / "paused.json"
+    with Stack(tmp_path / "run") as stack:
+        dev = stack.add_device(DEVICE, triggers={"intrusion": {"enabled": True, "frames": FRAMES, "interval_ms": 0}},
+                               flash_blocks=SLOT_FLASH_BLOCKS)
+        with stack.store() as s:
+            arc_key = s.keys.arc_private_key()
+
+        def cut_at(event, n):
+            """Boot, fire an intrusion alarm, stop dead at the nth flash write after `event`, SIGKILL."""
+            pause.unlink(missing_ok=True)
+            dev.hal_args = ["--pause-at", f"{event}:{n}", "--pause-file", str(pause)]
+            since = len(dev.traces)
+            dev.boot()
+            dev.wait_trace("online", since=since, timeout=20)
+            dev.panel("intrusion_alarm")
+            stopped = _wait_paused(dev, pause, timeout=60)
+            dev.kill()
+            assert (stopped["event"], stopped["n"]) == (event, n)
+            return stopped, dev.traces[since:]
+
+        def reboot_and_settle():
+            """Boot with nothing armed; its boot trace once the device is online and idle."""
+            dev.hal_args = []
+            since = len(dev.traces)
+            dev.boot()
+            boot = dev.wait_trace("boot", since=since, timeout=20)[0]
+            dev.wait_trace("online", since=since, timeout=20)
+            time.sleep(1.0)  # a lost key would be reported, and any queued capture resent
+            dev.stop()
+            return boot, dev.traces[since:]
+
+        # 1. Where a capture starts: the slot claim, then its state record and .tmp file.
+        for n in range(1, WRITES_WHEN_A_CAPTURE_STARTS + 1):
+            stopped, _ = cut_at("capturing", n)
+            if n == 1:  # the claim is the first write, a program in the key-slot area
+                assert stopped["write"] == "prog" and stopped["block"] >= SLOT_FLASH_BLOCKS, stopped
+            else:
+                assert stopped["block"] < SLOT_FLASH_BLOCKS, stopped
+            boot, _ = reboot_and_settle()
+            # No photo was taken before the cut; the half-claimed slot is an orphan, erased at
+            # boot without a report; nothing is left of the capture on flash.
+            assert (boot["captures"], boot["keys_lost"]) == (0, 0), boot
+            assert _slots_in_use(dev.flash_path) == [], f"cut {n} left a slot behind"
+            assert vault_listing(dev.flash_path) == {"captures": [], "states": [], "debris": []}
+        assert not stack.images_at_arc(DEVICE)
+
+        # 2. Every write of a shred: the ARC has stored the capture and receipted it.
+        stored = 0
+        n = 0
+        while True:
+            n += 1
+            stopped, traces = cut_at("shredding", n)
+            stored += 1
+            shredding = [t for t in traces if t.get("what") == "shredding"]
+            assert len(shredding) == 1 and shredding[0]["why"] == "delivered", traces[-6:]
+            cid = shredding[0]["capture"]
+            if n == 1:  # zeroing the slot key comes first, in place, before any file goes
+                assert stopped["write"] == "prog" and stopped["block"] >= SLOT_FLASH_BLOCKS, stopped
+            last = stopped["write"] == "erase" and stopped["block"] >= SLOT_FLASH_BLOCKS
+            # Straight after the cut, the strongest attacker: the raw dump and the ARC key.
+            found = {e["capture_id"]: e for e in scan_sealed_captures(dev.flash_path, arc_key)}
+            if cid in found:  # its header is still on flash (its files may not be gone yet)
+                assert found[cid]["data_key_unwrapped"], found[cid]
+                assert not found[cid]["key_unwrapped"] and not found[cid]["first_frame_opened"], \
+                    f"cut {n} of a shred left capture {cid[:8]} open to a raw dump and the ARC key"
+            assert recoverable_with_arc_key(dev.flash_path, arc_key)["captures_recoverable_with_arc_key"] == 0
+            boot, after = reboot_and_settle()
+            # The next boot finishes the shred: nothing resent, nothing left, no slot in use.
+            assert boot["captures"] == 0 and not [t for t in after if t.get("what") == "capture_sent"], after[-6:]
+            if n > 1:  # a zeroed slot names the capture being shredded: no false alarm
+                assert boot["keys_lost"] == 0, boot
+            assert boot["keys_lost"] <= 1, boot  # a torn zeroing cannot be told from a worn slot
+            assert _slots_in_use(dev.flash_path) == []
+            assert vault_listing(dev.flash_path) == {"captures": [], "states": [], "debris": []}
+            if last or n >= 40:
+                break
+        assert last, f"no shred ended with an erase of its key slot within {n} writes"
+        print(f"a shred is {n} flash writes: zero the slot key, remove the files, erase the slot")
+        # Every alarm photo of every round is at the ARC, exactly once.
+        images = stack.wait_images(DEVICE, FRAMES * stored, timeout=30)
+        assert len(images) == FRAMES * stored
+        assert len({(r["capture_id"], r["frame_index"]) for r in images}) == FRAMES * stored
