@@ -1,7 +1,7 @@
 """Device-sized memory, measured on real MicroPython: frames stream through the sealer, and a burglary runs in a small heap.
 
 The figures behind these bounds come from `vericam bench device` (docs/ARCHITECTURE.md,
-"Memory"). The unix port keeps the firmware's bytecode in the heap (about 98 KB); on a
+"Memory"). The unix port keeps the firmware's bytecode in the heap (about 113 KiB); on a
 board it is frozen into flash, so every heap size here is an upper bound for an ESP32.
 """
 
