@@ -21,12 +21,15 @@ What becomes of each message:
   bytes or keys), and still acknowledged so the broker does not deliver it forever. It causes
   nothing else: no receipt, not even for a replayed last chunk of a stored capture (§8). A
   refusal an operator must hear of (a counter that leaps, a device locked out behind its own
-  counter) also raises a technical event for the device, at most once a minute
-  (`gateway.ingest.notices`).
+  counter, a device over its quota) also raises a technical event for the device, at most
+  once a minute (`gateway.ingest.notices`).
+- with `limits`, each device's authentic messages are held to its quotas (messages and bytes
+  per second, bytes in reassembly; `gateway.ingest.quotas`): past them, `rate_limited`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import re
@@ -44,6 +47,7 @@ from gateway.protocol.errors import CaptureTooLarge, Malformed, ProtocolError, T
 from gateway.protocol.event import decrypt_event, parse_status
 from gateway.governance.retention import RetentionPolicy, deletion_day
 from gateway.ingest.notices import Notices
+from gateway.ingest.quotas import DeviceLimits, Quotas
 from gateway.storage.blobstore import BlobStoreError
 from gateway.storage.captures import CaptureRecord
 from gateway.storage.store import Store
@@ -107,7 +111,8 @@ class Ingest:
     def __init__(self, store: Store, log: Callable[[str], None] = print,
                  clock: Callable[[], float] = time.time,
                  max_in_flight: int = MAX_CAPTURES_IN_FLIGHT, spool_expiry_ms: int = SPOOL_EXPIRY_MS,
-                 image_days: int = RetentionPolicy.image_days, forward: "Forwarder | None" = None):
+                 image_days: int = RetentionPolicy.image_days, forward: "Forwarder | None" = None,
+                 limits: DeviceLimits | None = None):
         self.store = store
         self.forward = forward  # DC-09 forwarding (gateway.forward.forwarder), or None
         self._forwarded = 0     # reports queued since the transmitters were last woken
@@ -120,6 +125,8 @@ class Ingest:
         self._arc_key_id = store.keys.arc_key_id()
         self._last_down_counter = 0
         self.notices = Notices(store, log)
+        # None: no quotas (the sans-IO core in tests and benches); the service passes its limits.
+        self.quotas = Quotas(limits) if limits is not None else None
 
     # Batches -------------------------------------------------------------------------------
     def process_batch(self, messages: list[Message]) -> BatchResult:
@@ -128,7 +135,7 @@ class Ingest:
         Raises only if the transaction itself fails (disk full, database error): then nothing
         of the batch is stored and nothing may be acknowledged; the caller retries."""
         result = BatchResult()
-        with self.notices.batch(), self.store.batch(_devices_named(messages)):
+        with self._quotas_batch(), self.notices.batch(), self.store.batch(_devices_named(messages)):
             for msg in messages:
                 self._one(msg, result)
         self._wake_forwarder()
@@ -143,7 +150,7 @@ class Ingest:
             # Refused: nothing stored, nothing sent back (PROTOCOL.md §8), also for a replayed
             # last chunk of a stored capture. The device gets its receipt again by sending the
             # capture again, under fresh counters.
-            self._reject(exc.reason, msg.topic, str(exc), result)
+            self._reject(exc.reason, msg.topic, str(exc), result, quiet=exc.quiet)
             if exc.notice and exc.device:
                 self.notices.refused(exc.device, exc.notice, str(exc), int(now * 1000))
         except (self.store.db.OperationalError, BlobStoreError):
@@ -155,11 +162,16 @@ class Ingest:
             self._reject("internal_error", msg.topic,
                          f"{type(exc).__name__} at {_where(exc)}: report this as a gateway bug", result)
 
-    def _reject(self, reason: str, topic: str, why: str, result: BatchResult) -> None:
+    def _reject(self, reason: str, topic: str, why: str, result: BatchResult, quiet: bool = False) -> None:
         self.store.rejections.count(reason)
         result.rejected[reason] = result.rejected.get(reason, 0) + 1
+        if quiet:
+            return  # counted; its technical event (once a minute) says how many
         device = safe_label(topic.split("/")[2]) if topic.count("/") >= 2 else "?"
         self.log(f"rejected {reason}: device={device} topic={safe_label(topic)}: {why}")
+
+    def _quotas_batch(self):
+        return self.quotas.batch() if self.quotas is not None else contextlib.nullcontext()
 
     # One message ---------------------------------------------------------------------------
     def _handle(self, msg: Message, now: float, result: BatchResult) -> None:
@@ -173,6 +185,8 @@ class Ingest:
         env = env_mod.open_envelope(msg.topic, msg.payload, self.store.devices.keys_for, window_for, now,
                                     self.store.devices.last_status_counter,
                                     lambda device: self.store.devices.counter_ceiling(device, at_ms))
+        if self.quotas is not None:  # authentic and new: only now may it spend the device's quota
+            self.quotas.spend(env.device_id, len(msg.payload))
         for device, window in windows.items():
             self.store.devices.save_replay_window(device, window)
         if env.etype != T_STATUS:  # a status (the will, say) may be old: it proves nothing about now
@@ -207,9 +221,12 @@ class Ingest:
                 raise Malformed(f"chunk {chunk.index} of {size} bytes does not fit {chunk.count} chunks "
                                 f"totalling {chunk.total} bytes")
         if new and state["have"] == 1:  # the capture's first chunk
-            if len(self.store.spool.in_flight(device)) > self.max_in_flight:
+            reserved = self.store.spool.reserved(device)
+            if len(reserved) > self.max_in_flight:
                 raise TooManyCaptures(f"device {device} already has {self.max_in_flight} captures in "
                                       "reassembly: send one capture at a time, or wait for receipts")
+            if self.quotas is not None:
+                self.quotas.check_reassembly(device, sum(reserved.values()))
             self.store.alarms.note(device, aid, at_ms)
         elif ((state["count"], state["count_max"], state["total"], state["total_max"], state["alarm_id"],
                state["alarm_id_max"]) != (chunk.count, chunk.count, chunk.total, chunk.total, aid, aid)):

@@ -12,6 +12,11 @@ directory), so messages that arrive while the gateway is down wait in the broker
 connection that has since dropped are processed but not acknowledged (their packet ids belong
 to the old connection); the broker delivers them again and the replay window answers them.
 
+Every device is held to its quotas (`limits`, gateway.ingest.quotas). A message over them is
+refused as `rate_limited` and acknowledged with its batch like any other refusal, so a flood
+never fills the broker's in-flight window for good; past its quota a flood costs each message
+its checks and its count, no write, so another device's alarm queued behind it barely waits.
+
 With `dc09` settings (`vericam gateway run --dc09 ...`), alarms are also forwarded to the ARC's
 own alarm receivers over SIA DC-09 (`gateway.forward`): the ingest queues each report in the
 batch's transaction, and the transmitters' threads deliver it, so a receiver never holds up
@@ -37,6 +42,7 @@ from gateway.storage.blobstore import FileBlobStore
 from gateway.ingest.clock import WorldClock
 from gateway.ingest.pipeline import SPOOL_EXPIRY_MS, BatchResult, Ingest, Message
 from gateway.ingest.metrics import Metrics, MetricsServer
+from gateway.ingest.quotas import DeviceLimits
 from gateway.storage.store import Store, now_ms
 
 if TYPE_CHECKING:
@@ -66,7 +72,8 @@ class Gateway:
                  batch_max: int = 256, batch_wait_s: float = 0.002, session_expiry_s: int = 7 * 24 * 3600,
                  expire_check_s: float = 5.0, username: str | None = None, password: str | None = None,
                  metrics_port: int | None = None, sweep_interval_s: float | None = None, sweep: bool = True,
-                 clock: WorldClock | None = None, db: str | None = None, dc09: "Dc09Settings | None" = None):
+                 clock: WorldClock | None = None, db: str | None = None, dc09: "Dc09Settings | None" = None,
+                 limits: DeviceLimits | None = DeviceLimits()):
         self.data_dir = Path(data_dir)
         # The host clock, or a simulated run's scaled world clock (gateway/ingest/clock.py).
         self.clock = clock or WorldClock()
@@ -106,6 +113,7 @@ class Gateway:
         self.sweeper = None  # gateway.governance.retention.SweeperThread, started with the gateway
         self._metrics_server: MetricsServer | None = None
         self.dc09 = dc09
+        self.limits = limits  # each device's quotas (gateway.ingest.quotas); None: none
         self.forwarder = None  # gateway.forward.forwarder.Forwarder, started with the gateway when dc09 is set
 
     # Lifecycle -----------------------------------------------------------------------------
@@ -138,7 +146,7 @@ class Gateway:
             self.metrics.sources.append(lambda: forward.prometheus(self.forwarder) if self.forwarder else [])
         self.ingest = Ingest(self.store, log=self.log, clock=self.clock,
                              spool_expiry_ms=SPOOL_EXPIRY_MS * self.clock.scale, image_days=policy.image_days,
-                             forward=self.forwarder)
+                             forward=self.forwarder, limits=self.limits)
         from gateway.governance.retention import record_policy
 
         record_policy(self.store, policy, now_ms())  # a changed retention config is audited

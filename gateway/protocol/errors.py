@@ -12,10 +12,13 @@ class ProtocolError(Exception):
     """A message that the protocol says to reject. `reason` is the counting label.
 
     `notice`, when set, is the code of a technical event the gateway raises for `device`
-    (at most once a minute, gateway.ingest.notices): a refusal an operator must hear of."""
+    (at most once a minute, gateway.ingest.notices): a refusal an operator must hear of.
+    `quiet`: not logged one line per message (a flood would fill the log); its notice says
+    how many there were."""
 
     reason = "malformed"
     notice: str | None = None
+    quiet = False
 
     def __init__(self, message: str, reason: str | None = None, device: str | None = None):
         super().__init__(message)
@@ -86,6 +89,14 @@ class TooManyCaptures(ProtocolError):
     """A device with more captures in reassembly than §5 allows (4)."""
 
     reason = "too_many_captures"
+
+
+class RateLimited(ProtocolError):
+    """An authentic message over its device's quota (§5; gateway.ingest.quotas)."""
+
+    reason = "rate_limited"
+    notice = "rate_limited"
+    quiet = True
 
 
 class BadEvent(ProtocolError):

@@ -73,6 +73,11 @@ class Spool:
         return (dict(decided[0]) if decided else None, bool(inserted),
                 dict(state[0]) if state and state[0]["have"] else None)
 
+    def reserved(self, device: str) -> dict[str, int]:
+        """The device's captures in reassembly, each with the total size its chunks state."""
+        return {r[0]: r[1] for r in self.db.execute(
+            "SELECT capture_id, max(total) FROM chunks WHERE device = ? GROUP BY capture_id", (device,))}
+
     def in_flight(self, device: str) -> list[str]:
         """The device's captures with chunks spooled."""
         return [r[0] for r in self.db.execute("SELECT DISTINCT capture_id FROM chunks WHERE device = ?",
