@@ -86,3 +86,16 @@ def test_bench_dc09_prints_the_figures_the_issue_asks_for(tmp_path):
     assert set(result["alarm_to_ack_ms"]) >= {"p50", "p95"} and result["alarm_to_ack_ms"]["p95"] > 0
     assert result["baseline_ms"] > 0 and result["alarm_to_event_stored_ms"]["p50"] > 0
     assert result["acked_before_photos_stored"] == 2          # the alarm never waited for its photos
+
+
+def test_a_scenario_reports_its_alarm_to_a_receiver_plugged_in_from_outside(tmp_path):
+    keys = write_key_file(tmp_path / "dc09.keys", {"*": KEY})
+    with ArcReceiver({"1234": KEY}) as arc:
+        proc = vericam("sim", "run", "burglary", "--json", "--dc09", arc.where, "--dc09-key-file", keys, timeout=180)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        got = arc.of("1234")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["passed"]
+    assert [(r["event"], r["follow_up"], r["acked_by"]) for r in result["dc09"]] == \
+        [("intrusion", False, "primary"), ("intrusion", True, "primary")]
+    assert [(e.code, e.sequence) for e in got] == [("BA", f"{r['seq']:04d}") for r in result["dc09"]]
