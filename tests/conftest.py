@@ -67,6 +67,13 @@ def pg_url(pg_database):
     return pg_database
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request):
+    """Each metadata engine in turn: None for the embedded SQLite default, else the URL of this
+    test's PostgreSQL database."""
+    return None if request.param == "sqlite" else request.getfixturevalue("pg_url")
+
+
 @pytest.fixture(scope="session")
 def s3_server():
     """moto's S3 server on a free 127.0.0.1 port, shared by the session (one bucket per test)."""

@@ -26,12 +26,6 @@ from support.seeding import make_gateway_dir
 FIELDS = ("seq", "at_ms", "who", "what", "why", "subject", "key_id", "content_hash", "detail")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request):
-    """None for the embedded SQLite default, else the URL of this test's PostgreSQL database."""
-    return None if request.param == "sqlite" else request.getfixturevalue("pg_url")
-
-
 @pytest.fixture
 def data(tmp_path, engine):
     """A gateway that has audited eight image views (plus provisioning cam-1: 9 records)."""

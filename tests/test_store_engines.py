@@ -35,12 +35,6 @@ from support.seeding import make_gateway_dir, seed
 JPEGS = [b"\xff\xd8\xff\xe0" + os.urandom(4000) + b"\xff\xd9", b"\xff\xd8\xff\xe0" + os.urandom(2500) + b"\xff\xd9"]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request):
-    """None for the embedded SQLite default, else the URL of this test's PostgreSQL database."""
-    return None if request.param == "sqlite" else request.getfixturevalue("pg_url")
-
-
 @pytest.fixture
 def data(tmp_path, engine):
     """A provisioned gateway data directory (ARC key, devices cam-1 and cam-2) on the engine."""
