@@ -226,7 +226,10 @@ def test_after_a_reboot_a_claimed_capture_is_sent_and_every_other_one_is_held():
 def test_every_phase_has_a_way_out_and_only_receipts_and_hold_ends_destroy():
     phases = {SEALED, HELD, QUEUED, PUBLISHING, AWAITING}
     assert {before for before, _ in TRANSITIONS} == phases
-    assert {event for (_, event), after in TRANSITIONS.items() if after is None} == {"stored", "rejected", "hold_ended"}
+    # key_lost is no exception to the promise: it drops a capture that nothing can open any more.
+    assert {event for (_, event), after in TRANSITIONS.items() if after is None} == {
+        "stored", "rejected", "hold_ended", "key_lost"}
+    assert [k for k, after in TRANSITIONS.items() if k[1] == "key_lost"] == [(PUBLISHING, "key_lost")]
     assert (QUEUED, "hold_ended") not in TRANSITIONS and (AWAITING, "hold_ended") not in TRANSITIONS
 
 
@@ -252,3 +255,17 @@ def test_the_same_properties_hold_on_micropython(tmp_path):
         # Which capture goes first may differ with the runtime's dict order; what was
         # sealed, what an alarm claimed and that every capture ended may not.
         assert result["ok"] == cpython, history
+
+
+def test_a_capture_whose_key_slot_is_lost_while_publishing_leaves_and_blocks_no_other():
+    d = Delivery()
+    lost, other = b"L" * 16, b"O" * 16
+    for cid in (lost, other):
+        d.on_sealed(cid, 2)
+        d.on_claimed(cid, b"A" * 8)
+    assert d.next_capture() == (lost, b"A" * 8)
+    assert d.on_key_lost(other) == [], "only a capture being published can be found without its key"
+    assert d.on_key_lost(lost) == [("dropped", lost)]
+    assert lost not in d.captures
+    assert d.on_receipt(lost, RECEIPT_STORED, 3, b"\0" * 32) == [("ignored", lost)]
+    assert d.next_capture() == (other, b"A" * 8), "the next capture is published as usual"

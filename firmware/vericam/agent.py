@@ -504,9 +504,9 @@ class Agent:
             digest, count, total = await self._publish_capture(cid, alarm_id)
         except KeySlotLost:
             # Its key slot went bad while it waited: no key opens it, for the ARC neither.
-            # Say so, destroy it, and go on with the others. The delivery keeps its entry
-            # (publishing) until the next boot: there is nothing of it left to publish.
+            # Say so, destroy it, and go on with the others.
             self._key_slot_lost(cid, _hex(alarm_id))
+            self.delivery.on_key_lost(cid)
             self.vault.shred(cid)
             self.policy.on_delivered(cid)
             self.hal.trace("dropped", capture=_hex(cid), why="key_slot_lost")

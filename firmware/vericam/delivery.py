@@ -21,6 +21,9 @@ events and the time, and carries out the actions it hands back:
                                                       for good: shred it on flash
     ("shred", capture_id)                             its hold window ended with no alarm
     ("ignored", capture_id)                           a receipt that proves nothing
+    ("dropped", capture_id)                           its key slot was found erased or
+                                                      corrupt while publishing: nothing
+                                                      can open it any more (key_slot_lost)
 
 A capture the delivery knows of is in exactly one phase:
 
@@ -94,6 +97,9 @@ TRANSITIONS = {
     (AWAITING, "rejected"): None,
     (AWAITING, "resend"): QUEUED,
     (AWAITING, "receipt_timeout"): QUEUED,
+    # Its key slot went bad while it was being published: no key in existence opens it, for
+    # the ARC neither, so there is nothing left to deliver (the agent reports key_slot_lost).
+    (PUBLISHING, "key_lost"): None,
 }
 
 # (record state on flash, has an alarm id) -> phase after a reboot; anything else is HELD,
@@ -215,6 +221,10 @@ class Delivery:
             return []
         self._queue.insert(0, cid)
         return []
+
+    def on_key_lost(self, cid):
+        """Publishing found the capture's key slot erased or corrupt: it can never be opened."""
+        return [("dropped", cid)] if self._move(cid, "key_lost") is not None else []
 
     def on_receipt(self, cid, status, frames, sha256):
         """A receipt from the ARC (PROTOCOL section 8)."""
