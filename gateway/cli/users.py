@@ -1,4 +1,4 @@
-"""`vericam users ...`: user accounts and their roles (add, list, disable). Passwords come from a prompt or stdin, never argv."""
+"""`vericam users ...`: user accounts and their roles (add, list, disable), and service accounts' API tokens. Passwords come from a prompt or stdin, never argv."""
 
 from __future__ import annotations
 
@@ -87,3 +87,59 @@ def disable(name: str = typer.Argument(...), data: Path = DATA_OPT) -> None:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2)
     typer.echo(f"{name} disabled")
+
+
+token_app = typer.Typer(help="API tokens of service accounts (machine clients such as the ARC's alarm software). "
+                             "Scopes: alarms:read (the alarm queue and one alarm), photos:read (an alarm's photos, "
+                             "audited). A token is sent as `Authorization: Bearer ...` to the console's JSON API.",
+                        no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("create")
+def token_create(name: str = typer.Argument(..., help="The service account's name, 1-64 letters, digits or ._@-"),
+                 scope: list[str] = typer.Option(..., "--scope",
+                                                 help="alarms:read or photos:read; repeat it, or separate by commas."),
+                 data: Path = DATA_OPT) -> None:
+    """Create an API token and print it once: only its hash is kept, so it cannot be shown again."""
+    from gateway.storage.store import now_ms
+    from gateway.governance.users import UserError, create_token
+
+    with _store(data) as store:
+        try:
+            token = create_token(store, name, scope, _by(), now_ms())
+        except UserError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2)
+    typer.echo(token)
+    typer.echo(f"token {name} created; it is shown only this once (send it as Authorization: Bearer)", err=True)
+
+
+@token_app.command("revoke")
+def token_revoke(name: str = typer.Argument(...), data: Path = DATA_OPT) -> None:
+    """Revoke an API token: its next request is refused (401)."""
+    from gateway.storage.store import now_ms
+    from gateway.governance.users import UserError, revoke_token
+
+    with _store(data) as store:
+        try:
+            revoke_token(store, name, _by(), now_ms())
+        except UserError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2)
+    typer.echo(f"token {name} revoked")
+
+
+@token_app.command("list")
+def token_list(data: Path = DATA_OPT) -> None:
+    """List the API tokens: name, scopes, state (never the token or its hash)."""
+    from gateway.governance.alarms import fmt_ms
+    from gateway.governance.users import list_tokens
+
+    with _store(data) as store:
+        for t in list_tokens(store):
+            if t["revoked_at_ms"] is not None:
+                state = f"revoked {fmt_ms(t['revoked_at_ms'])}"
+            else:
+                state = "active, last used " + (fmt_ms(t["last_used_ms"]) if t["last_used_ms"] else "never")
+            typer.echo(f"{t['name']:24} {','.join(t['scopes']):24} {state}")

@@ -9,6 +9,17 @@
     users                                                            x
     audit trail                                               x
 
+Service accounts (API tokens, `gateway.governance.users.SCOPES`) have no role but scopes, and
+reach only the JSON routes that name one:
+
+    scope          the routes, and the role check they stand for
+    alarms:read    GET /api/alarms, GET /api/alarms/{device}/{alarm}   (an operator's reading)
+    photos:read    GET /api/alarms/{device}/{alarm}/photos/{image}     (an operator's photo rule)
+
+A token never changes anything (no acknowledge, close, hold or export), never sees the users,
+devices, activity or audit pages, and sees photos only as an operator does: while the alarm is
+being handled.
+
 The role is re-read from the users table on every request (`deps.current_session`), so a
 changed or disabled account takes effect at once. Photos have one more condition: an operator
 sees them while the alarm is being handled; once it is closed, only a supervisor (police hold,
@@ -25,6 +36,10 @@ ACTIVITY = ("operator", "supervisor", "admin")
 AUDIT = ("auditor",)
 USERS = ("admin",)
 
+SERVICE = "service"               # the role of a request made with an API token
+ALARMS_READ = "alarms:read"
+PHOTOS_READ = "photos:read"
+
 HOME = {"operator": "/alarms", "supervisor": "/alarms", "auditor": "/audit", "admin": "/devices"}
 
 
@@ -32,4 +47,4 @@ def may_see_photos(role: str, alarm: dict) -> bool:
     """Whether `role` may see the photos of `alarm` (as returned by the alarm query) right now."""
     if role == "supervisor":
         return True
-    return role == "operator" and alarm["handling"]["state"] != "closed"
+    return role in ("operator", SERVICE) and alarm["handling"]["state"] != "closed"

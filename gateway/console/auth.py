@@ -12,6 +12,11 @@ Theory of operation
   token is a 403. Before login there is no session, so the login form uses a double-submit
   pair instead: a random nonce in the `vc_login` cookie and the same nonce, signed with the
   console secret (itsdangerous, 1 hour), in the form.
+- **API tokens.** A machine client (a service account, `vericam users token create`) sends
+  `Authorization: Bearer vct_...` on each JSON request instead of a session cookie. It gets a
+  per-request `Session` with the role `service` and the token's scopes; only routes that name a
+  scope accept it, and those only read, so a bearer call needs no CSRF token (a browser never
+  sends the header by itself, so a forged cross-site request cannot carry it).
 - **Rate limit.** Failed logins are counted per client address and per user name in a sliding
   window; at `MAX_FAILURES` within `WINDOW_S` further attempts are refused with 429 without
   checking the password, until the oldest failure leaves the window.
@@ -43,6 +48,7 @@ class Session:
     csrf: str
     created: float
     seen: float
+    scopes: frozenset[str] | None = None  # a service account's API token: what it may do instead of a role
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The console's FastAPI dependencies: its parts, the logged-in session, and the CSRF and role checks.
 
 A route names what it needs in its signature; the checks run before its body, in this order:
-session (else a login redirect or 401), then the CSRF token of a form or of the X-CSRF-Token
+session or API token (else a login redirect or 401), then the CSRF token of a form or of the X-CSRF-Token
 header, then the role. Every dependency is `async def`, like every handler, so all of them run
 one at a time on the event loop and the console's single store connection is never used by two
 threads at once.
@@ -9,11 +9,13 @@ threads at once.
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import Depends, Form, Header, Request
 from fastapi.exceptions import HTTPException
 
+from gateway.console.access import SERVICE
 from gateway.console.auth import LOGIN_COOKIE, SESSION_COOKIE, Session, csrf_ok
 from gateway.console.context import Clock, Console
 from gateway.console.errors import NeedLogin
@@ -38,8 +40,28 @@ async def optional_session(request: Request, console: Console = Depends(get_cons
     return console.sessions.get(request.cookies.get(SESSION_COOKIE))
 
 
+def _bearer(request: Request) -> str | None:
+    """The token of an `Authorization: Bearer ...` header on a JSON request (pages take cookies only)."""
+    if not request.url.path.startswith("/api/"):
+        return None
+    kind, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if kind.lower() == "bearer" else None
+
+
 async def current_session(request: Request, console: Console = Depends(get_console)) -> Session:
-    """The logged-in session, with the role re-read from the users table; a disabled account is logged out."""
+    """The logged-in session, with the role re-read from the users table; a disabled account is logged out.
+
+    A JSON request with a bearer token gets a session of its own for this request: the service
+    account's name as `token:NAME`, the role `service` and the token's scopes. A revoked or
+    unknown token is a 401, checked again on every request."""
+    token = _bearer(request)
+    if token is not None:
+        found = users.authenticate_token(console.store, token, console.clock())
+        if found is None:
+            raise HTTPException(401, "unknown or revoked API token", headers={"WWW-Authenticate": "Bearer"})
+        name, scopes = found
+        now = time.monotonic()
+        return Session(users.token_actor(name), SERVICE, "", now, now, scopes=scopes)
     sid = request.cookies.get(SESSION_COOKIE)
     s = console.sessions.get(sid)
     if s is None:
@@ -52,15 +74,19 @@ async def current_session(request: Request, console: Console = Depends(get_conso
     return s
 
 
-def _check_role(s: Session, roles: tuple[str, ...]) -> None:
+def _check_role(s: Session, roles: tuple[str, ...], scope: str | None = None) -> None:
+    if s.scopes is not None:
+        if scope is None or scope not in s.scopes:
+            raise HTTPException(403, f"this API token's scopes ({' '.join(sorted(s.scopes))}) do not allow this")
+        return
     if roles and s.role not in roles:
         raise HTTPException(403, f"the {s.role} role may not do this")
 
 
-def require(*roles: str):
-    """A logged-in session whose role is one of `roles`."""
+def require(*roles: str, scope: str | None = None):
+    """A logged-in session whose role is one of `roles`, or an API token that has `scope` (None: no token)."""
     async def role_checked(s: Session = Depends(current_session)) -> Session:
-        _check_role(s, roles)
+        _check_role(s, roles, scope)
         return s
     return role_checked
 
@@ -78,6 +104,8 @@ def form_action(*roles: str):
 def api_action(*roles: str):
     """A JSON request that changes something: a session, the X-CSRF-Token header, then one of `roles` (none: any)."""
     async def header_checked(x_csrf_token: str | None = Header(None), s: Session = Depends(current_session)) -> Session:
+        if s.scopes is not None:
+            raise HTTPException(403, "an API token only reads: changes need a person's login")
         if not csrf_ok(s, x_csrf_token):
             raise HTTPException(403, "missing or wrong X-CSRF-Token header")
         _check_role(s, roles)
@@ -95,4 +123,12 @@ async def login_form_checked(request: Request, csrf_token: str = Form(""),
 ConsoleDep = Annotated[Console, Depends(get_console)]
 StoreDep = Annotated[Store, Depends(get_store)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
-LoggedIn = Annotated[Session, Depends(current_session)]
+
+
+async def person(s: Session = Depends(current_session)) -> Session:
+    """A logged-in person (any role); an API token is refused."""
+    _check_role(s, ())
+    return s
+
+
+LoggedIn = Annotated[Session, Depends(person)]

@@ -5,11 +5,16 @@ and the console's login checks the argon2 hash in `password_hash` (migration 3).
 without a password (`vericam users add NAME --role R --no-password`) has a role but cannot log
 in until one is set. Every change writes an audit record; passwords and hashes never reach a
 log or the audit trail. `vericam users` is the one command that manages them.
+
+Service accounts for machine clients are API tokens with scopes instead of a role (below):
+`vericam users token create|revoke|list`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -103,3 +108,75 @@ def record_logout(store: Store, name: str, now_ms: int) -> None:
     """Audit a console logout by `name`."""
     with store.transaction():
         audit.append(store, name, "logout", "console logout", at_ms=now_ms, subject=name)
+
+
+# Service accounts: API tokens for machine clients (the ARC's alarm software), issue 16.
+#
+# A token is "vct_" and 32 random bytes (urlsafe base64). Only its SHA-256 is stored: a token
+# has 256 bits of entropy, so unlike a password it cannot be guessed from its hash, and a slow
+# hash (argon2) would only cost time on every API call. The lookup is by the hash, so comparing
+# a presented token leaks nothing about the stored ones. A token acts under its scopes only;
+# in the audit trail its actor is `token:NAME`, so its uses are never mistaken for a person's.
+
+SCOPES = {
+    "alarms:read": "read the alarm queue and one alarm (GET /api/alarms, GET /api/alarms/{device}/{alarm})",
+    "photos:read": "read the photos of an alarm, only under that alarm's URL, while the alarm is being "
+                   "handled (GET /api/alarms/{device}/{alarm}/photos/{image}); every photo read is audited",
+}
+TOKEN_PREFIX = "vct_"
+
+
+def token_actor(name: str) -> str:
+    """How a service account appears in the audit trail and as the console's `user`."""
+    return f"token:{name}"
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _scopes(scopes) -> list[str]:
+    wanted = sorted({s for item in scopes for s in item.replace(",", " ").split()})
+    bad = [s for s in wanted if s not in SCOPES]
+    if bad or not wanted:
+        raise UserError(f"scope must be one or more of {', '.join(SCOPES)}, not {' '.join(bad) or 'nothing'}")
+    return wanted
+
+
+def create_token(store: Store, name: str, scopes, by: str, now_ms: int) -> str:
+    """Create the service account `name` with `scopes`; the token, which is shown only this once."""
+    if not NAME.match(name or ""):
+        raise UserError(f"token name {name!r} must be 1-64 letters, digits or ._@-")
+    wanted = _scopes(scopes)
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with store.transaction():
+        if not store.users.add_token(name, " ".join(wanted), _token_hash(token), by, now_ms):
+            raise UserError(f"a token named {name} exists already (a revoked token keeps its name)")
+        audit.append(store, by, "configure token", f"API token {name} created with scopes {' '.join(wanted)}",
+                     at_ms=now_ms, subject=token_actor(name), detail={"scopes": wanted})
+    return token
+
+
+def revoke_token(store: Store, name: str, by: str, now_ms: int) -> None:
+    with store.transaction():
+        if not store.users.revoke_token(name, now_ms):
+            raise UserError(f"no active token named {name}")
+        audit.append(store, by, "configure token", f"API token {name} revoked", at_ms=now_ms,
+                     subject=token_actor(name))
+
+
+def list_tokens(store: Store) -> list[dict]:
+    """Every token's name, scopes (a list), creator and times; never the token or its hash."""
+    return [{**t, "scopes": t["scopes"].split()} for t in store.users.tokens()]
+
+
+def authenticate_token(store: Store, token: str, now_ms: int) -> tuple[str, frozenset[str]] | None:
+    """(name, scopes) of an active token, else None. Notes when it was last used."""
+    if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        return None
+    row = store.users.token_by_hash(_token_hash(token))
+    if row is None or row["revoked_at_ms"] is not None:
+        return None
+    with store.transaction():
+        store.users.token_used(row["name"], now_ms)
+    return row["name"], frozenset(row["scopes"].split())

@@ -225,6 +225,18 @@ MIGRATIONS: list[str] = [
         updated_at_ms INTEGER NOT NULL
     );
     """,
+    # 7: service accounts for machine clients (issue 16): API tokens, kept as SHA-256 of the token.
+    """
+    CREATE TABLE api_tokens (
+        name TEXT PRIMARY KEY,
+        scopes TEXT NOT NULL,              -- space-separated, e.g. 'alarms:read photos:read'
+        token_sha256 TEXT NOT NULL UNIQUE, -- hex SHA-256 of the token; the token itself is never stored
+        created_by TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        revoked_at_ms INTEGER,
+        last_used_ms INTEGER
+    );
+    """,
 ]
 
 
@@ -438,6 +450,18 @@ PG_MIGRATIONS: list[str] = [
         area INTEGER NOT NULL DEFAULT 1,
         zone INTEGER NOT NULL DEFAULT 1,
         updated_at_ms BIGINT NOT NULL
+    );
+    """,
+    # 7: service accounts for machine clients (issue 16): API tokens, kept as SHA-256 of the token.
+    """
+    CREATE TABLE api_tokens (
+        name TEXT PRIMARY KEY,
+        scopes TEXT NOT NULL,              -- space-separated, e.g. 'alarms:read photos:read'
+        token_sha256 TEXT NOT NULL UNIQUE, -- hex SHA-256 of the token; the token itself is never stored
+        created_by TEXT NOT NULL,
+        created_at_ms BIGINT NOT NULL,
+        revoked_at_ms BIGINT,
+        last_used_ms BIGINT
     );
     """,
 ]

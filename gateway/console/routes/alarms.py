@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
-from gateway.console.access import HANDLE, may_see_photos
+from gateway.console.access import ALARMS_READ, HANDLE, may_see_photos
 from gateway.console.auth import Session
 from gateway.console.deps import ConsoleDep, StoreDep, require
 from gateway.console.errors import API_REFUSALS, http_errors
@@ -40,13 +40,14 @@ async def alarm_page(request: Request, device: DeviceId, alarm_id: AlarmId, cons
 
 
 @api.get("/alarms", responses=API_REFUSALS)
-async def api_alarms(store: StoreDep, s: Session = Depends(require(*HANDLE))):
+async def api_alarms(store: StoreDep, s: Session = Depends(require(*HANDLE, scope=ALARMS_READ))):
     """The alarm queue: open alarms first, newest first."""
     return alarms.alarm_queue(store)
 
 
 @api.get("/alarms/{device}/{alarm_id}", responses={**API_REFUSALS, 404: {"description": "no such alarm"}})
-async def api_alarm(device: DeviceId, alarm_id: AlarmId, store: StoreDep, s: Session = Depends(require(*HANDLE))):
+async def api_alarm(device: DeviceId, alarm_id: AlarmId, store: StoreDep,
+                    s: Session = Depends(require(*HANDLE, scope=ALARMS_READ))):
     a = alarm_or_404(store, device, alarm_id)
     for p in a["photos"]:
         p["url"] = f"/api/alarms/{device}/{alarm_id}/photos/{p['id']}"

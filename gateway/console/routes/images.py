@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends
 from fastapi.exceptions import HTTPException
 from fastapi.responses import Response
 
-from gateway.console.access import PHOTOS, may_see_photos
+from gateway.console.access import PHOTOS, PHOTOS_READ, may_see_photos
 from gateway.console.auth import Session
 from gateway.console.context import Clock
 from gateway.console.deps import ClockDep, StoreDep, require
@@ -50,5 +50,5 @@ async def photo(device: DeviceId, alarm_id: AlarmId, image_id: ImageId, store: S
                     410: {"description": "deleted"},
                     200: {"content": {"image/jpeg": {}}, "description": "the photo (audited)"}})
 async def api_photo(device: DeviceId, alarm_id: AlarmId, image_id: ImageId, store: StoreDep, clock: ClockDep,
-                    s: Session = Depends(require(*PHOTOS))):
+                    s: Session = Depends(require(*PHOTOS, scope=PHOTOS_READ))):
     return _photo(store, clock, s, device, alarm_id, image_id)

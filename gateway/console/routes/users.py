@@ -1,18 +1,30 @@
-"""The console's accounts, for the admin: names, roles, whether each can log in."""
+"""The console's accounts, for the admin: names, roles, whether each can log in; and the service accounts' API tokens."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends, Request
+from fastapi import Path as PathParam
+from pydantic import BaseModel, Field
 
 from gateway.console.access import USERS
 from gateway.console.auth import Session
-from gateway.console.deps import ConsoleDep, StoreDep, require
-from gateway.console.errors import API_REFUSALS
+from gateway.console.deps import ClockDep, ConsoleDep, StoreDep, api_action, require
+from gateway.console.errors import API_REFUSALS, http_errors
 from gateway.governance import users
 from gateway.governance.alarms import fmt_ms
 
 pages = APIRouter(include_in_schema=False)
 api = APIRouter(prefix="/api", tags=["console"])
+
+TokenName = Annotated[str, PathParam(pattern=users.NAME.pattern, description="The service account's name")]
+
+
+class TokenBody(BaseModel):
+    name: str = Field(pattern=users.NAME.pattern, description="The service account's name")
+    scopes: list[str] = Field(min_length=1, max_length=len(users.SCOPES),
+                              description="One or more of: " + ", ".join(users.SCOPES))
 
 
 @pages.get("/users")
@@ -23,3 +35,27 @@ async def users_page(request: Request, console: ConsoleDep, s: Session = Depends
 @api.get("/users", responses=API_REFUSALS)
 async def api_users(store: StoreDep, s: Session = Depends(require(*USERS))):
     return users.list_users(store)
+
+
+@api.get("/tokens", responses=API_REFUSALS)
+async def api_tokens(store: StoreDep, s: Session = Depends(require(*USERS))):
+    """The service accounts' API tokens (admin): names, scopes, when created, revoked, last used; never a token."""
+    return users.list_tokens(store)
+
+
+@api.post("/tokens", responses={**API_REFUSALS, 400: {"description": "bad scope, or the name is taken"}})
+async def api_token_create(body: TokenBody, store: StoreDep, clock: ClockDep,
+                           s: Session = Depends(api_action(*USERS))):
+    """Create a service account's API token (admin). The token is in this answer only; it is stored as a hash."""
+    with http_errors({users.UserError: 400}):
+        token = users.create_token(store, body.name, body.scopes, s.user, clock())
+    return {"name": body.name, "scopes": store.users.token(body.name)["scopes"].split(), "token": token}
+
+
+@api.delete("/tokens/{name}", responses={**API_REFUSALS, 404: {"description": "no active token of that name"}})
+async def api_token_revoke(name: TokenName, store: StoreDep, clock: ClockDep,
+                           s: Session = Depends(api_action(*USERS))):
+    """Revoke a service account's API token (admin): its next request is a 401."""
+    with http_errors({users.UserError: 404}):
+        users.revoke_token(store, name, s.user, clock())
+    return {"ok": True}
