@@ -53,7 +53,9 @@ def create_app(data_dir: str | Path, secret: str, *, secure_cookies: bool = True
 
     app = FastAPI(title="Vericam operator console", version="1",
                   description="JSON API of the operator console. Log in with POST /api/session; send the "
-                              "returned csrf_token as X-CSRF-Token on every POST/DELETE.",
+                              "returned csrf_token as X-CSRF-Token on every POST/DELETE. A machine client "
+                              "sends a service account's API token as `Authorization: Bearer vct_...` "
+                              "instead (read-only, scopes alarms:read and photos:read; no CSRF).",
                   docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
     app.state.console = console
     app.state.store = console.store        # closed by its owner (ConsoleServer.stop, the tests)
