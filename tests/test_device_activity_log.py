@@ -9,6 +9,7 @@ import time
 
 from littlefs import LittleFS
 
+from simulator.flash import BLOCK_SIZE, littlefs_blocks
 from simulator.stack import Stack
 
 DEVICE = "log-1"
@@ -30,8 +31,9 @@ def _events(stack, timeout, want):
 def _edit_config(flash_path, **changes):
     """Change the device's config.json on its raw flash image, as an installer's tool would."""
     data = flash_path.read_bytes()
-    fs = LittleFS(block_size=4096, block_count=len(data) // 4096, mount=False)
-    fs.context.buffer[:len(data)] = data
+    size = littlefs_blocks(data) * BLOCK_SIZE  # the key-slot area after it stays as it is
+    fs = LittleFS(block_size=BLOCK_SIZE, block_count=size // BLOCK_SIZE, mount=False)
+    fs.context.buffer[:size] = data[:size]
     fs.mount()
     with fs.open("config.json", "r") as f:
         cfg = json.loads(f.read())
@@ -39,7 +41,7 @@ def _edit_config(flash_path, **changes):
     with fs.open("config.json", "w") as f:
         f.write(json.dumps(cfg))
     fs.unmount()
-    flash_path.write_bytes(bytes(fs.context.buffer[:len(data)]))
+    flash_path.write_bytes(bytes(fs.context.buffer[:size]) + data[size:])
 
 
 def test_technical_alarms_config_changes_and_arming_reach_the_store_without_a_pin(tmp_path):
