@@ -8,12 +8,24 @@ from typing import Iterator
 from fastapi import Request
 from fastapi.exceptions import HTTPException
 from fastapi.responses import JSONResponse, RedirectResponse
+from pydantic import BaseModel
 
 from gateway.console.auth import SESSION_COOKIE
 
 
+class Refusal(BaseModel):
+    """Why a JSON request was refused (every 4xx but 422, which has FastAPI's own list of field errors)."""
+    detail: str
+
+
+def refused(description: str) -> dict:
+    """One refusal's entry in a route's `responses`, with its body's schema."""
+    return {"description": description, "model": Refusal}
+
+
 # The refusals every JSON route may answer with, for its OpenAPI description.
-API_REFUSALS = {401: {"description": "not logged in"}, 403: {"description": "role not allowed, or CSRF token missing"}}
+API_REFUSALS = {401: refused("not logged in, or an unknown or revoked API token"),
+                403: refused("role or token scope not allowed, or CSRF token missing")}
 
 
 class NeedLogin(Exception):

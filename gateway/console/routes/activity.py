@@ -9,6 +9,7 @@ from gateway.console.access import ACTIVITY
 from gateway.console.auth import Session
 from gateway.console.deps import ConsoleDep, StoreDep, require
 from gateway.console.errors import API_REFUSALS
+from gateway.console.models import Activity
 from gateway.console.params import MAX_MS, parse_when
 
 pages = APIRouter(include_in_schema=False)
@@ -26,7 +27,7 @@ async def activity_page(request: Request, console: ConsoleDep, site: str = Query
                         since=since, until=until)
 
 
-@api.get("/activity", responses=API_REFUSALS)
+@api.get("/activity", responses=API_REFUSALS, response_model=list[Activity])
 async def api_activity(store: StoreDep, site: str | None = Query(None, max_length=200),
                        from_ms: int | None = Query(None, ge=0, le=MAX_MS),
                        to_ms: int | None = Query(None, ge=0, le=MAX_MS),

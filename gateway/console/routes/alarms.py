@@ -7,8 +7,9 @@ from fastapi import APIRouter, Depends, Request
 from gateway.console.access import ALARMS_READ, HANDLE, may_see_photos
 from gateway.console.auth import Session
 from gateway.console.deps import ConsoleDep, StoreDep, require
-from gateway.console.errors import API_REFUSALS, http_errors
+from gateway.console.errors import API_REFUSALS, http_errors, refused
 from gateway.console.params import AlarmId, DeviceId
+from gateway.console.models import AlarmDetail, QueuedAlarm
 from gateway.governance import alarms
 from gateway.storage.store import Store
 
@@ -39,13 +40,14 @@ async def alarm_page(request: Request, device: DeviceId, alarm_id: AlarmId, cons
                         message=request.query_params.get("msg"))
 
 
-@api.get("/alarms", responses=API_REFUSALS)
+@api.get("/alarms", responses=API_REFUSALS, response_model=list[QueuedAlarm])
 async def api_alarms(store: StoreDep, s: Session = Depends(require(*HANDLE, scope=ALARMS_READ))):
     """The alarm queue: open alarms first, newest first."""
     return alarms.alarm_queue(store)
 
 
-@api.get("/alarms/{device}/{alarm_id}", responses={**API_REFUSALS, 404: {"description": "no such alarm"}})
+@api.get("/alarms/{device}/{alarm_id}", responses={**API_REFUSALS, 404: refused("no such alarm")},
+         response_model=AlarmDetail)
 async def api_alarm(device: DeviceId, alarm_id: AlarmId, store: StoreDep,
                     s: Session = Depends(require(*HANDLE, scope=ALARMS_READ))):
     a = alarm_or_404(store, device, alarm_id)

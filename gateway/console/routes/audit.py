@@ -9,6 +9,7 @@ from gateway.console.access import AUDIT
 from gateway.console.auth import Session
 from gateway.console.deps import ConsoleDep, StoreDep, require
 from gateway.console.errors import API_REFUSALS
+from gateway.console.models import AuditTrail
 from gateway.console.params import MAX_MS, parse_when
 from gateway.governance import audit
 
@@ -30,7 +31,7 @@ async def audit_page(request: Request, console: ConsoleDep, what: str = Query(""
                         f={"what": what, "who": who, "subject": subject, "from": since, "to": until})
 
 
-@api.get("/audit", responses=API_REFUSALS)
+@api.get("/audit", responses=API_REFUSALS, response_model=AuditTrail)
 async def api_audit(store: StoreDep, what: str | None = Query(None, max_length=100),
                     who: str | None = Query(None, max_length=100),
                     subject: str | None = Query(None, max_length=200),

@@ -9,6 +9,7 @@ from gateway.console.access import DEVICES
 from gateway.console.auth import Session
 from gateway.console.deps import ConsoleDep, StoreDep, require
 from gateway.console.errors import API_REFUSALS
+from gateway.console.models import Device
 
 pages = APIRouter(include_in_schema=False)
 api = APIRouter(prefix="/api", tags=["console"])
@@ -19,6 +20,6 @@ async def devices_page(request: Request, console: ConsoleDep, s: Session = Depen
     return console.page(request, "devices.html", s, devices=data.devices(console.store))
 
 
-@api.get("/devices", responses=API_REFUSALS)
+@api.get("/devices", responses=API_REFUSALS, response_model=list[Device])
 async def api_devices(store: StoreDep, s: Session = Depends(require(*DEVICES))):
     return data.devices(store)

@@ -10,7 +10,7 @@ from gateway.console.access import HOLD
 from gateway.console.auth import Session
 from gateway.console.context import Clock
 from gateway.console.deps import ClockDep, StoreDep, api_action, form_action
-from gateway.console.errors import API_REFUSALS
+from gateway.console.errors import API_REFUSALS, refused
 from gateway.console.params import AlarmId, DeviceId
 from gateway.console.routes.alarms import alarm_or_404
 from gateway.governance.alarms import Conflict
@@ -41,9 +41,10 @@ async def export_form(device: DeviceId, alarm_id: AlarmId, store: StoreDep, cloc
     return _export(store, clock, s, device, alarm_id)
 
 
-@api.post("/alarms/{device}/{alarm_id}/export",
-          responses={**API_REFUSALS, 404: {}, 409: {"description": "no active police hold"},
-                     200: {"content": {"application/zip": {}}, "description": "the police export bundle"}})
+@api.post("/alarms/{device}/{alarm_id}/export", response_class=Response,
+          responses={**API_REFUSALS, 404: refused("no such alarm"), 409: refused("no active police hold"),
+                     200: {"content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+                           "description": "the police export bundle"}})
 async def api_export(device: DeviceId, alarm_id: AlarmId, store: StoreDep, clock: ClockDep,
                      s: Session = Depends(api_action(*HOLD))):
     """Police export (supervisor): photos, case.json, chain-of-custody.json, MANIFEST.sha256, as a zip."""

@@ -10,8 +10,9 @@ from gateway.console.access import HANDLE
 from gateway.console.auth import Session
 from gateway.console.context import Clock
 from gateway.console.deps import ClockDep, StoreDep, api_action, form_action
-from gateway.console.errors import API_REFUSALS, http_errors
+from gateway.console.errors import API_REFUSALS, http_errors, refused
 from gateway.console.params import AlarmId, DeviceId
+from gateway.console.models import Ok
 from gateway.governance import alarms
 from gateway.storage.store import Store
 
@@ -49,14 +50,17 @@ async def close_form(device: DeviceId, alarm_id: AlarmId, store: StoreDep, clock
     return RedirectResponse(f"/alarms/{device}/{alarm_id}?msg=closed", status_code=303)
 
 
-@api.post("/alarms/{device}/{alarm_id}/acknowledge", responses={**API_REFUSALS, 404: {}, 409: {}})
+@api.post("/alarms/{device}/{alarm_id}/acknowledge", response_model=Ok,
+          responses={**API_REFUSALS, 404: refused("no such alarm"), 409: refused("already acknowledged or closed")})
 async def api_ack(device: DeviceId, alarm_id: AlarmId, store: StoreDep, clock: ClockDep,
                   s: Session = Depends(api_action(*HANDLE))):
     _acknowledge(store, clock, s, device, alarm_id)
     return {"ok": True}
 
 
-@api.post("/alarms/{device}/{alarm_id}/close", responses={**API_REFUSALS, 400: {}, 404: {}, 409: {}})
+@api.post("/alarms/{device}/{alarm_id}/close", response_model=Ok,
+          responses={**API_REFUSALS, 400: refused("unknown outcome"), 404: refused("no such alarm"),
+                     409: refused("already closed")})
 async def api_close(device: DeviceId, alarm_id: AlarmId, body: CloseBody, store: StoreDep, clock: ClockDep,
                     s: Session = Depends(api_action(*HANDLE))):
     _close(store, clock, s, device, alarm_id, body.outcome, body.note)

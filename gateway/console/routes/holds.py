@@ -13,8 +13,9 @@ from gateway.console.access import HOLD
 from gateway.console.auth import Session
 from gateway.console.context import Clock
 from gateway.console.deps import ClockDep, StoreDep, api_action, form_action
-from gateway.console.errors import API_REFUSALS, http_errors
+from gateway.console.errors import API_REFUSALS, http_errors, refused
 from gateway.console.params import MAX_MS, AlarmId, DeviceId
+from gateway.console.models import HoldPlaced, HoldReleased
 from gateway.console.routes.alarms import alarm_or_404
 from gateway.governance import hold as holds
 from gateway.storage.store import Store
@@ -59,14 +60,16 @@ async def release_form(hold_id: int, store: StoreDep, clock: ClockDep, reason: s
     return RedirectResponse(f"{target}?msg=hold-{hold_id}-released", status_code=303)
 
 
-@api.post("/alarms/{device}/{alarm_id}/hold", responses={**API_REFUSALS, 404: {}, 409: {}})
+@api.post("/alarms/{device}/{alarm_id}/hold", response_model=HoldPlaced,
+          responses={**API_REFUSALS, 404: refused("no such alarm"), 409: refused("the hold cannot be placed")})
 async def api_hold(device: DeviceId, alarm_id: AlarmId, body: HoldBody, store: StoreDep, clock: ClockDep,
                    s: Session = Depends(api_action(*HOLD))):
     """Place a police hold on the alarm's photos (supervisor): kept 30 days after the alarm."""
     return _place(store, clock, s, device, alarm_id, body.reason, body.case)
 
 
-@api.post("/holds/{hold_id}/release", responses={**API_REFUSALS, 409: {}})
+@api.post("/holds/{hold_id}/release", response_model=HoldReleased,
+          responses={**API_REFUSALS, 409: refused("no such active hold")})
 async def api_release(hold_id: Annotated[int, PathParam(ge=1, le=MAX_MS)], body: ReleaseBody, store: StoreDep,
                       clock: ClockDep, s: Session = Depends(api_action(*HOLD))):
     return _release(store, clock, s, hold_id, body.reason)

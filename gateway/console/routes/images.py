@@ -10,7 +10,7 @@ from gateway.console.access import PHOTOS, PHOTOS_READ, may_see_photos
 from gateway.console.auth import Session
 from gateway.console.context import Clock
 from gateway.console.deps import ClockDep, StoreDep, require
-from gateway.console.errors import API_REFUSALS, http_errors
+from gateway.console.errors import API_REFUSALS, http_errors, refused
 from gateway.console.params import AlarmId, DeviceId, ImageId
 from gateway.console.routes.alarms import alarm_or_404
 from gateway.governance import alarms
@@ -45,10 +45,11 @@ async def photo(device: DeviceId, alarm_id: AlarmId, image_id: ImageId, store: S
     return _photo(store, clock, s, device, alarm_id, image_id)
 
 
-@api.get("/alarms/{device}/{alarm_id}/photos/{image_id}",
-         responses={**API_REFUSALS, 404: {"description": "no such photo in this alarm"},
-                    410: {"description": "deleted"},
-                    200: {"content": {"image/jpeg": {}}, "description": "the photo (audited)"}})
+@api.get("/alarms/{device}/{alarm_id}/photos/{image_id}", response_class=Response,
+         responses={**API_REFUSALS, 404: refused("no such photo in this alarm"),
+                    410: refused("deleted"),
+                    200: {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
+                          "description": "the photo (audited)"}})
 async def api_photo(device: DeviceId, alarm_id: AlarmId, image_id: ImageId, store: StoreDep, clock: ClockDep,
                     s: Session = Depends(require(*PHOTOS, scope=PHOTOS_READ))):
     return _photo(store, clock, s, device, alarm_id, image_id)

@@ -12,7 +12,8 @@ from gateway.console.access import HOME
 from gateway.console.auth import LOGIN_COOKIE, SESSION_COOKIE, Session
 from gateway.console.context import Console
 from gateway.console.deps import ConsoleDep, LoggedIn, api_action, form_action, login_form_checked, optional_session
-from gateway.console.errors import API_REFUSALS
+from gateway.console.errors import API_REFUSALS, refused
+from gateway.console.models import Ok, SessionInfo
 from gateway.governance import users
 
 log = logging.getLogger("vericam.console")
@@ -97,8 +98,8 @@ async def logout(request: Request, console: ConsoleDep, s: Session = Depends(for
     return r
 
 
-@api.post("/session", responses={401: {"description": "wrong name or password"},
-                                 429: {"description": "too many failed logins"}})
+@api.post("/session", responses={401: refused("wrong name or password"),
+                                 429: refused("too many failed logins")}, response_model=SessionInfo)
 async def api_login(request: Request, body: LoginBody, console: ConsoleDep):
     """Log in. Returns the CSRF token to send as X-CSRF-Token; sets the session cookie."""
     sid, role, wait = _try_login(console, request, body.name, body.password)
@@ -113,7 +114,7 @@ async def api_login(request: Request, body: LoginBody, console: ConsoleDep):
     return r
 
 
-@api.delete("/session", responses=API_REFUSALS)
+@api.delete("/session", responses=API_REFUSALS, response_model=Ok)
 async def api_logout(request: Request, console: ConsoleDep, s: Session = Depends(api_action())):
     _logout(console, request, s)
     r = JSONResponse({"ok": True})
@@ -121,6 +122,6 @@ async def api_logout(request: Request, console: ConsoleDep, s: Session = Depends
     return r
 
 
-@api.get("/me", responses=API_REFUSALS)
+@api.get("/me", responses=API_REFUSALS, response_model=SessionInfo)
 async def api_me(s: LoggedIn):
     return {"user": s.user, "role": s.role, "csrf_token": s.csrf}

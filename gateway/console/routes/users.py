@@ -11,7 +11,8 @@ from pydantic import BaseModel, Field
 from gateway.console.access import USERS
 from gateway.console.auth import Session
 from gateway.console.deps import ClockDep, ConsoleDep, StoreDep, api_action, require
-from gateway.console.errors import API_REFUSALS, http_errors
+from gateway.console.errors import API_REFUSALS, http_errors, refused
+from gateway.console.models import Ok, Token, TokenCreated, User
 from gateway.governance import users
 from gateway.governance.alarms import fmt_ms
 
@@ -32,18 +33,19 @@ async def users_page(request: Request, console: ConsoleDep, s: Session = Depends
     return console.page(request, "users.html", s, users=users.list_users(console.store), fmt=fmt_ms)
 
 
-@api.get("/users", responses=API_REFUSALS)
+@api.get("/users", responses=API_REFUSALS, response_model=list[User])
 async def api_users(store: StoreDep, s: Session = Depends(require(*USERS))):
     return users.list_users(store)
 
 
-@api.get("/tokens", responses=API_REFUSALS)
+@api.get("/tokens", responses=API_REFUSALS, response_model=list[Token])
 async def api_tokens(store: StoreDep, s: Session = Depends(require(*USERS))):
     """The service accounts' API tokens (admin): names, scopes, when created, revoked, last used; never a token."""
     return users.list_tokens(store)
 
 
-@api.post("/tokens", responses={**API_REFUSALS, 400: {"description": "bad scope, or the name is taken"}})
+@api.post("/tokens", responses={**API_REFUSALS, 400: refused("bad scope, or the name is taken")},
+          response_model=TokenCreated)
 async def api_token_create(body: TokenBody, store: StoreDep, clock: ClockDep,
                            s: Session = Depends(api_action(*USERS))):
     """Create a service account's API token (admin). The token is in this answer only; it is stored as a hash."""
@@ -52,7 +54,8 @@ async def api_token_create(body: TokenBody, store: StoreDep, clock: ClockDep,
     return {"name": body.name, "scopes": store.users.token(body.name)["scopes"].split(), "token": token}
 
 
-@api.delete("/tokens/{name}", responses={**API_REFUSALS, 404: {"description": "no active token of that name"}})
+@api.delete("/tokens/{name}", responses={**API_REFUSALS, 404: refused("no active token of that name")},
+            response_model=Ok)
 async def api_token_revoke(name: TokenName, store: StoreDep, clock: ClockDep,
                            s: Session = Depends(api_action(*USERS))):
     """Revoke a service account's API token (admin): its next request is a 401."""
