@@ -19,6 +19,12 @@ ARC's receiver expects; the same row gives both.
 | `supervision_restored` | EN      | R381       | device heard again: supervision restored             |
 | `flash_full`           | ET      | E333       | device trouble: the detector cannot store photos     |
 | `alarm_cancelled`      | BC      | E406       | alarm cancelled by a user                            |
+| `power_loss`           | TA      | E137       | tamper: power cut or reset inside a disarm's hold window |
+| `key_slots_exhausted`  | ET      | E333       | device trouble: no key slot free, photos not kept    |
+| `key_slot_lost`        | YX      | E330       | service required: a capture's photos were lost       |
+
+Not forwarded (`NOT_FORWARDED`, with the reason for each): the gateway's own refusals
+`counter_conflict`, `counter_jump` and `rate_limited`.
 
 Why these, and what was weighed:
 - Duress and the removed wall unit are both silent hold-up alarms (SIA DCS has one code for
@@ -35,6 +41,32 @@ Why these, and what was weighed:
 - The alarm pairs map onto themselves through the usual Contact ID to SIA conversion tables (a
   receiver that converts CID 130 shows BA, 111 FA, 121 and 122 HA, 120 PA, 101 QA, 137 TA, 333
   ET); 381 comes out as a communication failure (YC/YK) there, which is what it is.
+
+- `power_loss` is the alarm a device raises at boot when a reboot or power cut fell inside the
+  hold window of a disarm (firmware/vericam/policy.py): the design's "disarm, then sabotage".
+  It is reported as tamper, TA/137, not as AC loss (AT/301): the device learns of it only at
+  the boot after the cut, so the power is back by then and an AT would stand open at the ARC
+  with no restoral to follow; the cut may have been a reset or a pulled cable, not a mains
+  failure; and ARC software treats AT/301 as a delayed low-priority trouble (panels hold AC
+  loss back for minutes or hours) where this is an alarm with photos, sent at once and
+  followed by the verification link like any other alarm. The price is that the ARC's
+  software shows it as a tamper; the alarm's page behind the link says which.
+- `key_slots_exhausted`: no key slot was free for a new capture, so it was not taken, or
+  the oldest held capture gave its slot up. Either way the detector could not keep photos:
+  the same trouble, for the ARC, as `flash_full`, hence the same ET/333.
+- `key_slot_lost`: a capture on the detector can never be opened (its key slot is gone or
+  corrupt) and was removed; if an alarm claimed it, that alarm's photos will not come. The
+  ARC operator waiting for them must know, and the detector's flash needs a look: YX (service
+  required) with 330 (system peripheral trouble), the pair a converting receiver maps onto each
+  other. It is raised once per lost capture, at boot.
+- The gateway's refusals (`counter_conflict`, `counter_jump`, `rate_limited`) are not
+  forwarded. They are about messages the gateway refused, raised once a minute for as long
+  as the refusals last, with no restoral: as DC-09 troubles they would fill the ARC's screen
+  with events it cannot act on at the premises. What they mean for the alarm path does reach
+  the ARC: a refused message does not count as hearing from the device, so a device whose
+  messages are all refused (its counter went back, or leaps) falls silent to the gateway and
+  is reported as `supervision_lost` (EM/381). The refusals themselves are the gateway
+  operator's: the device's activity log, the console, the log and the metrics.
 
 Verification follow-up. When the photos of an alarm are stored, the gateway reports the alarm
 once more with the verification field `[V<link>]`: in Contact ID with qualifier 6 ("previously
@@ -77,6 +109,18 @@ CODES: dict[str, Code] = {
     "supervision_restored": Code("EN", 381, True, "device heard again: supervision restored"),
     "flash_full": Code("ET", 333, False, "device trouble: cannot store photos"),
     "alarm_cancelled": Code("BC", 406, False, "alarm cancelled by a user"),
+    "power_loss": Code("TA", 137, False, "tamper: power cut or reset inside a disarm's hold window"),
+    "key_slots_exhausted": Code("ET", 333, False, "device trouble: no key slot free, photos not kept"),
+    "key_slot_lost": Code("YX", 330, False, "service required: a capture's photos were lost"),
+}
+
+# Technical events deliberately kept from the ARC's receivers (see the module docstring).
+NOT_FORWARDED: dict[str, str] = {
+    "counter_conflict": "a gateway refusal, repeated each minute; a device whose messages are all refused "
+                        "is reported as supervision_lost",
+    "counter_jump": "a gateway refusal, repeated each minute; a device whose messages are all refused "
+                    "is reported as supervision_lost",
+    "rate_limited": "a gateway refusal, repeated each minute; a flood must not become a flood at the ARC",
 }
 
 FORMATS = (dc09.SIA_DCS, dc09.ADM_CID)
