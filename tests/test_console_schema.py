@@ -69,3 +69,12 @@ def test_every_answer_in_the_schema_has_a_real_model(console):
     assert {"handling", "photos", "holds"} <= set(alarm)
     assert spec["paths"]["/api/alarms/{device}/{alarm_id}/photos/{image_id}"]["get"]["responses"]["200"]["content"] \
         == {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}
+
+
+def test_the_schema_says_which_routes_an_api_token_may_call(console):
+    spec = console.openapi()
+    assert set(spec["components"]["securitySchemes"]) == {"session", "apiToken"}
+    by_token = sorted(f"{m.upper()} {p}" for p, ops in spec["paths"].items() for m, op in ops.items()
+                      if {"apiToken": []} in op.get("security", []))
+    assert by_token == ["GET /api/alarms", "GET /api/alarms/{device}/{alarm_id}",
+                        "GET /api/alarms/{device}/{alarm_id}/photos/{image_id}"]

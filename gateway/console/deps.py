@@ -14,6 +14,7 @@ from typing import Annotated
 
 from fastapi import Depends, Form, Header, Request
 from fastapi.exceptions import HTTPException
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway.console.access import SERVICE
 from gateway.console.auth import LOGIN_COOKIE, SESSION_COOKIE, Session, csrf_ok
@@ -48,7 +49,14 @@ def _bearer(request: Request) -> str | None:
     return token.strip() if kind.lower() == "bearer" else None
 
 
-async def current_session(request: Request, console: Console = Depends(get_console)) -> Session:
+# Only for the OpenAPI schema, like API_TOKEN below: the session cookie a login sets.
+SESSION = APIKeyCookie(name=SESSION_COOKIE, scheme_name="session", auto_error=False,
+                       description="The cookie POST /api/session sets; send its csrf_token as X-CSRF-Token "
+                                   "on every POST/DELETE")
+
+
+async def current_session(request: Request, console: Console = Depends(get_console),
+                          _: str | None = Depends(SESSION)) -> Session:
     """The logged-in session, with the role re-read from the users table; a disabled account is logged out.
 
     A JSON request with a bearer token gets a session of its own for this request: the service
@@ -83,12 +91,24 @@ def _check_role(s: Session, roles: tuple[str, ...], scope: str | None = None) ->
         raise HTTPException(403, f"the {s.role} role may not do this")
 
 
+# Only for the OpenAPI schema: it names the bearer scheme on the routes a token may call.
+# `current_session` reads the header itself, so a missing one here is not an error.
+API_TOKEN = HTTPBearer(auto_error=False, scheme_name="apiToken",
+                       description="A service account's API token (`vericam users token create`), "
+                                   "for the routes its scope names; read-only, no CSRF token needed")
+
+
 def require(*roles: str, scope: str | None = None):
     """A logged-in session whose role is one of `roles`, or an API token that has `scope` (None: no token)."""
     async def role_checked(s: Session = Depends(current_session)) -> Session:
         _check_role(s, roles, scope)
         return s
-    return role_checked
+
+    async def role_or_token_checked(_: HTTPAuthorizationCredentials | None = Depends(API_TOKEN),
+                                    s: Session = Depends(current_session)) -> Session:
+        _check_role(s, roles, scope)
+        return s
+    return role_checked if scope is None else role_or_token_checked
 
 
 def form_action(*roles: str):
