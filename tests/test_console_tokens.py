@@ -8,7 +8,8 @@ from fastapi.testclient import TestClient
 
 from gateway.console import create_app
 from gateway.governance import audit
-from gateway.governance.users import UserError, create_token, revoke_token
+from gateway.governance.users import UserError, authenticate_token, create_token, list_tokens, revoke_token
+from gateway.storage import sqldb
 from gateway.storage.store import Store
 
 from support.cli import vericam
@@ -168,3 +169,21 @@ def test_the_cli_prints_a_token_once_lists_and_revokes_it(gw):
     assert "revoked" in vericam("users", "token", "list", "--data", data).stdout
     [made_rec, revoked_rec] = sorted(records(data, "configure token"), key=lambda r: r["seq"])
     assert made_rec["who"].startswith("cli:") and revoked_rec["why"] == "API token arc-sw revoked"
+
+
+def test_a_token_lives_and_dies_the_same_on_both_engines(tmp_path, engine):
+    data = tmp_path / "gw"
+    if engine:
+        sqldb.bind(data, engine)
+    init(data)
+    with Store.open(data) as s:
+        t = create_token(s, "arc-sw", ["photos:read,alarms:read"], "adam", 1_000)
+        assert authenticate_token(s, t, 2_000) == ("arc-sw", frozenset({"alarms:read", "photos:read"}))
+        [row] = list_tokens(s)
+        assert (row["scopes"], row["created_by"], row["last_used_ms"], row["revoked_at_ms"]) == \
+            (["alarms:read", "photos:read"], "adam", 2_000, None)
+        revoke_token(s, "arc-sw", "adam", 3_000)
+        assert authenticate_token(s, t, 4_000) is None
+        assert list_tokens(s)[0]["revoked_at_ms"] == 3_000
+        with pytest.raises(UserError):
+            revoke_token(s, "arc-sw", "adam", 5_000)
