@@ -182,6 +182,10 @@ def test_a_token_lives_and_dies_the_same_on_both_engines(tmp_path, engine):
         [row] = list_tokens(s)
         assert (row["scopes"], row["created_by"], row["last_used_ms"], row["revoked_at_ms"]) == \
             (["alarms:read", "photos:read"], "adam", 2_000, None)
+        authenticate_token(s, t, 30_000)  # within the minute: not written again
+        assert list_tokens(s)[0]["last_used_ms"] == 2_000
+        authenticate_token(s, t, 62_000)
+        assert list_tokens(s)[0]["last_used_ms"] == 62_000
         revoke_token(s, "arc-sw", "adam", 3_000)
         assert authenticate_token(s, t, 4_000) is None
         assert list_tokens(s)[0]["revoked_at_ms"] == 3_000

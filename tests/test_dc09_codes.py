@@ -1,4 +1,4 @@
-"""The DC-09 rows of the newer device events: power_loss and the key-slot troubles go out; the gateway's refusals do not.
+"""DC-09 rows of the newer events: power_loss and the key-slot troubles go out; the gateway's refusals do not.
 
 Each forwarded row is read back by pysiaalarm (the receiver Home Assistant uses) from an
 encrypted message, in both formats, and its Contact ID code must convert to its SIA DCS code

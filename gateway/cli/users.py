@@ -1,4 +1,7 @@
-"""`vericam users ...`: user accounts and their roles (add, list, disable), and service accounts' API tokens. Passwords come from a prompt or stdin, never argv."""
+"""`vericam users ...`: accounts and roles (add, list, disable), and API tokens (`users token ...`).
+
+Passwords come from a prompt or stdin, never argv; a token is printed once, on stdout.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""User account rows: people (role, disabled flag, the console password's argon2 hash) and service tokens (scopes, SHA-256).
+"""User account rows: people (role, disabled, argon2 password hash) and API tokens (scopes, SHA-256).
 
 Neither a password nor a token is ever stored: a person's password as its argon2 hash, a
 service account's API token as the SHA-256 of the token (migration 7, `api_tokens`).
@@ -61,8 +61,8 @@ class Users:
         return dict(row) if row else None
 
     def token_by_hash(self, token_sha256: str) -> dict | None:
-        """name, scopes, revoked_at_ms of the token with this hash, or None."""
-        row = self.db.execute("SELECT name, scopes, revoked_at_ms FROM api_tokens WHERE token_sha256 = ?",
+        """name, scopes, revoked_at_ms, last_used_ms of the token with this hash, or None."""
+        row = self.db.execute("SELECT name, scopes, revoked_at_ms, last_used_ms FROM api_tokens WHERE token_sha256 = ?",
                               (token_sha256,)).fetchone()
         return dict(row) if row else None
 

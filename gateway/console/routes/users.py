@@ -1,4 +1,4 @@
-"""The console's accounts, for the admin: names, roles, whether each can log in; and the service accounts' API tokens."""
+"""The console's accounts for the admin: people (names, roles, logins) and service accounts' API tokens."""
 
 from __future__ import annotations
 
