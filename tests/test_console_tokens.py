@@ -143,7 +143,11 @@ def test_an_admin_manages_tokens_in_the_json_api_and_every_change_is_audited(gw)
     assert client(app, t).get("/api/alarms").status_code == 200
     assert adam.get("/api/tokens").json()[0]["last_used_ms"] is not None
     assert login(app, "sam").post("/api/tokens", json={"name": "y", "scopes": ["alarms:read"]}).status_code == 403
+    page = adam.get("/users")
+    assert page.status_code == 200 and "arc-sw" in page.text and "alarms:read, photos:read" in page.text
+    assert t not in page.text
     assert adam.delete("/api/tokens/arc-sw").status_code == 200
+    assert "revoked" in adam.get("/users").text
     assert adam.delete("/api/tokens/arc-sw").status_code == 404
     assert client(app, t).get("/api/alarms").status_code == 401
     recs = records(data, "configure token")

@@ -30,7 +30,8 @@ class TokenBody(BaseModel):
 
 @pages.get("/users")
 async def users_page(request: Request, console: ConsoleDep, s: Session = Depends(require(*USERS))):
-    return console.page(request, "users.html", s, users=users.list_users(console.store), fmt=fmt_ms)
+    return console.page(request, "users.html", s, users=users.list_users(console.store),
+                        tokens=users.list_tokens(console.store), fmt=fmt_ms)
 
 
 @api.get("/users", responses=API_REFUSALS, response_model=list[User])
