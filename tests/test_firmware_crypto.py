@@ -494,6 +494,34 @@ def test_envelope_mac_is_the_spec_hmac_over_topic_and_envelope(tmp_path):
     assert signed[26:] == b"c" * 16 + b"a" * 8 + struct.pack(">IHH", 1000, 0, 4) + body
 
 
+def test_every_event_the_device_seals_has_the_same_size_and_decrypts_at_the_arc(tmp_path):
+    # A disarm, a duress disarm and an alarm: encrypted after padding, one size on the wire
+    # (PROTOCOL section 6); the gateway's decrypt_event reads the padded JSON as it is.
+    from gateway.protocol.event import decrypt_event
+    from gateway.protocol.keys import DeviceKeys as GatewayKeys
+
+    device_key = os.urandom(32)
+    events = [{"kind": "disarmed", "slot": 2, "duress": False, "alarm_id": "0123456789abcdef", "t": 1795299100},
+              {"kind": "disarmed", "slot": 12, "duress": True, "alarm_id": "fedcba9876543210", "t": 1795299100},
+              {"kind": "alarm", "code": "intrusion", "alarm_id": "5f1c00aa11bb22cc", "t": 1795300000},
+              {"kind": "technical", "code": "clock_set", "t": 0}]
+    out = micropython(tmp_path, f"""
+        import json, os
+        from vericam.envelope import EVENT_BUCKET, encrypt_event, pad_event
+        from vericam.keys import DeviceKeys
+        k = DeviceKeys(bytes.fromhex("{device_key.hex()}"))
+        for ev in json.loads({json.dumps(json.dumps(events))}):
+            print(encrypt_event(k.event, os.urandom(16), pad_event(json.dumps(ev).encode())).hex())
+        print(len(pad_event(b"x" * EVENT_BUCKET)), len(pad_event(b"x" * (EVENT_BUCKET + 1))))
+    """)
+    lines = out.split()
+    bodies = [bytes.fromhex(line) for line in lines[:-2]]
+    assert {len(b) for b in bodies} == {16 + 256 + 16}
+    keys = GatewayKeys.derive(device_key)
+    assert [decrypt_event(keys.event, b) for b in bodies] == events
+    assert lines[-2:] == ["256", "512"]
+
+
 # ---- vectors -----------------------------------------------------------------------------
 
 def run_checker(*dirs: Path):

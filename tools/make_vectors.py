@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import padding  # noqa: E402
 
 from gateway.protocol import capture as cap  # noqa: E402
 from gateway.protocol import envelope as env  # noqa: E402
-from gateway.protocol.event import encrypt_event  # noqa: E402
+from gateway.protocol.event import encrypt_event, pad_event  # noqa: E402
 from gateway.protocol.keys import (DeviceKeys, arc_key_id, hkdf, hmac_sha256, mgf1_sha256,  # noqa: E402,F401
                                    oaep_encrypt)
 
@@ -196,8 +196,8 @@ def vectors() -> list[dict]:
              "count": (len(sent) + 299) // 300, "data": data.hex()}
     envelope("envelope-capture-chunk", env.T_CAPTURE, 4097, T0,
              cap.build_chunk(capture_id, alarm_id, len(sent), 0, chunk["count"], data), chunk=chunk)
-    event = json.dumps({"kind": "alarm", "code": "intrusion", "alarm_id": alarm_id.hex(), "t": T0,
-                        "captures": [capture_id.hex()]}, separators=(",", ":")).encode()
+    event = pad_event(json.dumps({"kind": "alarm", "code": "intrusion", "alarm_id": alarm_id.hex(), "t": T0,
+                                  "captures": [capture_id.hex()]}, separators=(",", ":")).encode())
     ev = {"iv": fixed("event iv", 16).hex(), "plaintext": event.hex()}
     envelope("envelope-event", env.T_EVENT, 4098, T0 + 1,
              encrypt_event(DeviceKeys.derive(DEVICE_KEY).event, h(ev["iv"]), event), event=ev)

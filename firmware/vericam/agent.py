@@ -34,7 +34,7 @@ from vericam.counter import MessageCounter
 from vericam.envelope import (
     TYPE_CAPTURE as T_CAPTURE, TYPE_EVENT as T_EVENT, TYPE_STATUS as T_STATUS,
     TYPE_RECEIPT as T_RECEIPT, TYPE_TIME as T_TIME, TYPE_HEARTBEAT as T_HEARTBEAT,
-    CLOCK_TOLERANCE, seal_envelope, open_envelope, chunk_header, encrypt_event, status_body,
+    CLOCK_TOLERANCE, seal_envelope, open_envelope, chunk_header, encrypt_event, pad_event, status_body,
     parse_receipt, parse_time, EnvelopeError,
 )
 from vericam.delivery import Delivery, DEFAULT_RECEIPT_TIMEOUT_MS
@@ -476,7 +476,8 @@ class Agent:
         """
         if "event_id" not in ev:
             ev["event_id"] = _hex(os.urandom(8))
-        body = encrypt_event(self.keys.event, os.urandom(16), json.dumps(ev).encode())
+        # Padded to the event bucket: every event envelope has the same size (PROTOCOL section 6).
+        body = encrypt_event(self.keys.event, os.urandom(16), pad_event(json.dumps(ev).encode()))
         topic, payload = self._envelope("event", T_EVENT, body)
         sealed_at = self.hal.unix_time()
         hal = self.hal
@@ -657,7 +658,9 @@ class Agent:
             await self.hal.sleep_ms(interval * 1000)  # world time: supervision is the ARC's clock
             if not self.mqtt.up.is_set():
                 continue  # a stale heartbeat proves nothing; the next one goes when the link is back
-            body = json.dumps({"interval_s": interval, "pending": self.vault.count()}).encode()
+            # Nothing but the interval, in the clear: how many captures wait on the flash would
+            # tell a watcher that someone came home (held disarm photos), PROTOCOL section 11.
+            body = json.dumps({"interval_s": interval}).encode()
             topic, payload = self._envelope("heartbeat", T_HEARTBEAT, body)
             try:
                 await self.mqtt.publish(topic, payload, 0, False, 1000)

@@ -4,7 +4,7 @@
 `EnvelopeError(reason)` with the reason labels of the spec. The device does not keep a
 replay window for downlinks (§3): a receipt names the hash of the bytes it answers and a
 time message is bounded by the clock rule of §9. Body codecs, each only in the direction
-the device needs: capture chunk header (§5), event encryption (§6), status (§7), receipt
+the device needs: capture chunk header (§5), event padding and encryption (§6), status (§7), receipt
 parsing (§8) and time parsing (§9). The ARC's side of them (building receipts, decrypting
 events) is the gateway's; tests/firmware/arc_side.py has a MicroPython copy for the
 protocol test vectors.
@@ -194,6 +194,21 @@ def chunk_header(capture_id, alarm_id, total, index, count):
 
 AES_BLOCK = 16
 _MODE_CBC = 2
+# An event's JSON is padded with spaces to a whole number of these before it is encrypted,
+# so that every event envelope has the same size: a watcher cannot tell a disarm from an
+# alarm, or a duress disarm from a normal one, by its length (PROTOCOL section 6).
+EVENT_BUCKET = 256
+_SPACES = b" " * EVENT_BUCKET
+
+
+def pad_event(text):
+    """The event's JSON (bytes) padded with spaces to a multiple of EVENT_BUCKET (at least one).
+
+    JSON allows whitespace after the value, so a receiver parses the padded text as it is."""
+    short = (-len(text)) % EVENT_BUCKET
+    if not text:
+        short = EVENT_BUCKET
+    return bytes(text) + _SPACES[:short]
 
 
 def encrypt_event(k_event, iv, plaintext):

@@ -1,4 +1,9 @@
-"""Activity events (PROTOCOL.md §6) and status messages (§7): decrypt, validate, build."""
+"""Activity events (PROTOCOL.md §6) and status messages (§7): decrypt, validate, build.
+
+An event's JSON is padded with spaces to a multiple of `EVENT_BUCKET` bytes before it is
+encrypted, so every event envelope has the same size (§6). JSON allows whitespace after the
+value, so `decrypt_event` reads a padded event, and an unpadded one from older firmware, alike.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,12 @@ from gateway.protocol.errors import BadEvent, Malformed
 
 EVENT_KINDS = ("alarm", "alarm_cancelled", "armed", "disarmed", "technical", "config")
 STATES = ("online", "offline")
+EVENT_BUCKET = 256
+
+
+def pad_event(raw: bytes) -> bytes:
+    """The event's JSON padded with spaces to a whole number of EVENT_BUCKET bytes (at least one)."""
+    return raw + b" " * ((-len(raw)) % EVENT_BUCKET or (0 if raw else EVENT_BUCKET))
 
 
 def decrypt_event(k_event: bytes, body: bytes) -> dict:
@@ -32,7 +43,9 @@ def decrypt_event(k_event: bytes, body: bytes) -> dict:
 
 
 def encrypt_event(k_event: bytes, iv: bytes, event: dict | bytes) -> bytes:
-    raw = event if isinstance(event, bytes) else json.dumps(event, separators=(",", ":")).encode()
+    """The body of an event envelope. A dict is encoded and padded as a device does (`pad_event`);
+    bytes are encrypted exactly as given (a test vector's plaintext)."""
+    raw = event if isinstance(event, bytes) else pad_event(json.dumps(event, separators=(",", ":")).encode())
     pad = sym_padding.PKCS7(128).padder()
     enc = Cipher(algorithms.AES(k_event), modes.CBC(iv)).encryptor()
     return iv + enc.update(pad.update(raw) + pad.finalize()) + enc.finalize()

@@ -25,8 +25,8 @@ sys.path.append(REPO + "/tests/firmware")  # the ARC's side of the bodies
 from arc_side import receipt_body, time_body
 from vericam import FW_VERSION
 from vericam.envelope import (RECEIPT_STORED, TYPE_CAPTURE, TYPE_EVENT, TYPE_RECEIPT, TYPE_STATUS,
-                              TYPE_TIME, chunk_header, encrypt_event, seal_envelope, status_body,
-                              topic_for)
+                              TYPE_TIME, chunk_header, encrypt_event, pad_event, seal_envelope,
+                              status_body, topic_for)
 from vericam.hkdf import hkdf_sha256
 from vericam.hmac256 import hmac_sha256
 from vericam.keys import INFO_DOWN, INFO_EVENT, INFO_UP, DeviceKeys
@@ -164,7 +164,8 @@ def envelope_vectors(out, sent):
         "chunk": {"capture_id": capture_id.hex(), "alarm_id": alarm_id.hex(),
                   "total": len(sent), "index": 0, "count": count, "data": data.hex()}})
 
-    plaintext = b'{"kind": "armed", "mode": "away", "slot": 2, "t": 1795299000}'
+    # padded with spaces to the event bucket, as the agent sends every event (§6)
+    plaintext = pad_event(b'{"kind": "armed", "mode": "away", "slot": 2, "t": 1795299000}')
     iv = pattern("event iv", 16)
     envelope_vector(out, "envelope-event", TYPE_EVENT, 1026, T + 1,
                     encrypt_event(keys.event, iv, plaintext),
