@@ -106,7 +106,9 @@ class Client:
         except OSError:
             return False
         self.c.loop_start()
-        self.connack.wait(5)
+        # A refusal answers at once; only a slow TLS handshake on a loaded machine (or a broker
+        # still re-reading its accounts after a SIGHUP) takes longer, so wait generously.
+        self.connack.wait(20)
         return self.ok
 
     def subscribe(self, topic: str) -> list:
