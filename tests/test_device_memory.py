@@ -7,8 +7,10 @@ board it is frozen into flash, so every heap size here is an upper bound for an 
 
 from simulator.bench.device import FRAME_BYTES, FRAMES, burglary_passes, seal_peak
 
-# The documented heap at which the burglary passes on the unix port, firmware as source.
-BURGLARY_HEAP = 224 * 1024
+# The documented heap at which the burglary passes on the unix port, firmware as source, with
+# room for a loaded machine: the smallest that passes on a quiet one is about 204 KiB
+# (`vericam bench device`), and 224 KiB failed now and then under CI load.
+BURGLARY_HEAP = 256 * 1024
 
 
 def test_sealing_three_60kb_frames_holds_one_piece_not_a_frame():
