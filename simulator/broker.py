@@ -159,6 +159,14 @@ class Broker:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
+def _chunk_capture_id(topic: str, payload: bytes) -> str | None:
+    """The capture id in a capture chunk's header (envelope §3, chunk §5), or None."""
+    if not topic.endswith("/up/capture") or len(payload) < 5:
+        return None
+    at = 21 + payload[4]  # after magic, version, type, n, device id, counter, time, body length
+    return payload[at:at + 16].hex() if len(payload) >= at + 16 else None
+
+
 class WireObserver:
     """Every message the broker carries, as the observer account receives it.
 
@@ -170,10 +178,15 @@ class WireObserver:
     are kept for it; a QoS-0 message (a heartbeat) published in that gap is not.
     """
 
-    def __init__(self, broker: Broker, clock=time.time, t0: float | None = None):
+    def __init__(self, broker: Broker, clock=time.time, t0: float | None = None, keep_payloads: bool = False):
         self._clock = clock
         self.t0 = clock() if t0 is None else t0
         self.records: list[dict] = []
+        # record index -> capture id (hex) of each capture chunk, read from its chunk header as
+        # the broker sees it (in the clear: PROTOCOL §5); not part of the logged records
+        self.capture_ids: dict[int, str] = {}
+        # record index -> payload, with keep_payloads (a test that reads what the broker read)
+        self.payloads: dict[int, bytes] | None = {} if keep_payloads else None
         self._lock = threading.Lock()
         self._listeners: list = []
         host, port, user, password = broker.observer_login
@@ -207,8 +220,13 @@ class WireObserver:
     def _on_message(self, _client, _userdata, msg) -> None:
         record = {"t": round(self._clock() - self.t0, 4), "topic": msg.topic, "bytes": len(msg.payload),
                   "qos": msg.qos, "retain": bool(msg.retain)}
+        capture_id = _chunk_capture_id(msg.topic, msg.payload)
         with self._lock:
             self.records.append(record)
+            if capture_id is not None:
+                self.capture_ids[len(self.records) - 1] = capture_id
+            if self.payloads is not None:
+                self.payloads[len(self.records) - 1] = bytes(msg.payload)
             listeners = list(self._listeners)
         for fn in listeners:
             fn(record)

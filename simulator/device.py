@@ -255,6 +255,15 @@ def describe_trace(msg: dict) -> str | None:
         return f"ARC receipt for {cap}: deleted from flash ({msg.get('left')} left)"
     if what == "shredded":
         return f"capture {cap} shredded on the device"
+    if what == "cover":
+        of = (msg.get("of") or "")[:8]
+        if msg.get("sent"):
+            return f"cover {cap} sealed in the shape of {of}, queued for the ARC"
+        return f"twin {cap} sealed in the shape of {of} (for its time only; shredded)"
+    if what == "cover_sent":
+        return f"cover {cap} published: {msg.get('chunks')} chunks, {msg.get('bytes')} bytes"
+    if what == "cover_receipt":
+        return f"ARC receipt for cover {cap}: deleted from flash ({msg.get('left')} left)"
     if what == "clock_set":
         return "clock set from the gateway's time message"
     if what == "flash_full":

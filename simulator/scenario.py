@@ -110,6 +110,7 @@ STEP_REQUIRED = {"arm": ("pin",), "disarm": ("pin",), "open": ("zone",), "wait_f
 # suite checks that this list and the firmware agree): what `wait_for` and `check` can count.
 DEVICE_TRACES = {
     "alarm", "boot", "camera_failed", "camera_missing", "capture_failed", "capture_sent", "capturing", "clock_set",
+    "cover", "cover_discarded", "cover_receipt", "cover_sent", "cover_skipped",
     "downlink_rejected", "dropped", "event_resealed", "event_sent", "flash_full", "heartbeat", "heartbeat_failed", "held", "mem",
     "mqtt", "ntp", "ntp_failed", "online", "panel", "panel_garbled", "panel_rejected", "receipt",
     "receipt_ignored", "receipt_timeout", "refused_by_arc", "resend", "sealed", "send", "shredded", "shredding",
@@ -119,7 +120,8 @@ DEVICE_TRACES = {
 # The run's figures (see `_figures` and `run`) and the kind of value each is compared with.
 FIGURES = {
     "images_captured": "int", "images_at_arc": "int", "duplicates_stored": "int", "captures_at_arc": "int",
-    "image_bytes_sent_without_alarm": "int", "capture_bytes_at_broker": "int",
+    "image_bytes_sent_without_alarm": "int", "capture_bytes_at_broker": "int", "covers_at_arc": "int",
+    "cover_bytes_at_broker": "int",
     "device_captures_left": "int", "alarms": "list", "alarms_by_code": "table",
     "images_captured_by_trigger": "table", "images_at_arc_by_trigger": "table", "technical": "list",
     "shredded_on_device": "int", "receipt_timeouts": "int", "heartbeats_sent": "int",
@@ -372,7 +374,9 @@ class BrokerObserver:
     """What crosses the broker, seen by its observer account and not taken from the device.
 
     Keeps the wire log (every message: scenario seconds, topic, size, QoS, retain) and counts
-    the capture bytes before and after the first alarm the panel raised."""
+    the capture bytes before and after the first alarm the panel raised. Cover (PROTOCOL §4.4)
+    looks like photos at the broker, as it must; `figures` is told which captures the gateway
+    found to be cover, by their capture ids, which the broker sees in the chunk headers."""
 
     def __init__(self, stack: Stack):
         timeline = stack.timeline
@@ -385,14 +389,18 @@ class BrokerObserver:
             if self._alarm_at is None:
                 self._alarm_at = len(self.wire.snapshot())
 
-    def figures(self) -> dict:
+    def figures(self, covers: set[str] = frozenset()) -> dict:
+        """Wire figures; `covers` are the capture ids (hex) the gateway recorded as cover."""
         records = self.wire.snapshot()
         with self._lock:
             alarm_at = len(records) if self._alarm_at is None else self._alarm_at
+            ids = dict(self.wire.capture_ids)
         capture = [i for i, r in enumerate(records) if r["topic"].endswith("/up/capture")]
+        cover = {i for i in capture if ids.get(i) in covers}
         return {
-            "image_bytes_sent_without_alarm": sum(records[i]["bytes"] for i in capture if i < alarm_at),
+            "image_bytes_sent_without_alarm": sum(records[i]["bytes"] for i in capture if i < alarm_at and i not in cover),
             "capture_bytes_at_broker": sum(records[i]["bytes"] for i in capture),
+            "cover_bytes_at_broker": sum(records[i]["bytes"] for i in cover),
             "wire_messages": len(records),
             "wire_bytes": sum(r["bytes"] for r in records),
         }
@@ -472,6 +480,7 @@ def run(path: Path, workdir: Path | None = None, flash_out: Path | None = None, 
                 stack.wait_images(device_id, int(expect["images_at_arc"]), timeout=settle)
             except Exception:
                 pass
+        _wait_covers(dev, settle)
         time.sleep(float(spec.get("settle", 0.5)))
         online = _device_online(stack, device_id)
         dev.stop()
@@ -501,6 +510,18 @@ def run(path: Path, workdir: Path | None = None, flash_out: Path | None = None, 
                 observer.wire.write_jsonl(wire_log)
             observer.close()
         stack.close()
+
+
+def _wait_covers(dev, timeout: float) -> None:
+    """Wait (bounded) until every cover the device sent has its receipt: a story that ends right
+    after the photos it is about must not leave the cover that followed a disarm on the flash."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        traces = list(dev.traces)
+        sent = sum(1 for t in traces if t.get("what") == "cover" and t.get("sent"))
+        if sum(1 for t in traces if t.get("what") == "cover_receipt") >= sent:
+            return
+        time.sleep(0.05)
 
 
 def _sleep(stack: Stack, scenario_s: float) -> None:
@@ -603,13 +624,16 @@ def _figures(stack: Stack, device_id: str, observer: BrokerObserver) -> dict:
         events = s.events.list(device_id)
         captures = s.captures.list(device_id)
         arc_key = s.keys.arc_private_key()
+    covers = {c["capture_id"] for c in captures if c["status"] == "cover"}
     keys = [(r["capture_id"], r["frame_index"]) for r in images]
     return {
         "images_captured": len(dev.frames),
         "images_at_arc": len(images),
         "duplicates_stored": len(keys) - len(set(keys)),
-        "captures_at_arc": len(captures),
-        **observer.figures(),
+        # a cover is not a capture of anything: counted apart, and its bytes told apart on the wire
+        "captures_at_arc": sum(1 for c in captures if c["status"] != "cover"),
+        "covers_at_arc": len(covers),
+        **observer.figures(covers),
         "device_captures_left": stack.device_captures_left(device_id),
         # What a raw dump of the chip opens with the ARC's private key, free blocks included.
         **recoverable_with_arc_key(dev.flash_path, arc_key),

@@ -103,6 +103,19 @@ def test_photos_that_arrive_before_their_alarm_event_follow_up_right_after_it(gw
     assert gw.reports() == [("duress", False, LINK), ("duress", True, LINK)]
 
 
+def test_a_duress_disarm_is_forwarded_as_todays_duress_alarm_and_a_normal_disarm_not_at_all(gw):
+    # On the wire both are `disarmed` events (issue 13); the ARC's receiver gets the duress
+    # alarm's code (HA, Contact ID 121) as before, and its follow-up once the photos are stored.
+    for duress, aid in ((False, "0000111122223333"), (True, AID)):
+        gw.send(gw.device.event({"kind": "disarmed", "slot": 2, "duress": duress, "alarm_id": aid, "t": 1_795_300_000,
+                                 "event_id": os.urandom(8).hex()}))
+    gw.send(*gw.photos(AID))
+    assert gw.reports() == [("duress", False, LINK), ("duress", True, LINK)]
+    (entry, _follow_up) = gw.sent.entries()
+    assert (entry.report.account, entry.report.zone) == ("1234", 3)
+    assert [a["code"] for a in gw.store.alarms.list("cam-1")] == ["duress"]
+
+
 def test_technical_events_and_a_cancel_are_reported_and_other_activity_is_not(gw):
     for event in ({"kind": "technical", "code": "flash_full", "t": 1}, {"kind": "technical", "code": "flash_low", "t": 1},
                   {"kind": "armed", "mode": "away", "slot": 2, "t": 1}, {"kind": "alarm_cancelled", "slot": 2, "t": 1}):

@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT / "firmware"))
 sys.path.insert(0, str(ROOT / "tests" / "firmware"))
 
 from delivery_model import POWER_LOSS_CONFIGS, RECEIPT_TIMEOUT_MS, World, play  # noqa: E402
-from vericam.delivery import (AWAITING, BOOT_RULES, HELD, PUBLISHING, QUEUED, RECORD_CAPTURING,  # noqa: E402
-                              RECORD_HELD, RECORD_SENDING, SEALED, TRANSITIONS, Delivery)
+from vericam.delivery import (AWAITING, BOOT_RULES, COVER_BOOT_RULE, HELD, PUBLISHING, QUEUED,  # noqa: E402
+                              RECORD_CAPTURING, RECORD_HELD, RECORD_SENDING, SEALED, TRANSITIONS, Delivery)
 from vericam.envelope import RECEIPT_REJECTED, RECEIPT_RESEND, RECEIPT_STORED  # noqa: E402
 
 index = st.integers(min_value=0, max_value=30)
@@ -34,6 +34,8 @@ forged = st.tuples(st.just("forged"), index, st.sampled_from([RECEIPT_STORED, RE
                    st.booleans())
 step = st.one_of(
     st.tuples(st.just("seal"), st.booleans(), st.integers(0, 5).map(lambda n: n == 0)),
+    st.tuples(st.just("cover"), st.integers(0, 5).map(lambda n: n == 0)),
+    st.tuples(st.just("twin"), st.integers(0, 3).map(lambda n: n == 0)),
     st.tuples(st.just("alarm")),
     st.tuples(st.just("hold_end"), index),
     st.tuples(st.just("take")),
@@ -269,3 +271,31 @@ def test_a_capture_whose_key_slot_is_lost_while_publishing_leaves_and_blocks_no_
     assert lost not in d.captures
     assert d.on_receipt(lost, RECEIPT_STORED, 3, b"\0" * 32) == [("ignored", lost)]
     assert d.next_capture() == (other, b"A" * 8), "the next capture is published as usual"
+
+
+def test_a_cover_is_delivered_like_a_claimed_capture_and_a_twin_never_leaves():
+    # A cover goes out under its own alarm id and leaves the flash on its receipt; a twin the
+    # power cut left behind is discarded at boot, never published, never counted as held
+    # photos (which would raise a power_loss alarm for nothing).
+    world = World()
+    world.step(["cover", False])
+    world.step(["twin", True])           # the power goes before the agent shredded the twin
+    cover, twin = world.order
+    assert world.gone == {twin: "discard"} and world.boot_claimed == world.boot_shredded == 0
+    assert world.flash[cover][0] == RECORD_SENDING, "the cover is still queued after the reboot"
+    for s in (["take"], ["arc_gets", 1], ["acked", True], ["receipt", 0, False]):
+        world.step(s)
+    assert world.gone == {twin: "discard", cover: "delivered"} and not world.flash
+    assert set(world.arrivals) == {cover}
+
+
+def test_a_boot_discards_only_a_cover_without_an_alarm_id():
+    alarm = "0102030405060708"
+    found = [(b"1" * 16, {"s": RECORD_CAPTURING, "t": "cover"}),
+             (b"2" * 16, {"s": RECORD_CAPTURING, "t": "cover", "a": alarm}),
+             (b"3" * 16, {"s": RECORD_SENDING, "t": "cover", "a": alarm}),
+             (b"4" * 16, {"s": RECORD_HELD, "t": "disarm"})]
+    actions = Delivery(1000).on_boot(found)
+    assert [a for a in actions if a[0] == "discard"] == [("discard", b"1" * 16)]
+    assert {a[1] for a in actions if a[0] == "restore"} == {b"2" * 16, b"3" * 16, b"4" * 16}
+    assert list(COVER_BOOT_RULE.values()) == ["discard"]

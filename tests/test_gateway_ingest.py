@@ -210,6 +210,70 @@ def test_events_are_decrypted_and_an_alarm_links_its_captures(gw):
     assert ingest.store.rejections.counts() == {"replay": 1}
 
 
+def cover_delivery(dev, frames=3, size=4000):
+    """What a device sends as cover (PROTOCOL §4.4): a sealed capture of random frames behind a
+    release record of kind 1, padded like any delivery."""
+    cid, release, sealed = dev.seal_parts([os.urandom(size) for _ in range(frames)], trigger=9,
+                                          kind=cap.KIND_COVER)
+    return cid, cap.delivery(release, sealed, dev.bucket)
+
+
+def test_a_cover_is_receipted_like_a_stored_capture_and_leaves_nothing_to_mistake_for_photos(gw):
+    ingest, dev, _, _ = gw
+    cid, delivery = cover_delivery(dev)
+    real_cid, real = dev.seal([os.urandom(4000) for _ in range(3)])
+    assert len(delivery) == len(real), "a cover has the size of the capture it stands for"
+    decoy = os.urandom(8)
+    cover_msgs = dev.chunk_messages(cid, delivery, decoy)
+    real_aid = os.urandom(8)
+    real_msgs = dev.chunk_messages(real_cid, real, real_aid)
+    assert [len(p) for _, p in cover_msgs] == [len(p) for _, p in real_msgs]
+    first = run(ingest, cover_msgs)
+    second = run(ingest, real_msgs)
+    # The same answer as for photos: status stored, the frames of its release record, the hash
+    # of what was sent; the same size on the downlink, which the broker sees in the clear.
+    assert receipts(dev, first) == [(cid, env.RECEIPT_STORED, 3, hashlib.sha256(delivery).digest())]
+    assert [len(o.payload) for o in first.outbound] == [len(o.payload) for o in second.outbound]
+    assert first.stored == [] and first.rejected == {}
+    # Nothing a later reader could take for photos: no image, no alarm, no event; one row that
+    # says cover, so that a resend gets the same answer.
+    store = ingest.store
+    assert [i["capture_id"] for i in store.images.list("cam-1")] == [real_cid.hex()] * 3
+    assert [a["alarm_id"] for a in store.alarms.list("cam-1")] == [real_aid.hex()]
+    assert store.events.list("cam-1") == []
+    (row,) = [r for r in store.captures.list("cam-1") if r["capture_id"] == cid.hex()]
+    assert (row["status"], row["trigger"], row["alarm_id"], row["frames"]) == ("cover", "cover", "", 3)
+    resent = run(ingest, dev.chunk_messages(cid, delivery, decoy))  # fresh counters: a resend
+    assert receipts(dev, resent) == receipts(dev, first)
+    assert len(store.captures.list("cam-1")) == 2 and store.spool.size() == 0
+
+
+def test_a_duress_disarm_is_the_duress_alarm_at_the_arc_and_a_normal_disarm_stays_a_disarm(gw):
+    ingest, dev, _, _ = gw
+    duress_aid, decoy = os.urandom(8).hex(), os.urandom(8).hex()
+    normal = dev.event({"kind": "disarmed", "slot": 2, "duress": False, "alarm_id": decoy, "t": 1795299100,
+                        "event_id": "d1d1d1d1d1d1d1d1"})
+    duress = dev.event({"kind": "disarmed", "slot": 2, "duress": True, "alarm_id": duress_aid, "t": 1795299200,
+                        "event_id": "d2d2d2d2d2d2d2d2"})
+    assert len(normal[1]) == len(duress[1]), "the two disarms look alike on the wire"
+    cid, sealed = dev.seal(JPEGS, trigger=cap.TRIGGER_CODES["duress"])
+    run(ingest, [normal, duress] + dev.chunk_messages(cid, sealed, bytes.fromhex(duress_aid)))
+    events = ingest.store.events.list("cam-1")
+    # The normal disarm as it always was: the user slot, no alarm id, no duress flag.
+    assert events[0]["event"] == {"kind": "disarmed", "slot": 2, "t": 1795299100, "event_id": "d1d1d1d1d1d1d1d1"}
+    assert events[0]["alarm_id"] is None
+    # The duress disarm as the duress alarm it is, recorded as before issue 13, with its photos.
+    assert events[1]["event"] == {"kind": "alarm", "code": "duress", "alarm_id": duress_aid, "slot": 2,
+                                  "t": 1795299200, "event_id": "d2d2d2d2d2d2d2d2"}
+    (alarm,) = ingest.store.alarms.list("cam-1")
+    assert (alarm["alarm_id"], alarm["code"], alarm["t"]) == (duress_aid, "duress", 1795299200)
+    assert alarm["captures"] == [cid.hex()] and alarm["captures_stored"] == 1
+    # Sealed again (a lost PUBACK): counted once, as every event.
+    run(ingest, [dev.event({"kind": "disarmed", "slot": 2, "duress": True, "alarm_id": duress_aid,
+                            "t": 1795299200, "event_id": "d2d2d2d2d2d2d2d2"})])
+    assert len(ingest.store.events.list("cam-1")) == 2 and len(ingest.store.alarms.list("cam-1")) == 1
+
+
 def test_an_alarm_sealed_twice_after_a_lost_puback_is_logged_once(gw):
     """PROTOCOL section 6: the device seals an event again when its first envelope may have gone
     stale; if the first copy did arrive, the gateway gets the same event under two counters."""

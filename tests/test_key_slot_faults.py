@@ -109,8 +109,12 @@ def test_a_held_capture_whose_slot_went_bad_is_reported_when_an_alarm_claims_it(
 
 def test_with_every_key_slot_taken_the_oldest_held_capture_makes_room_and_an_alarm_still_gets_its_held_photos(tmp_path):
     with Stack(tmp_path / "run") as stack:
+        # Cover off: a normal disarm's cover takes a slot of its own for a moment (issue 13), which
+        # would make the count of free slots here a race (tests/test_duress_cover.py checks that a
+        # cover never takes a held capture's slot).
         dev = stack.add_device("slots-3", triggers={"disarm": ONE_FRAME, "intrusion": {"enabled": True, **ONE_FRAME}},
-                               hold_window_ms=600_000, flash_blocks=FLASH_BLOCKS, extra_config={"key_slots": 2})
+                               hold_window_ms=600_000, flash_blocks=FLASH_BLOCKS,
+                               extra_config={"key_slots": 2, "duress_cover": False})
         dev.boot()
         dev.wait_trace("online", timeout=20)
         held = []

@@ -36,10 +36,10 @@ configs = st.tuples(st.sampled_from([None, ALL_ON]), st.sampled_from(POWER_LOSS_
     lambda c: dict(c[0] or {}, **({"power_loss": c[1]} if c[1] is not None else {})) or None)
 
 
-def play(history, triggers):
+def play(history, triggers, cover=None):
     counter = iter(range(1, 10**6))
     new_id = lambda n: next(counter).to_bytes(n, "big")  # noqa: E731
-    device = {"policy": CapturePolicy(triggers, HOLD, new_id=new_id)}
+    device = {"policy": CapturePolicy(triggers, HOLD, new_id=new_id, cover=cover)}
     now = 0
     pending = []            # refs being captured
     alarms = set()          # alarm ids that fired
@@ -49,6 +49,11 @@ def play(history, triggers):
     off_at_boot = {}        # capture id -> how long the device was off, if a boot decided it
     technical = []          # power_loss_in_hold_window events
     captured = 0
+    series_of = {}          # ref -> the panel event it was taken for
+    decisions = []          # (panel event, what the policy did when its series was sealed)
+    cover_ids = []          # alarm ids covers were sent under
+    reported = {}           # alarm id a disarmed event named -> its duress flag
+    panel_event = [None]
 
     def apply(actions, at, boot_off=None):
         nonlocal captured
@@ -57,6 +62,12 @@ def play(history, triggers):
                 alarms.add(a[1])
             elif a[0] == "capture":
                 pending.append(a[1])
+                series_of[a[1]] = panel_event[0]
+            elif a[0] == "cover":
+                if a[2] is not None:
+                    cover_ids.append(a[2])
+            elif a[0] == "report" and a[1].get("kind") == "disarmed":
+                reported[a[1]["alarm_id"]] = a[1]["duress"]
             elif a[0] == "send":
                 assert a[1] not in sent and a[1] not in shredded, "a capture decided twice"
                 assert a[2] in alarms, "sent without an alarm"
@@ -80,7 +91,10 @@ def play(history, triggers):
         nonlocal captured
         ref = pending.pop(0)
         captured += 1
-        apply(device["policy"].on_captured(ref, ("cap", captured), now), now)
+        actions = device["policy"].on_captured(ref, ("cap", captured), now)
+        decisions.append((series_of.pop(ref), [(a[0], "twin" if a[0] == "cover" and a[2] is None else "")
+                                               for a in actions]))
+        apply(actions, now)
 
     def reboot(off_ms):
         # The power goes: a series still being taken is lost (vault.recover removes it);
@@ -90,7 +104,7 @@ def play(history, triggers):
         old = device["policy"]
         pending.clear()
         now += off_ms
-        policy = device["policy"] = CapturePolicy(triggers, HOLD, new_id=new_id)
+        policy = device["policy"] = CapturePolicy(triggers, HOLD, new_id=new_id, cover=cover)
         held = 0
         for cid, (state, trigger, alarm_or_until) in old.captures.items():
             if state == HELD:
@@ -115,6 +129,7 @@ def play(history, triggers):
         if event == REBOOT:
             reboot(off_ms)
         else:
+            panel_event[0] = event
             apply(device["policy"].on_panel(event, now, slot=1), now)
     while pending:
         finish_one()
@@ -124,7 +139,9 @@ def play(history, triggers):
         now += TICK
         apply(device["policy"].on_tick(now), now)
     return {"captured": captured, "sent": sent, "shredded": shredded, "held_until": held_until,
-            "alarms": alarms, "kept_at": kept_at, "decided_at": decided_at, "off_at_boot": off_at_boot}
+            "alarms": alarms, "kept_at": kept_at, "decided_at": decided_at, "off_at_boot": off_at_boot,
+            "decisions": decisions, "cover_ids": cover_ids, "reported": reported,
+            "cover": device["policy"].cover}
 
 
 @settings(max_examples=400, deadline=None)
@@ -147,6 +164,26 @@ def test_no_reboot_sequence_keeps_a_held_capture_past_its_hold_window_and_one_bo
         # interrupts it decides it as it comes up: never a second window, never a second boot.
         on_device = out["decided_at"][cid] - kept
         assert on_device <= HOLD + TICK + out["off_at_boot"].get(cid, 0), (cid, on_device)
+
+
+@settings(max_examples=400, deadline=None)
+@given(steps, configs, st.sampled_from([None, True, False]))
+def test_every_disarm_series_leaves_one_delivery_of_its_shape_and_nothing_else_does(history, triggers, cover):
+    # With cover on, a disarm's series, duress or not, ends in exactly one upload of its shape
+    # when it is sealed: a cover while its photos stay held, or the photos themselves after a
+    # twin. Whatever else happens around it (alarms, reboots, other series), no other series
+    # gets a cover, and a cover goes under the alarm id its disarmed event named.
+    out = play(history, triggers, cover)
+    for event, did in out["decisions"]:
+        covers = [d for d in did if d[0] == "cover"]
+        if not (out["cover"] and event in ("disarmed", "duress_disarm")):
+            assert not covers, (event, did)
+            continue
+        assert did in ([("keep", ""), ("cover", "")], [("cover", "twin"), ("send", "")]), (event, did)
+    assert set(out["cover_ids"]) <= set(out["reported"]), "a cover under an alarm id no disarm named"
+    assert len(out["cover_ids"]) == len(set(out["cover_ids"])), "two covers for one disarm"
+    # A normal disarm's id names no alarm: its cover can never be mistaken for an alarm's photos.
+    assert not {aid for aid, duress in out["reported"].items() if not duress} & out["alarms"]
 
 
 @settings(max_examples=200, deadline=None)

@@ -63,7 +63,12 @@ def test_disarm_without_alarm_sends_nothing_and_leaves_no_recoverable_frame(scen
     played = scenarios.play("disarm-no-alarm")
     result = played.result
     assert result["images_captured"] == 3
-    assert result["capture_bytes_at_broker"] == 0, "a photo byte crossed the broker without an alarm"
+    # What crossed the broker on the capture topic is one cover (issue 13: a duress disarm's
+    # photos would have left here), which the ARC opened as cover and stored nothing of; no
+    # photo byte crossed it (tests/test_duress_cover.py opens that cover from the wire).
+    assert result["image_bytes_sent_without_alarm"] == 0, "a photo byte crossed the broker without an alarm"
+    assert result["capture_bytes_at_broker"] == result["cover_bytes_at_broker"] > 0
+    assert (result["covers_at_arc"], result["captures_at_arc"], result["images_at_arc"]) == (1, 0, 0)
     assert result["device_captures_left"] == 0
     # Its header is still in littlefs's free blocks and the ARC key unwraps its data key, but
     # its key slot was erased: nobody opens it, whatever they hold (issue 13).

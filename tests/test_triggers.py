@@ -126,12 +126,15 @@ def test_reboots_in_the_hold_window_send_the_held_photos_once_with_a_power_loss_
     assert result["passed"], result["failures"]
     assert result["duplicates_stored"] == 0
     # Counted at the broker, not taken from the device: no photo byte left before the power
-    # went the first time, and some did after it.
+    # went the first time (only the disarm's cover, issue 13, which the ARC found to be cover
+    # by its release record), and photos did after it.
     first_reboot = min(timeline.scenario_s(at) for at, who, text in timeline.sorted()
                        if who == "device" and text == "reboot")
     captures = [r for r in wire if r["topic"].endswith("/up/capture")]
-    assert captures, "no capture crossed the broker"
-    assert min(r["t"] for r in captures) > first_reboot, "a photo byte crossed the broker before the reboot"
+    before = sum(r["bytes"] for r in captures if r["t"] <= first_reboot)
+    assert result["covers_at_arc"] == 1
+    assert before <= result["cover_bytes_at_broker"], "a photo byte crossed the broker before the reboot"
+    assert result["capture_bytes_at_broker"] - result["cover_bytes_at_broker"] > 0, "no photo crossed the broker"
     # At the ARC: the three disarm photos, every one under the one power_loss alarm, which
     # the technical event names too.
     (alarm,) = arc["alarms"]
@@ -145,7 +148,10 @@ def test_with_power_loss_off_a_reboot_shreds_the_held_photos_and_tells_the_arc(p
     result, _timeline, wire, arc = power_loss_off
     assert result["passed"], result["failures"]
     assert result["image_bytes_sent_without_alarm"] == 0
-    assert not [r for r in wire if r["topic"].endswith("/up/capture")], "a photo byte crossed the broker"
+    # Every capture byte at the broker is the disarm's cover (issue 13), which stored nothing.
+    on_wire = sum(r["bytes"] for r in wire if r["topic"].endswith("/up/capture"))
+    assert on_wire == result["cover_bytes_at_broker"] > 0, "a photo byte crossed the broker"
+    assert result["covers_at_arc"] == 1 and result["captures_at_arc"] == 0
     assert arc["alarms"] == [] and arc["images"] == []
     (event,) = _power_loss_events(arc)
     assert event["decision"] == "shredded" and event["captures"] == 1 and "alarm_id" not in event

@@ -91,9 +91,12 @@ def test_sim_run_writes_the_wire_log_and_the_flash_dump_figures(tmp_path):
     assert all(set(line) == WIRE_KEYS for line in lines)
     assert [line["t"] for line in lines] == sorted(line["t"] for line in lines)
     topics = {line["topic"] for line in lines}
-    # The disarm event, heartbeats (QoS 0) and the retained status, and not a capture byte.
+    # The disarm event, heartbeats (QoS 0) and the retained status; on the capture topic only
+    # the disarm's cover (issue 13), its bytes told apart by the capture ids the broker sees.
     assert {"vc/v1/panel-1/up/event", "vc/v1/panel-1/up/heartbeat", "vc/v1/panel-1/up/status"} <= topics
-    assert not any(t.endswith("/up/capture") for t in topics)
+    on_wire = sum(line["bytes"] for line in lines if line["topic"].endswith("/up/capture"))
+    assert on_wire == result["capture_bytes_at_broker"] == result["cover_bytes_at_broker"] > 0
+    assert result["image_bytes_sent_without_alarm"] == 0 and result["images_at_arc"] == 0
     assert {line["qos"] for line in lines if line["topic"].endswith("/heartbeat")} == {0}
     assert all(line["retain"] for line in lines if line["topic"].endswith("/status"))
     # The raw-flash figures are reported (their value is what issue 13 is about).

@@ -22,6 +22,7 @@ import asyncio
 import hashlib
 import json
 import os
+import struct
 import time
 from binascii import hexlify, unhexlify
 
@@ -29,7 +30,9 @@ from vericam import FW_VERSION
 # The biggest modules first: compiling a module from source needs contiguous room, which
 # every import before it breaks up (on the unix port a 156 KiB heap fits them this way).
 from vericam.mqtt.client import MQTTClient, MQTTExpired
-from vericam.seal import BUCKET, RELEASE_CAPTURE, CaptureSealer, padded_size, release_record
+from vericam.seal import (BUCKET, FRAME_INNER, FRAME_PREFIX, HEADER_FIXED, META_SIZE, RECORD_FRAME,
+                          RELEASE_CAPTURE, RELEASE_COVER, CaptureSealer, padded_size, release_record)
+from vericam.hmac256 import DIGEST_SIZE
 from vericam.counter import MessageCounter
 from vericam.envelope import (
     TYPE_CAPTURE as T_CAPTURE, TYPE_EVENT as T_EVENT, TYPE_STATUS as T_STATUS,
@@ -37,9 +40,9 @@ from vericam.envelope import (
     CLOCK_TOLERANCE, seal_envelope, open_envelope, chunk_header, encrypt_event, pad_event, status_body,
     parse_receipt, parse_time, EnvelopeError,
 )
-from vericam.delivery import Delivery, DEFAULT_RECEIPT_TIMEOUT_MS
+from vericam.delivery import Delivery, DEFAULT_RECEIPT_TIMEOUT_MS, RECORD_CAPTURING
 from vericam.keys import DeviceKeys
-from vericam.policy import CapturePolicy, DEFAULT_HOLD_WINDOW_MS, TRIGGER_CODES, HELD, SENDING
+from vericam.policy import CapturePolicy, COVER, DEFAULT_HOLD_WINDOW_MS, TRIGGER_CODES, HELD, SENDING
 from vericam.vault import Vault, FlashFull
 from vericam.keyslots import KeySlots, SlotsExhausted
 
@@ -62,9 +65,22 @@ _ZERO_PIECE = bytes(256)  # padding of a delivery (PROTOCOL section 4.5) is copi
 class KeySlotLost(Exception):
     """A capture's key slot no longer holds its key: nobody can open the capture any more."""
 
+
+class _Noise:
+    """The camera of a cover: random bytes, read like a frame stream."""
+
+    def readinto(self, view):
+        n = len(view)
+        view[:n] = os.urandom(n)
+        return n
+
+    def close(self):
+        pass
+
 # Activity events of these kinds go before the photos; the others (arming, configuration)
-# go after them.
-URGENT_KINDS = ("alarm", "technical")
+# go after them. Every disarm is urgent: a duress alarm is reported as a disarm (policy.py,
+# Cover), and a disarm that went first only when it was a duress alarm would give it away.
+URGENT_KINDS = ("alarm", "technical", "disarmed")
 
 # An event's envelope is stamped when it is sealed, and the gateway refuses one stamped more
 # than CLOCK_TOLERANCE (300 s) from its clock (docs/PROTOCOL.md section 3, rule 6 `stale`).
@@ -159,7 +175,9 @@ class Agent:
         self.vault = Vault(root + "/vault", self.keyslots)
         # Deliveries are padded with zeros to a multiple of this (PROTOCOL section 4.5).
         self.bucket = int(self.cfg.get("send_bucket", BUCKET))
-        self.policy = CapturePolicy(self.cfg.get("triggers"), self.cfg.get("hold_window_ms", DEFAULT_HOLD_WINDOW_MS))
+        # duress_cover: absent or null is the policy's default (on when a duress disarm sends photos)
+        self.policy = CapturePolicy(self.cfg.get("triggers"), self.cfg.get("hold_window_ms", DEFAULT_HOLD_WINDOW_MS),
+                                    cover=self.cfg.get("duress_cover"))
         self.delivery = Delivery(int(self.cfg.get("receipt_timeout_ms", DEFAULT_RECEIPT_TIMEOUT_MS)))
         # 2 KiB chunks: on a fragmented MicroPython heap a 2 KiB envelope still finds a hole
         # where a 4 KiB one does not (measured: `vericam bench device`).
@@ -178,6 +196,8 @@ class Agent:
         self._flash_low = False
         self.topic_base = "vc/v1/%s/" % self.device_id
         self.mqtt = None
+        self._covers = set()  # capture ids of the covers on the flash (policy.py, Cover)
+        self._twins = {}      # capture id of a claimed series -> its twin, shredded with it
 
     # -- envelopes ----------------------------------------------------------------------------
 
@@ -230,9 +250,15 @@ class Agent:
         (a capture the delivery has queued or is publishing has no such way out: it is
         simply never published again, see _send_capture)."""
         self.vault.shred(cid)
+        self._shred_twin(cid)
         self.delivery.on_hold_ended(cid)  # its ("shred",) action: done just now
         self.policy.on_delivered(cid)
         self.hal.trace("dropped", capture=_hex(cid), why=why)
+
+    def _shred_twin(self, cid):
+        twin = self._twins.pop(cid, None)
+        if twin is not None:
+            self.vault.shred(twin)
 
     def _shred(self, cid, why):
         """Destroy a capture on the device: its key slot zeroed, its files removed, the slot erased."""
@@ -256,7 +282,8 @@ class Agent:
         # A configuration change is logged with what now applies (never a key or a PIN:
         # the device has no PINs, and keys are left out). It is noticed by the hash of the
         # trigger table and hold window, kept on flash beside the config.
-        summary = {"triggers": {}, "hold_window_ms": self.policy.hold_window_ms}
+        summary = {"triggers": {}, "hold_window_ms": self.policy.hold_window_ms,
+                   "duress_cover": self.policy.cover}
         for name, row in self.policy.triggers.items():
             summary["triggers"][name] = list(row)
         text = json.dumps(summary)
@@ -321,6 +348,8 @@ class Agent:
                 _, cid, trigger, alarm = action
                 # Held photos get no new hold window: policy.on_boot decides them (POWER_LOSS).
                 self.policy.restore(cid, HELD if alarm is None else SENDING, trigger, alarm)
+                if trigger == COVER:
+                    self._covers.add(cid)
             elif kind == "queued":
                 why = action[2]
                 if why == "receipt_timeout":
@@ -329,12 +358,25 @@ class Agent:
                     self.hal.trace("resend", capture=_hex(cid))
                 self.uplink.wake()
             elif kind == "delivered":
+                cover = cid in self._covers
+                self._covers.discard(cid)
                 self._shred(cid, "delivered")
+                self._shred_twin(cid)
                 self.policy.on_delivered(cid)
                 self._check_flash()
-                self.hal.trace("receipt", capture=_hex(cid), frames=action[2], left=self.vault.count())
+                # A cover's receipt is not a photo at the ARC: it has a trace of its own.
+                if cover:
+                    self.hal.trace("cover_receipt", capture=_hex(cid), frames=action[2], left=self.vault.count())
+                else:
+                    self.hal.trace("receipt", capture=_hex(cid), frames=action[2], left=self.vault.count())
+            elif kind == "discard":
+                # A cover twin a power cut left behind: random bytes, nobody's photo.
+                self.vault.shred(cid)
+                self.hal.trace("cover_discarded", capture=_hex(cid))
             elif kind == "refused":
+                self._covers.discard(cid)
                 self._shred(cid, "refused")
+                self._shred_twin(cid)
                 self.policy.on_delivered(cid)
                 self.hal.trace("refused_by_arc", capture=_hex(cid), left=self.vault.count())
             elif kind == "shred":
@@ -389,7 +431,90 @@ class Agent:
         self.hal.trace("sealed", capture=_hex(cid), trigger=trigger, frames=frames, bytes=size)
         self._check_flash()
         self._deliver(self.delivery.on_sealed(cid, trigger))
-        self._apply(self.policy.on_captured(ref, cid, self.hal.now_ms()))
+        await self._decided(self.policy.on_captured(ref, cid, self.hal.now_ms()))
+
+    async def _decided(self, actions):
+        """Carry out the policy's decision on a sealed series: a cover (or a twin) is sealed
+        before what follows it, so a claimed series leaves when a cover would have."""
+        for action in actions:
+            if action[0] != "cover":
+                self._apply([action])
+                continue
+            cid = await self._seal_cover(action[1], action[2])
+            if action[2] is None and cid is not None:
+                # Sealed only for its time; shredded with its series, after the receipt, as a
+                # cover is after its own: no extra flash work while the series is on its way.
+                self._twins[action[1]] = cid
+
+    async def _seal_cover(self, shape, alarm_id):
+        """Seal a cover shaped like capture `shape` (policy.py, Cover): a capture of random frames
+        with its frame sizes, sealed like any other under a key slot of its own.
+
+        With an alarm id it is claimed and queued at once, like a series an alarm claimed; without,
+        it is a twin, sealed only for the time that takes. Returns its capture id, or None if there
+        was no room for it (nothing else waits on a cover)."""
+        try:
+            sizes = self._frame_sizes(shape)
+        except (OSError, ValueError) as exc:
+            self.hal.trace("cover_skipped", of=_hex(shape), why=repr(exc))
+            return None
+        cid = os.urandom(16)
+        expected = 0
+        for c in sizes:
+            expected += FRAME_PREFIX + c + DIGEST_SIZE
+        try:
+            # Claimed from its first byte under the alarm id it goes with (a reboot sends it).
+            writer = self.vault.begin(cid, COVER, expected, alarm_id)
+        except (FlashFull, SlotsExhausted) as exc:
+            # Never at a held capture's expense, as a new series would be: a cover is not evidence.
+            self.hal.trace("cover_skipped", of=_hex(shape), why=repr(exc))
+            return None
+        t = self.hal.unix_time()
+        sealer = CaptureSealer(self.arc_n, self.arc_e, self.arc_key_id, cid, TRIGGER_CODES[COVER], t,
+                               writer.slot_key)
+        try:
+            writer.write(sealer.header())
+            writer.forget_key()
+            buf = bytearray(READ_PIECE)
+            noise = _Noise()
+            for i, c in enumerate(sizes):
+                await asyncio.sleep_ms(0)  # a frame at a time, as a series is sealed
+                # the longest plaintext that seals to c bytes of ciphertext (PROTOCOL section 4.3)
+                writer.write_frame(sealer, i, t, noise, max(0, c - FRAME_INNER - 1), buf)
+            writer.write(sealer.end())
+            size = writer.commit()
+        except Exception as exc:
+            writer.abort()
+            self.hal.trace("cover_skipped", of=_hex(shape), why=repr(exc))
+            return None
+        finally:
+            sealer.close()
+        self.hal.trace("cover", capture=_hex(cid), of=_hex(shape), sent=alarm_id is not None, bytes=size)
+        if alarm_id is not None:
+            self._covers.add(cid)
+            self._deliver(self.delivery.on_sealed(cid, COVER))
+            self._deliver(self.delivery.on_claimed(cid, alarm_id))
+        else:
+            # The twin writes its record once more, as the claim of a cover does: the same flash
+            # work on both ways, so the series leaves at the moment a cover would.
+            self.vault.set_state(cid, RECORD_CAPTURING, COVER)
+        return cid
+
+    def _frame_sizes(self, cid):
+        """The ciphertext size of each frame record of a sealed capture (PROTOCOL 4.2, 4.3)."""
+        sizes = []
+        with self.vault.open_sealed(cid) as f:
+            head = f.read(HEADER_FIXED)
+            if len(head) != HEADER_FIXED:
+                raise ValueError("sealed capture shorter than its header")
+            w = struct.unpack_from(">H", head, HEADER_FIXED - 2)[0]
+            f.seek(HEADER_FIXED + w + META_SIZE + DIGEST_SIZE)
+            prefix = bytearray(FRAME_PREFIX)
+            while f.readinto(prefix) == FRAME_PREFIX and prefix[0] == RECORD_FRAME:
+                c = struct.unpack_from(">I", prefix, 2)[0]
+                sizes.append(c)
+                f.seek(c + DIGEST_SIZE, 1)
+        return sizes
 
     def _begin(self, cid, trigger, expected_bytes):
         """The vault's writer for a new capture; with no key slot free, the oldest held capture
@@ -505,8 +630,10 @@ class Agent:
             digest, count, total = await self._publish_capture(cid, alarm_id)
         except KeySlotLost:
             # Its key slot went bad while it waited: no key opens it, for the ARC neither.
-            # Say so, destroy it, and go on with the others.
-            self._key_slot_lost(cid, _hex(alarm_id))
+            # Say so, destroy it, and go on with the others (a cover's alarm id names nothing).
+            self._key_slot_lost(cid, None if cid in self._covers else _hex(alarm_id))
+            self._covers.discard(cid)
+            self._shred_twin(cid)
             self.delivery.on_key_lost(cid)
             self.vault.shred(cid)
             self.policy.on_delivered(cid)
@@ -518,7 +645,10 @@ class Agent:
             self._deliver(self.delivery.on_publish_failed(cid))
             await asyncio.sleep_ms(500)
             return
-        self.hal.trace("capture_sent", capture=_hex(cid), chunks=count, bytes=total)
+        if cid in self._covers:
+            self.hal.trace("cover_sent", capture=_hex(cid), chunks=count, bytes=total)
+        else:
+            self.hal.trace("capture_sent", capture=_hex(cid), chunks=count, bytes=total)
         self._deliver(self.delivery.on_published(cid, digest, self._transport_now()))
 
     async def _publish_capture(self, cid, alarm_id):
@@ -532,8 +662,8 @@ class Agent:
         if key is None:
             raise KeySlotLost()
         try:
-            release = release_record(self.arc_n, self.arc_e, self.arc_key_id, RELEASE_CAPTURE,
-                                     self.vault.frames_in(cid), cid, key)
+            kind = RELEASE_COVER if cid in self._covers else RELEASE_CAPTURE
+            release = release_record(self.arc_n, self.arc_e, self.arc_key_id, kind, self.vault.frames_in(cid), cid, key)
         finally:
             for i in range(len(key)):
                 key[i] = 0

@@ -24,6 +24,8 @@ events and the time, and carries out the actions it hands back:
     ("dropped", capture_id)                           its key slot was found erased or
                                                       corrupt while publishing: nothing
                                                       can open it any more (key_slot_lost)
+    ("discard", capture_id)                           boot: a cover twin a power cut left
+                                                      on the flash; it holds no photo
 
 A capture the delivery knows of is in exactly one phase:
 
@@ -66,11 +68,20 @@ window). It never gets a new hold window: its deadline ran on the uptime clock, 
 not survive the reboot, and a window restarted at every boot would let reboots keep
 household photos for ever. So no capture is held across two boots. What was awaiting a
 receipt is published again; the ARC stores it once and receipts it again.
+
+Covers (policy.py, "Duress that cannot be seen, and cover") go through this lifecycle like
+any capture an alarm claimed: recorded with the alarm id they are sent under from their
+first byte, queued when sealed, destroyed only on their receipt, sent again after a reboot.
+A twin (a cover sealed only for its timing, recorded with no alarm id) never enters it: the
+agent shreds it with its series, after the series' receipt, and a boot that finds one discards it
+(COVER_BOOT_RULE) instead of handing it to the policy, where it would count as held photos
+and raise a power_loss alarm for nothing.
 """
 
 from binascii import unhexlify
 
 from vericam.envelope import RECEIPT_REJECTED, RECEIPT_RESEND, RECEIPT_STORED
+from vericam.policy import COVER
 
 # Phases of a capture in RAM.
 SEALED = "sealed"
@@ -109,6 +120,10 @@ BOOT_RULES = {
     (RECORD_CAPTURING, True): QUEUED,
 }
 
+# (trigger, has an alarm id) -> what a boot does with it, before BOOT_RULES: a cover without
+# an alarm id is a twin, and holds nothing anyone needs.
+COVER_BOOT_RULE = {(COVER, False): "discard"}
+
 DEFAULT_RECEIPT_TIMEOUT_MS = 30000
 # A silent gateway gets the capture again after 1, 2, 4, 8, then every 16 receipt timeouts.
 MAX_BACKOFF_SHIFT = 4
@@ -143,6 +158,9 @@ class Delivery:
             trigger = record.get("t")
             alarm_hex = record.get("a")
             alarm_id = unhexlify(alarm_hex) if alarm_hex is not None else None
+            if COVER_BOOT_RULE.get((trigger, alarm_id is not None)) == "discard":
+                actions.append(("discard", cid))
+                continue
             phase = BOOT_RULES.get((record.get("s"), alarm_id is not None), HELD)
             if phase == QUEUED:
                 self.captures[cid] = [QUEUED, trigger, alarm_id, None, 0, 0, None]

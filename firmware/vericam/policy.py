@@ -13,6 +13,9 @@ for the agent to carry out:
     ("shred", capture_id)                            destroy it on the device
     ("report", event_dict)                           an activity-log event for the ARC
     ("alarm", alarm_id, trigger)                     an alarm has fired
+    ("cover", capture_id, alarm_id)                  seal a cover shaped like capture_id and send
+                                                     it under alarm_id; alarm_id None: seal it
+                                                     only, then shred it (a twin, see Cover)
 
 Every capture is in exactly one of three states while the policy knows of it:
 
@@ -39,6 +42,30 @@ of uptime on the device, plus the one boot that ends it.
 
 Which panel event does what is the table PANEL_EVENTS; what each trigger captures is the
 per-device trigger configuration (DEFAULT_TRIGGERS, overridden by the device config).
+
+Duress that cannot be seen, and cover
+-------------------------------------
+A duress disarm is reported exactly as a normal one: a `disarmed` event with `"duress"` and
+an `"alarm_id"` (the duress alarm's, or a random one that names nothing), encrypted and
+padded, so the event says nothing to anyone but the ARC, which raises the duress alarm from
+it. Its photos would still show: a normal disarm's photos stay on the device, a duress
+disarm's go to the ARC at once. So with cover on (device config `duress_cover`), every
+disarm uploads one delivery of the same shape at the same moment, whatever happened:
+
+    the disarm series is held (a normal disarm)   ("keep", ...) then ("cover", cid, alarm_id):
+                                                  a cover of its shape goes under the id the
+                                                  disarmed event named
+    the series is claimed (duress, or an alarm    ("cover", cid, None) then ("send", cid, ...):
+    while it was being taken)                     a twin of its shape is sealed first and
+                                                  shredded, so the series leaves when a cover
+                                                  would have
+
+A cover is a real sealed capture of random frames with the frame sizes of the series it
+stands for; its release record says it is cover, and the ARC discards it. The duress series
+is taken with the disarm series' frame count and interval, or its size and timing would
+tell it apart. Cover is on by default whenever a duress disarm sends photos (the duress
+trigger on and sending, or off with disarm photos on, which then go with the alarm), and
+needs disarm photos to copy: with the disarm trigger off there is no cover.
 """
 
 CAPTURING = "capturing"
@@ -49,7 +76,10 @@ SENDING = "sending"
 TRIGGER_CODES = {
     "disarm": 1, "intrusion": 2, "smoke": 3, "duress": 4,
     "tamper": 5, "sos": 6, "panic": 7, "silent": 8,
+    "cover": 9,  # a cover capture's (see Cover): random frames, never opened at the ARC
 }
+COVER = "cover"
+
 
 # trigger: (enabled, frames, interval between frames in ms, sends to the ARC when it fires)
 # The design's defaults (rule 1 and the reference privacy policy): photos on disarm and on
@@ -99,7 +129,7 @@ DEFAULT_HOLD_WINDOW_MS = 5 * 60 * 1000
 #               trigger it captures for instead when its own trigger is off)
 #
 # The fallback is for the duress disarm. It is a disarm at the panel, and rule 1 photographs
-# whoever disarms there; it is also a silent duress alarm. With the duress trigger on, its
+# whoever disarms there; it is also a silent duress alarm, reported as a disarm (see Cover). With the duress trigger on, its
 # series is taken and sent with the alarm. With it off, the disarm series is taken instead,
 # and because the duress alarm has fired, that series is sent with it, like every photo of
 # the hold window (rule 3). Switching duress photos off must not also switch off the disarm
@@ -109,7 +139,7 @@ PANEL_EVENTS = {
     "disarmed": ("disarm", False, "disarmed", None),
     "entry_delay": (None, False, None, None),
     "intrusion_alarm": ("intrusion", True, "alarm", None),
-    "duress_disarm": ("duress", True, "alarm", "disarm"),
+    "duress_disarm": ("duress", True, "disarmed", "disarm"),
     "tamper": ("tamper", True, "alarm", None),
     "sos": ("sos", True, "alarm", None),
     "panic": ("panic", True, "alarm", None),
@@ -158,17 +188,26 @@ def trigger_table(overrides=None):
     return table
 
 
+def default_cover(table):
+    """Cover's default for a trigger table: on whenever a duress disarm sends photos (Cover)."""
+    duress_on, _f, _i, duress_sends = table["duress"]
+    return bool(table["disarm"][0] and (duress_sends if duress_on else True))
+
+
 class CapturePolicy:
     """The sans-IO capture/hold/send/shred state machine of one device."""
 
-    def __init__(self, triggers=None, hold_window_ms=DEFAULT_HOLD_WINDOW_MS, new_id=None):
+    def __init__(self, triggers=None, hold_window_ms=DEFAULT_HOLD_WINDOW_MS, new_id=None, cover=None):
         self.triggers = trigger_table(triggers)
         if hold_window_ms < 0:
             raise PolicyError("hold window must not be negative")
         self.hold_window_ms = hold_window_ms
         self._new_id = new_id
         self._next_ref = 1
-        # ref -> [trigger, alarm_id or None]  (series being captured)
+        # Cover (see Cover): None is the default, on when a duress disarm sends photos.
+        self.cover = default_cover(self.triggers) if cover is None else bool(cover)
+        # ref -> [trigger, alarm_id or None, cover]  (series being captured); cover is None,
+        # or the alarm id its cover goes under if it is held (a disarm-shaped series)
         self.capturing = {}
         # capture_id -> [state, trigger, deadline_ms or alarm_id]
         self.captures = {}
@@ -191,13 +230,19 @@ class CapturePolicy:
         if is_alarm:
             alarm_id = self._id(8)
             actions.append(("alarm", alarm_id, trigger))
+        named = None  # the alarm id a disarmed event names
         if log_kind:
             ev = {"kind": log_kind}
             if slot is not None:
                 ev["slot"] = slot
             if mode is not None:
                 ev["mode"] = mode
-            if trigger and is_alarm:
+            if log_kind == "disarmed":
+                # Every disarm says the same (see Cover): a normal one names a random alarm id.
+                named = alarm_id if is_alarm else self._id(8)
+                ev["duress"] = event == "duress_disarm"
+                ev["alarm_id"] = named
+            elif trigger and is_alarm:
                 ev["code"] = trigger
                 ev["alarm_id"] = alarm_id
             actions.append(("report", ev))
@@ -212,10 +257,16 @@ class CapturePolicy:
                 trigger = fallback
                 on, frames, interval, sends = self.triggers[trigger]
                 claim = is_alarm
+            cover = None
+            if named is not None and self.cover and self.triggers["disarm"][0]:
+                # A disarm-shaped series: the disarm series' frames and interval, and one
+                # delivery of its shape whatever becomes of it.
+                cover = named
+                frames, interval = self.triggers["disarm"][1:3]
             if on:
                 ref = self._next_ref
                 self._next_ref += 1
-                self.capturing[ref] = [trigger, alarm_id if claim else None]
+                self.capturing[ref] = [trigger, alarm_id if claim else None, cover]
                 actions.append(("capture", ref, trigger, frames, interval))
         return actions
 
@@ -224,12 +275,17 @@ class CapturePolicy:
         entry = self.capturing.pop(ref, None)
         if entry is None:
             raise PolicyError("no capture in progress with ref %r" % (ref,))
-        trigger, alarm_id = entry
+        trigger, alarm_id, cover = entry
         if alarm_id is not None:
             self.captures[capture_id] = [SENDING, trigger, alarm_id]
+            if cover is not None:
+                # It leaves when a cover would have: after a twin of its shape is sealed.
+                return [("cover", capture_id, None), ("send", capture_id, alarm_id)]
             return [("send", capture_id, alarm_id)]
         until = now_ms + self.hold_window_ms
         self.captures[capture_id] = [HELD, trigger, until]
+        if cover is not None:
+            return [("keep", capture_id, until), ("cover", capture_id, cover)]
         return [("keep", capture_id, until)]
 
     def on_capture_failed(self, ref):

@@ -164,16 +164,17 @@ class Vault:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def begin(self, capture_id, trigger, expected_bytes=0):
+    def begin(self, capture_id, trigger, expected_bytes=0, alarm_id=None):
         """Start a capture: its key slot, then its state record, then its temporary file.
 
+        `alarm_id`: the capture is claimed from its first byte (a cover, sent under that id).
         Raises FlashFull, or keyslots.SlotsExhausted when every slot holds a capture's key.
         """
         if expected_bytes and not self.has_room_for(expected_bytes):
             raise FlashFull("flash full: %d bytes free, a capture needs %d" % (self.free_bytes(), expected_bytes))
         _slot, key = self.slots.claim(capture_id)
         try:
-            self.set_state(capture_id, RECORD_CAPTURING, trigger)
+            self.set_state(capture_id, RECORD_CAPTURING, trigger, alarm_id)
             return CaptureWriter(self, capture_id, key)
         except Exception:
             for i in range(len(key)):

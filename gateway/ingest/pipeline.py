@@ -10,8 +10,12 @@ What becomes of each message:
 - capture chunk: spooled; when the last chunk of a capture is in, the sealed capture is opened
   (§4), each frame is stored as an encrypted image, and a receipt (status 0) is returned. A
   capture already stored is never stored twice: when the device sends it again (fresh
-  counters), its receipt goes out again.
-- event: decrypted (§6) and stored; an alarm event links its alarm id to its captures.
+  counters), its receipt goes out again. A cover (release kind 1, §4.4) is answered the same
+  way and stores nothing but a capture row of status `cover`, for a resend's receipt: no
+  image, no alarm, nothing an operator or a subject's export could take for photos.
+- event: decrypted (§6) and stored; an alarm event links its alarm id to its captures. A
+  disarm is stored as the device's disarm, without the fields that make every disarm look
+  alike on the wire; a duress disarm is stored and raised as the duress alarm it is.
 - status: online/offline and last seen; `online` gets a time message (§9).
 - alarms and technical events, with `forward` set (`vericam gateway run --dc09`): a DC-09
   report for the ARC's own alarm receivers is queued in the same transaction as the event
@@ -44,7 +48,7 @@ from gateway.protocol.envelope import (RECEIPT_REJECTED, RECEIPT_RESEND, RECEIPT
                                 T_HEARTBEAT,
                                 T_RECEIPT, T_STATUS, T_TIME, Envelope)
 from gateway.protocol.errors import CaptureTooLarge, Malformed, ProtocolError, TooManyCaptures
-from gateway.protocol.event import decrypt_event, parse_status
+from gateway.protocol.event import as_recorded, decrypt_event, parse_status
 from gateway.governance.retention import RetentionPolicy, deletion_day
 from gateway.ingest.notices import Notices
 from gateway.ingest.quotas import DeviceLimits, Quotas
@@ -227,13 +231,16 @@ class Ingest:
                                       "reassembly: send one capture at a time, or wait for receipts")
             if self.quotas is not None:
                 self.quotas.check_reassembly(device, sum(reserved.values()))
-            self.store.alarms.note(device, aid, at_ms)
         elif ((state["count"], state["count_max"], state["total"], state["total_max"], state["alarm_id"],
                state["alarm_id_max"]) != (chunk.count, chunk.count, chunk.total, chunk.total, aid, aid)):
             raise Malformed(f"chunk {chunk.index} of capture {cid[:8]} disagrees with earlier chunks "
                             "on count, total size or alarm id")
         if state["bytes"] > chunk.total:
             raise CaptureTooLarge(f"chunks of capture {cid[:8]} hold more than its stated {chunk.total} bytes")
+        if new and chunk.index == 0 and not self._starts_cover(chunk):
+            # The alarm is heard of with its photos' first chunk, unless they are cover: a cover
+            # names an alarm id that means nothing, and no alarm may appear for it.
+            self.store.alarms.note(device, aid, at_ms)
         if state["have"] == chunk.count:
             self._complete(device, cid, aid, chunk.total, state["first_ms"], at_ms, result)
 
@@ -249,6 +256,8 @@ class Ingest:
             opened = cap.open_delivery(sealed, self._arc, self._arc_key_id)  # release, sealed, padding (§4)
             if opened.capture_id.hex() != cid:
                 raise Malformed("capture id in the chunks differs from the one in the sealed header")
+            if opened.cover:
+                return self._cover(device, cid, opened, sha, len(sealed), first_ms, result)
         except ProtocolError as exc:
             # The capture itself is bad: remember that, so a resend gets the same answer.
             if self.store.captures.claim(CaptureRecord(device, cid, aid, "rejected", sha, len(sealed), 0, first_ms,
@@ -286,6 +295,29 @@ class Ingest:
                                            len(sealed), rowid, first_ms))
         self._receipt(device, opened.capture_id, RECEIPT_STORED, len(opened.frames), bytes.fromhex(sha), result)
 
+    def _starts_cover(self, chunk: cap.Chunk) -> bool:
+        """True if this first chunk of a delivery opens with a cover's release record (§4.4).
+
+        One RSA decryption per delivery, the one _complete does again; a chunk too short to hold
+        the record, or one that does not open, says nothing here: _complete decides."""
+        try:
+            return cap.open_release(chunk.data, self._arc, self._arc_key_id).kind == cap.KIND_COVER
+        except ProtocolError:
+            return False
+
+    def _cover(self, device: str, cid: str, opened: cap.OpenedCapture, sha: str, size: int, first_ms: int,
+               result: BatchResult) -> None:
+        """A cover (§4.4): its bytes are dropped, and it is answered like a stored capture.
+
+        The receipt is the one a stored capture would get, its `frames` those of the release
+        record, so the broker, which sees receipts in the clear, cannot tell the two apart. The
+        capture row (status `cover`, no alarm id) is there so that a resend gets the same answer;
+        no image, no alarm and no activity event is written for it."""
+        if self.store.captures.claim(CaptureRecord(device, cid, "", "cover", sha, size, opened.frames_claimed,
+                                                   first_ms, "cover")) is None:
+            return self._claimed_elsewhere(device, cid, result)
+        self._receipt(device, opened.capture_id, RECEIPT_STORED, opened.frames_claimed, bytes.fromhex(sha), result)
+
     def _claimed_elsewhere(self, device: str, cid: str, result: BatchResult) -> None:
         """Another writer committed this capture while we assembled it: answer with its outcome."""
         done = self.store.captures.get(device, cid)
@@ -294,7 +326,7 @@ class Ingest:
 
     def _event(self, env: Envelope, at_ms: int, late_s: int = 0) -> None:
         keys = self.store.devices.keys_for(env.device_id)
-        event = decrypt_event(keys.event, env.body)
+        event = as_recorded(decrypt_event(keys.event, env.body))
         if late_s:
             # Sent in time but held up on the way (every gateway down, §3 "Late events"): an
             # alarm is logged late rather than lost, and the log says how late.
@@ -413,7 +445,7 @@ class Ingest:
 
     # Downlink ------------------------------------------------------------------------------
     def _receipt_for(self, row: dict, result: BatchResult) -> None:
-        status = RECEIPT_STORED if row["status"] == "stored" else RECEIPT_REJECTED
+        status = RECEIPT_STORED if row["status"] in ("stored", "cover") else RECEIPT_REJECTED
         self._receipt(row["device"], bytes.fromhex(row["capture_id"]), status, row["frames"],
                       bytes.fromhex(row["sha256"]), result)
 

@@ -51,6 +51,26 @@ def encrypt_event(k_event: bytes, iv: bytes, event: dict | bytes) -> bytes:
     return iv + enc.update(pad.update(raw) + pad.finalize()) + enc.finalize()
 
 
+def as_recorded(event: dict) -> dict:
+    """A disarm as the activity log keeps it (PROTOCOL.md §6, "Disarms"); other events as they are.
+
+    On the wire every disarm carries `duress` and an `alarm_id`, so that a duress disarm looks
+    like any other. A duress disarm is the duress alarm: it is recorded as the alarm event the
+    device sent before issue 13 (kind `alarm`, code `duress`, its alarm id and user slot), and
+    raised, linked and forwarded as that. A normal disarm's alarm id names nothing, so it and
+    the `duress` flag are left out of its record. A disarm without `duress` (older firmware)
+    is recorded as it comes."""
+    if event.get("kind") != "disarmed" or "duress" not in event:
+        return event
+    recorded = {k: v for k, v in event.items() if k not in ("duress", "alarm_id")}
+    if event["duress"] is not False:
+        # Anything but a plain false is the duress alarm: a malformed flag must not hide one.
+        recorded.update(kind="alarm", code="duress")
+        if isinstance(event.get("alarm_id"), str):
+            recorded["alarm_id"] = event["alarm_id"]
+    return recorded
+
+
 def parse_status(body: bytes) -> dict:
     try:
         status = json.loads(bytes(body).decode("utf-8"))

@@ -16,7 +16,11 @@ way the agent does, carries out its actions on a model flash, plays the ARC, and
     in that boot by the policy's power_loss rule (firmware/vericam/policy.py, the real
     one): claimed by a `power_loss` alarm, or shredded, as the device's configuration of
     the trigger says, and the ARC is told in a technical event. No capture is held across
-    two boots.
+    two boots;
+  - a cover is delivered like any claimed capture, under the alarm id it was sealed for;
+    a twin (a cover sealed only for its time) is never published, and a boot that finds
+    one discards it without handing it to the policy (it is no held photo, and must not
+    raise a power_loss alarm).
 
 It then lets the link heal (every receipt arrives, every hold window ends) and checks that
 every capture ended sent-and-receipted (or refused by the ARC) or shredded.
@@ -27,6 +31,10 @@ on the runtime the device has. A history is a list of steps, each a list (JSON-f
 
   ["seal", claim, crash]       a series is sealed; claim: taken for an alarm; crash: the
                                power goes before the policy's decision is recorded
+  ["cover", crash]             a cover is sealed and queued under the alarm id its disarm
+                               named; crash: the power goes before it is whole
+  ["twin", crash]              a twin is sealed, and later shredded by the agent with its
+                               series; crash: the power goes before that
   ["alarm"]                    an alarm claims every held capture
   ["hold_end", k]              the hold window of the k-th capture ends (the policy's
                                tick; also tried on captures an alarm has claimed)
@@ -49,7 +57,7 @@ A world is played with one configuration of the power_loss trigger (POWER_LOSS_C
 import hashlib
 
 from vericam.delivery import (Delivery, RECORD_CAPTURING, RECORD_HELD, RECORD_SENDING)
-from vericam.policy import HELD, SENDING, TECHNICAL_POWER_LOSS, CapturePolicy
+from vericam.policy import COVER, HELD, SENDING, TECHNICAL_POWER_LOSS, CapturePolicy
 from vericam.envelope import RECEIPT_REJECTED, RECEIPT_RESEND, RECEIPT_STORED
 
 RECEIPT_TIMEOUT_MS = 1000
@@ -94,6 +102,8 @@ class World:
         self.reboots = 0
         self.boot_claimed = 0  # held captures a boot's power_loss alarm claimed
         self.boot_shredded = 0  # held captures a boot shredded
+        self.covers = set()    # capture ids of covers
+        self.twins = set()     # capture ids of twins
         self._ids = 0
         self.delivery = None
         self._boot()
@@ -115,8 +125,14 @@ class World:
                 if state == RECORD_SENDING and self.claimed.get(cid) != alarm:
                     raise Broken("capture %s recorded as sending for the wrong alarm" % _hex(cid))
                 self.flash[cid] = [state, trigger, alarm]
+            elif kind == "discard":
+                if cid not in self.twins or self.flash.get(cid, [None, None, 1])[2] is not None:
+                    raise Broken("boot discarded capture %s, which is no twin" % _hex(cid))
+                self._destroy(cid, kind)
             elif kind == "restore":
                 alarm = action[3]
+                if cid in self.twins:
+                    raise Broken("twin %s handed to the policy at boot: it would count as held photos" % _hex(cid))
                 if alarm is None:
                     if cid in self.claimed:
                         raise Broken("claimed capture %s came back from a reboot as held" % _hex(cid))
@@ -277,6 +293,34 @@ class World:
             else:
                 self._do(d.on_held(cid))
                 self.policy_held.append(cid)
+        elif what == "cover":
+            # As the agent's _seal_cover: the slot and the record first (with the alarm id the
+            # disarmed event named), the sealed bytes, then it is claimed and queued.
+            cid = self._new_id(16)
+            alarm = self._new_id(8)
+            self.order.append(cid)
+            self.covers.add(cid)
+            self.claimed[cid] = alarm
+            self.flash[cid] = [RECORD_CAPTURING, COVER, None]  # Vault.begin
+            self._do(d.on_capturing(cid, COVER, alarm))
+            if s[1]:
+                del self.flash[cid]  # cut while sealing: vault.recover removes the .tmp
+                self.gone[cid] = "never_whole"
+                self.reboot()
+            else:
+                self.sealed[cid] = b"cover %d " % self._ids * 40
+                self._do(d.on_sealed(cid, COVER))
+                self._do(d.on_claimed(cid, alarm))
+        elif what == "twin":
+            cid = self._new_id(16)
+            self.order.append(cid)
+            self.twins.add(cid)
+            self.flash[cid] = [RECORD_CAPTURING, COVER, None]  # Vault.begin, with no alarm id
+            self.sealed[cid] = b"twin %d " % self._ids * 40
+            if s[1]:
+                self.reboot()  # whole on flash when the power went: the boot must discard it
+            else:
+                self._destroy(cid, "twin")  # the agent shreds it with its series
         elif what == "alarm":
             alarm = self._new_id(8)
             for cid in list(self.policy_held):
@@ -364,6 +408,14 @@ class World:
             how = self.gone.get(cid)
             if how is None:
                 raise Broken("capture %s never left the device" % _hex(cid))
+            if cid in self.twins:
+                if how not in ("twin", "discard") or cid in self.arrivals:
+                    raise Broken("twin %s ended %s" % (_hex(cid), how))
+                continue
+            if how == "never_whole":
+                if cid not in self.covers or cid in self.arrivals:
+                    raise Broken("capture %s lost before it was whole" % _hex(cid))
+                continue
             if cid in self.claimed:
                 if how == "delivered":
                     stored = self.arc_stored.get(cid)
@@ -381,6 +433,7 @@ class World:
     def summary(self):
         """What happened, in numbers that do not depend on the runtime's dict order."""
         return {"sealed": len(self.order), "claimed": len(self.claimed), "gone": len(self.gone),
+                "covers": len(self.covers), "twins": len(self.twins),
                 "reboots": self.reboots, "boot_claimed": self.boot_claimed, "boot_shredded": self.boot_shredded}
 
 
