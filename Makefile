@@ -7,10 +7,10 @@ BIN     = $(VENV)/bin
 
 setup: $(VENV)/.installed mosquitto
 
-$(VENV)/.installed: pyproject.toml setup.py
+$(VENV)/.installed: pyproject.toml setup.py tools/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c tools/constraints.txt -e '.[dev]'
 	touch $@
 
 mosquitto:
