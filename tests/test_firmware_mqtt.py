@@ -307,9 +307,11 @@ def test_publish_with_timeout_gives_up_while_the_broker_is_down(broker):
         dev.expect("UP")
         broker.stop()
         dev.expect("DOWN")
-        line = dev.expect("TIMEOUT", timeout=5)
+        line = dev.expect("TIMEOUT", timeout=15)
         _, elapsed, inflight, kept = line.split(" ", 3)
-        assert 700 <= int(elapsed) <= 2000
+        # Not before its 800 ms; the upper bound only says "it gave up", with room for a
+        # machine running three test workers on two cores.
+        assert 700 <= int(elapsed) <= 10_000
         assert inflight == "0"  # withdrawn from retransmission
         assert kept == "kept by the caller"
         assert dev.wait(5) == 0
