@@ -105,7 +105,9 @@ class SimulatedDevice:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._conn_lock:
             self._conn = conn
-        threading.Thread(target=self._reader, args=(conn,), daemon=True, name=f"hal-{self.device_id}").start()
+        self._reader_thread = threading.Thread(target=self._reader, args=(conn,), daemon=True,
+                                               name=f"hal-{self.device_id}")
+        self._reader_thread.start()
         self.timeline.add("device", f"booted MicroPython (pid {self.proc.pid})")
 
     def _clock_args(self) -> list[str]:
@@ -120,7 +122,18 @@ class SimulatedDevice:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
+            self._drain_reader()
             self.timeline.add("device", "power cut (SIGKILL)")
+
+    def _drain_reader(self, timeout: float = 5.0) -> None:
+        """Wait until every trace the dead process wrote has been read: its socket is at EOF.
+
+        What the device said before it died may still sit in the socket when the process is
+        gone; a caller reading `traces` straight after a kill must see it (a CI run once
+        missed a `sealed` trace that way)."""
+        reader = getattr(self, "_reader_thread", None)
+        if reader is not None and reader is not threading.current_thread():
+            reader.join(timeout)
 
     def stop(self) -> None:
         self._closing = True
@@ -131,6 +144,8 @@ class SimulatedDevice:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.proc and self.proc.poll() is not None:
+            self._drain_reader()
         with self._conn_lock:
             if self._conn:
                 self._conn.close()
