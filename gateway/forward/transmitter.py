@@ -5,7 +5,8 @@ reporting), one report format (SIA DCS or Contact ID) and the keys of the accoun
 `Transmitter` serves one route with its own threads, so a receiver that is down, stalls or
 answers garbage delays only its own route, and only by its timeouts:
 
-- the delivery thread takes due entries from the outbox (`Outbox.pending`), sends each to the
+- the delivery thread takes the entries handed to it (`hand`: put leased to it by the ingest,
+  just committed) and then the due entries of the outbox (`Outbox.pending`), sends each to the
   primary, waits for the answer with a deadline, and on no ACK tries the backup. An entry no
   receiver acknowledged is given back to the outbox with a retry time (exponential backoff with
   jitter); it keeps its sequence number, and a fresh timestamp and pad on every try. After the
@@ -356,6 +357,7 @@ class Transmitter:
         """How long a lease of ours must last: a whole batch against receivers that all time out."""
         worst = len(self.route.receivers) * 2 * (self.route.connect_timeout_s + self.route.ack_timeout_s)
         return max(60.0, self.batch * worst)
+
     def _link(self, receiver: Receiver) -> Link:
         return Link(receiver, self.states[receiver.name], self.route.connect_timeout_s,
                     self.route.ack_timeout_s, self.clock)
@@ -394,8 +396,8 @@ class Transmitter:
             link.close()
         self._links = {r.name: self._link(r) for r in self.route.receivers}   # start() may follow
         handed = self._take_handed()
-        if handed and hasattr(self.outbox, "claimed"):        # not sent: their leases end now, for another worker or our next start
-            try:
+        if handed and hasattr(self.outbox, "claimed"):
+            try:        # not sent: their leases end now, for another worker or our next start
                 for entry in self.outbox.claimed(self.route.name, handed, self.clock()):
                     self.outbox.mark_attempt(entry.id, self.route.name, "not tried: transmitter stopping",
                                              self.clock())
