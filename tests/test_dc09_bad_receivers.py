@@ -147,6 +147,7 @@ def test_a_bad_primary_is_logged_and_counted_and_holds_up_neither_the_backup_nor
                                        20, f"{metric} for the primary")
                 finally:
                     link.close()
+            got = backup.of(ACCOUNT)                # the gateway stopped: all it ever sent the backup
         finally:
             primary.close()
     assert [e.code for e in got] == ["BA", "BA"]
