@@ -60,8 +60,13 @@ def assert_alarm_then_follow_up(arc: ArcReceiver, reports: list[dict]) -> None:
         assert event.x_data == f"V{CONSOLE}/alarms/{DEVICE}/{alarm['alarm_id']}"
 
 
-def test_a_burglary_reaches_the_receiver_as_an_alarm_at_once_then_with_its_photos(tmp_path):
-    with ArcReceiver({ACCOUNT: KEY}) as arc, Stack(tmp_path / "run", dc09=settings(tmp_path, arc.where)) as stack:
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_a_burglary_reaches_the_receiver_as_an_alarm_at_once_then_with_its_photos(engine, tmp_path, request):
+    # On both engines: the alarm's report, put leased to the gateway in the commit that stores
+    # the alarm, is read back and sent by the transmitter it was handed to.
+    db_url = request.getfixturevalue("pg_url") if engine == "postgresql" else None
+    with ArcReceiver({ACCOUNT: KEY}) as arc, \
+            Stack(tmp_path / "run", dc09=settings(tmp_path, arc.where), db_url=db_url) as stack:
         result = burglary(stack)
         reports = stack.wait_dc09_acked(2, timeout=20)
         with stack.store() as s:
