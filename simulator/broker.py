@@ -175,10 +175,12 @@ class WireObserver:
     `bytes` is the payload length and `t` the seconds since `t0` on `clock` (pass a
     scenario's clock to log in scenario time). The session outlives a broker restart
     (persistent session, quick reconnect), so QoS-1 messages published while it reconnects
-    are kept for it; a QoS-0 message (a heartbeat) published in that gap is not.
+    are kept for it; a QoS-0 message (a heartbeat) published in that gap is not. `topic`
+    narrows what it subscribes to (a topic filter).
     """
 
-    def __init__(self, broker: Broker, clock=time.time, t0: float | None = None, keep_payloads: bool = False):
+    def __init__(self, broker: Broker, clock=time.time, t0: float | None = None, keep_payloads: bool = False,
+                 topic: str = "#"):
         self._clock = clock
         self.t0 = clock() if t0 is None else t0
         self.records: list[dict] = []
@@ -195,6 +197,7 @@ class WireObserver:
         from paho.mqtt.packettypes import PacketTypes
 
         self._mqtt = mqtt
+        self.topic = topic
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"wire-observer-{secrets.token_hex(4)}",
                                   protocol=mqtt.MQTTv5)
         self.client.username_pw_set(user, password)
@@ -214,7 +217,7 @@ class WireObserver:
         if reason_code.is_failure:
             return
         if not flags.session_present:
-            client.subscribe("#", options=self._mqtt.SubscribeOptions(qos=2, retainAsPublished=True))
+            client.subscribe(self.topic, options=self._mqtt.SubscribeOptions(qos=2, retainAsPublished=True))
         self._subscribed.set()
 
     def _on_message(self, _client, _userdata, msg) -> None:

@@ -287,7 +287,8 @@ def bench_dc09(
 
     Full stack (Mosquitto, the gateway with --dc09, the device on real MicroPython) and
     pysiaalarm as the ARC's receiver, encrypted. The baseline is one bare DC-09 message to the
-    same receiver, measured between the alarms; the device's MQTT hop is reported apart."""
+    same receiver, measured between the alarms; the device's MQTT hop (panel event to the
+    broker delivering the alarm's message) is reported apart."""
     from rich.progress import Progress
 
     from simulator.bench.dc09 import run_dc09
@@ -296,13 +297,16 @@ def bench_dc09(
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("alarms", total=alarms)
         result = run_dc09(alarms, workdir=workdir, progress=lambda done, total: progress.update(task, completed=done))
-    a, h, e = result["alarm_to_ack_ms"], result["alarm_to_event_stored_ms"], result["event_stored_to_ack_ms"]
+    a, h, g = result["alarm_to_ack_ms"], result["mqtt_hop_ms"], result["gateway_to_ack_ms"]
+    s, e = result["alarm_to_event_stored_ms"], result["event_stored_to_ack_ms"]
     console.print(f"alarms {result['alarms']}, ACKed {result['acked']}, lost {result['lost']}, "
                   f"duplicates at the receiver {result['duplicates_at_receiver']}; "
                   f"{result['acked_before_photos_stored']} ACKed before their photos were stored")
     console.print(f"alarm -> receiver ACK   p50 {a['p50']} ms   p95 {a['p95']} ms")
-    console.print(f"  alarm -> event stored p50 {h['p50']} ms   p95 {h['p95']} ms   (the device's MQTT hop)")
-    console.print(f"  stored -> ACK         p50 {e['p50']} ms   p95 {e['p95']} ms")
+    console.print(f"  alarm -> broker delivers it  p50 {h['p50']} ms   p95 {h['p95']} ms   (the device's MQTT hop)")
+    console.print(f"  delivered -> ACK             p50 {g['p50']} ms   p95 {g['p95']} ms   (the gateway and DC-09)")
+    console.print(f"  alarm -> event stored       p50 {s['p50']} ms   p95 {s['p95']} ms; "
+                  f"stored -> ACK p50 {e['p50']} ms   p95 {e['p95']} ms")
     console.print(f"bare DC-09 baseline     p50 {result['baseline_ms']} ms   p95 {result['baseline_ms_p95']} ms; "
                   f"goal p95 <= 2 x baseline + hop = {result['goal_ms']} ms: "
                   f"{'met' if result['within_goal'] else 'NOT met'}")

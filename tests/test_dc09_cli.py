@@ -85,6 +85,9 @@ def test_bench_dc09_prints_the_figures_the_issue_asks_for(tmp_path):
     assert (result["alarms"], result["acked"], result["lost"], result["duplicates_at_receiver"]) == (2, 2, 0, 0)
     assert set(result["alarm_to_ack_ms"]) >= {"p50", "p95"} and result["alarm_to_ack_ms"]["p95"] > 0
     assert result["baseline_ms"] > 0 and result["alarm_to_event_stored_ms"]["p50"] > 0
+    # The device's MQTT hop ends when the broker delivers the alarm's message, for each alarm.
+    assert result["mqtt_hop_ms"]["n"] == result["gateway_to_ack_ms"]["n"] == 2
+    assert result["mqtt_hop_ms"]["p50"] > 0 and result["gateway_to_ack_ms"]["p50"] > 0
     assert result["acked_before_photos_stored"] == 2          # the alarm never waited for its photos
 
 

@@ -164,3 +164,27 @@ def test_setting_an_account_is_audited_and_checked(gw):
     records = gw.store.audit.records("configure device", "cam-1")
     assert [r["why"] for r in records][-1] == "DC-09 account set"
     assert records[-1]["detail"]["account"] == "1234" and records[-1]["detail"]["zone"] == 3
+
+
+def test_an_alarm_behind_a_burst_of_photo_chunks_is_committed_and_handed_over_before_them(gw):
+    # The gateway's writer takes what is queued as one batch; an alarm event queued behind the
+    # chunks of a capture is committed first, in a transaction of its own (`events_first`), and
+    # its report handed to the transmitters, leased to them, before a chunk is written.
+    import time
+
+    from gateway.ingest.service import events_first
+
+    earlier = "0a0b0c0d0e0f1011"
+    batch = [Message(t, p) for t, p in (*gw.photos(earlier), gw.alarm("intrusion", AID))]
+    at_wake = []
+    gw.forwarder.wake = lambda: at_wake.append((gw.reports(), gw.store.captures.stored_of_alarm("cam-1", earlier),
+                                                gw.sent.claimed("arc", gw.forwarder._handed, time.time())))
+    parts = events_first(batch)
+    assert [len(p) for p in parts] == [1, len(batch) - 1] and parts[0][0] is batch[-1]
+    for part in parts:
+        gw.ingest.process_batch(part)
+    ((reports, photos_stored, (handed,)),) = at_wake
+    assert reports == [("intrusion", False, LINK)] and not photos_stored
+    assert (handed.report.event, handed.report.alarm_id) == ("intrusion", AID)
+    assert gw.sent.pending("arc", time.time()) == []            # leased to this gateway: no poll takes it
+    assert gw.store.captures.stored_of_alarm("cam-1", earlier)   # and the photos were stored after it

@@ -159,3 +159,37 @@ def test_what_every_route_acknowledged_is_dropped_a_day_later(store):
         assert box.acked_by(half.id, "arc") == "primary" and box.backlog("second-arc") == 1
     finally:
         box.close()
+
+
+def test_an_alarm_put_leased_is_sent_by_its_worker_alone_and_a_crash_does_not_lose_it(store):
+    """The handoff (`put(..., lease_s)`, then `claimed`): the worker that stores an alarm holds it
+    on every route from its commit on, so no other worker's poll takes it; a rolled-back put is
+    never found; a second put of the same key is not handed again; and if the worker dies
+    before the ACK, the report goes out again, with its number, once the lease is given back."""
+    intake = StoredOutbox(store.dc09_outbox, ROUTES, owner="gw-a")
+    mine, other = worker(store, "gw-a"), worker(store, "gw-b")
+    try:
+        with pytest.raises(RuntimeError):
+            with store.transaction():
+                lost = intake.put(REPORT, now=1.0, key="alarm/dev-1/5f1c/intrusion", lease_s=60)
+                raise RuntimeError("the batch failed before its commit")
+        assert lost.leased and mine.claimed("arc", [lost.id], now=2.0) == []    # never committed: nothing
+
+        with store.transaction():
+            entry = intake.put(REPORT, now=1.0, key="alarm/dev-1/5f1c/intrusion", lease_s=60)
+            again = intake.put(REPORT, now=1.0, key="alarm/dev-1/5f1c/intrusion", lease_s=60)
+        assert entry.leased and not again.leased and again.id == entry.id       # handed once
+        assert other.pending("arc", now=2.0) == [] and mine.pending("arc", now=2.0) == []
+        assert other.claimed("arc", [entry.id], now=2.0) == []                 # not gw-b's
+        (claimed,) = mine.claimed("arc", [entry.id], now=2.0)
+        assert (claimed.id, claimed.seq, claimed.report) == (entry.id, entry.seq, REPORT)
+
+        mine.mark_acked(entry.id, "arc", "primary", at=3.0)
+        assert mine.claimed("arc", [entry.id], now=3.0) == []                   # ACKed: never sent again
+        mine.close()                                     # gw-a dies before the second route's ACK
+        assert other.pending("second-arc", now=30.0) == []                      # its lease still runs
+        (resent,) = other.pending("second-arc", now=62.0)                       # until it runs out
+        assert (resent.id, resent.seq) == (entry.id, entry.seq)
+    finally:
+        mine.close()
+        other.close()

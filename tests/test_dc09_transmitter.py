@@ -179,18 +179,17 @@ def test_every_alarm_and_technical_event_reaches_pysiaalarm_encrypted(fmt):
 
 def test_the_alarm_goes_out_at_once_and_the_photos_follow_up_with_the_link():
     with pysiaalarm({"1234": KEY}) as arc:
-        fwd = forwarder([Receiver("primary", "127.0.0.1", arc.port)], fmt=dc09.ADM_CID).start()
+        # No poll in the hour: the follow-up, put after the alarm's ACK, goes out only because
+        # the forwarder woke the transmitter (the alarm: that, or the thread's first pass).
+        fwd = forwarder([Receiver("primary", "127.0.0.1", arc.port)], fmt=dc09.ADM_CID, poll_s=3600.0).start()
         try:
-            started = time.monotonic()
             alarm = fwd.alarm("dev-1", "intrusion", alarm_id="5f1c")
             wait_for(lambda: arc.of("1234"), what="the alarm")
-            alarm_s = time.monotonic() - started
             follow = fwd.verification("dev-1", "intrusion", alarm_id="5f1c")
             wait_for(lambda: len(arc.of("1234")) == 2, what="the verification follow-up")
         finally:
             fwd.stop()
     first, second = arc.of("1234")
-    assert alarm_s < 1.0
     assert (first.sequence, first.event_qualifier, first.event_type) == (f"{alarm.seq:04d}", "1", "130")
     assert (second.sequence, second.event_qualifier, second.event_type) == (f"{follow.seq:04d}", "6", "130")
     assert second.x_data == "Vhttps://arc.example/console/alarms/dev-1/5f1c"
@@ -353,21 +352,20 @@ def test_a_stalled_receiver_blocks_neither_another_receiver_nor_the_ingest():
         routes = [Route("stalled", (Receiver("primary", "127.0.0.1", stalled.port),), keys={"1234": KEY_B},
                         **{**FAST, "ack_timeout_s": 5.0}),
                   Route("arc", (Receiver("primary", "127.0.0.1", arc.port),), keys={"1234": KEY_B}, **FAST)]
-        fwd = Forwarder(MemoryOutbox(), routes, SITES, log=lambda line: None).start()
+        lines = []
+        fwd = Forwarder(MemoryOutbox(), routes, SITES, log=lines.append).start()
         try:
-            started = time.monotonic()
-            for event in ("intrusion", "smoke", "panic"):
+            for event in ("intrusion", "smoke", "panic"):    # the ingest's calls: none touches the network
                 fwd.alarm("dev-1", event)
-            put_s = time.monotonic() - started
-            wait_for(lambda: len(arc.of("1234")) == 3, timeout=4.0, what="the other route's alarms")
-            delivered_s = time.monotonic() - started
-            assert fwd.outbox.backlog("stalled") == 3       # still waiting for its 5 s deadline
+            wait_for(lambda: stalled.lines, what="the first alarm at the stalled receiver")
+            wait_for(lambda: len(arc.of("1234")) == 3, timeout=20, what="the other route's alarms")
+            # All three went through the other route while the stalled one still waits for its
+            # answer: no timeout counted yet, nothing acknowledged there.
+            assert fwd.counters.get("errors", "stalled") == 0 and fwd.outbox.backlog("stalled") == 3
         finally:
-            stopping = time.monotonic()
             fwd.stop()
-            stop_s = time.monotonic() - stopping
-    assert put_s < 0.2 and delivered_s < 2.0
-    assert stop_s < 1.0                                      # stopping cuts the stalled wait short
+    assert not any(t.is_alive() for t in fwd.transmitters[0]._threads)  # stopping cuts the stalled wait short
+    assert fwd.counters.get("errors", "stalled", reason="timeout") == 0  # (not ended by the 5 s deadline)
     assert fwd.outbox.backlog("stalled") == 3                # and loses nothing
     assert len(stalled.lines) == 1                           # it holds only its own route
 
@@ -417,19 +415,20 @@ def test_a_stalled_backup_fails_its_supervision_and_holds_up_no_alarm():
     with fake_receiver(lambda line, n: None) as stalled, pysiaalarm({"1234": KEY, "ABCD": KEY}) as arc:
         route = Route("arc", (Receiver("primary", "127.0.0.1", arc.port), Receiver("backup", "127.0.0.1", stalled.port)),
                       keys={"1234": KEY_B, "ABCD": KEY_B}, supervision=dc09.Account("ABCD"),
-                      **{**FAST, "null_interval_s": 0.2, "ack_timeout_s": 2.0})
+                      **{**FAST, "null_interval_s": 0.2, "ack_timeout_s": 4.0})
         fwd = Forwarder(MemoryOutbox(), [route], SITES, log=lines.append).start()
         try:
             wait_for(lambda: stalled.lines, what="a NULL at the stalled backup")
-            started = time.monotonic()
             fwd.alarm("dev-1", "intrusion")
             wait_for(lambda: arc.of("1234"), what="the alarm through the primary")
-            alarm_s = time.monotonic() - started
-            wait_for(lambda: fwd.counters.get("supervision_failed", "arc", "backup") >= 1, what="the failed NULL")
+            # ACKed while the backup's NULL still waits for its answer: no timeout counted yet.
+            alarm_before_the_null_timed_out = fwd.counters.get("errors", "arc", "backup") == 0
+            wait_for(lambda: fwd.counters.get("supervision_failed", "arc", "backup") >= 1, timeout=20,
+                     what="the failed NULL")
         finally:
             fwd.stop()
-    assert alarm_s < 1.0
+    assert alarm_before_the_null_timed_out
     assert fwd.counters.get("errors", "arc", "backup", "timeout") >= 1
     assert fwd.counters.get("supervision_failed", "arc", "primary") == 0
-    assert any("backup" in line and "supervision (NULL) failed" in line and "no answer within 2 s" in line
+    assert any("backup" in line and "supervision (NULL) failed" in line and "no answer within 4 s" in line
                for line in lines)

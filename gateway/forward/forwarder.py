@@ -12,7 +12,10 @@ Neither call touches the network: the ingest is never held up by a receiver.
 In a running gateway the reports go into `intake`, the ingest's own `StoredOutbox`, inside the
 transaction that stores the event (`gateway.forward.stored`); the transmitters read them from
 `outbox`, on a connection of their own. The ingest calls `wake()` once that transaction has
-committed, since a report is not there for the transmitters to see before. One alarm is
+committed, since a report is not there for the transmitters to see before. Such a report is
+put already leased to this gateway on every route (`Outbox.put(..., lease_s)`), and `wake()`
+hands its id straight to the transmitters (`Transmitter.hand`): the alarm goes out without a
+poll or a lease transaction in its way, and the outbox is still its record. One alarm is
 reported once: its report is put with the key `alarm/DEVICE/ALARM_ID/EVENT`, its follow-up with
 `verification/DEVICE/ALARM_ID`, so a second call for either (another capture of the alarm
 stored, another worker) returns the entry already queued.
@@ -76,6 +79,11 @@ class Forwarder:
         self.console_url = console_url.rstrip("/") if console_url else None
         self._sites = sites.get if isinstance(sites, Mapping) else sites
         self.transmitters = [Transmitter(r, outbox, self.counters, self.log, clock, on_ack) for r in routes]
+        # Reports put leased to us in the caller's transaction, handed to the transmitters on wake();
+        # an id whose transaction rolled back is simply not found by `claimed`.
+        self._lease_s = max((t.lease_s for t in self.transmitters), default=60.0) \
+            if self.intake is not outbox and hasattr(outbox, "claimed") else None
+        self._handed: list[str] = []
 
     def start(self) -> "Forwarder":
         for t in self.transmitters:
@@ -87,9 +95,11 @@ class Forwarder:
             t.stop(timeout)
 
     def wake(self) -> None:
-        """Tell every transmitter that reports were put (the ingest: after its commit)."""
+        """Tell every transmitter that reports were put (the ingest: after its commit), and hand
+        them the reports put leased to them."""
+        handed, self._handed = self._handed, []
         for t in self.transmitters:
-            t.wake()
+            t.hand(handed)
 
     def link(self, device: str, alarm_id: str) -> str | None:
         if not self.console_url:
@@ -122,7 +132,9 @@ class Forwarder:
         key = None
         if alarm_id:
             key = f"verification/{device}/{alarm_id}" if follow_up else f"alarm/{device}/{alarm_id}/{event}"
-        entry = self.intake.put(report, self.clock(), key=key)
+        entry = self.intake.put(report, self.clock(), key=key, lease_s=self._lease_s)
+        if entry.leased:
+            self._handed.append(entry.id)
         self.counters.add("queued", "*", reason="follow_up" if follow_up else event)
         if self.intake is self.outbox:
             self.wake()

@@ -61,6 +61,8 @@ class Entry:
     """A report in the outbox: its id, its DC-09 sequence number, when it was queued.
 
     `attempts` and `last_outcome` are those of the route that asked (`Outbox.pending`).
+    `leased` is True on the entry `put(..., lease_s=...)` returns when it put a new report
+    leased to the caller on every route.
     """
     id: str
     seq: int
@@ -68,6 +70,7 @@ class Entry:
     queued_at: float
     attempts: int = 0
     last_outcome: str | None = None
+    leased: bool = False
 
 
 @runtime_checkable
@@ -81,7 +84,10 @@ class Outbox(Protocol):
       the number never changes, so every resend, to any receiver, after any restart, carries
       the same one. Given a `key`, a report whose key is already in the outbox is not put
       again: the entry already there is returned (one verification follow-up per alarm,
-      however many of its captures are stored, by however many workers).
+      however many of its captures are stored, by however many workers). Given `lease_s`, an
+      outbox that can (`StoredOutbox`) puts a new report already leased to the caller on every
+      route until `now + lease_s`, and says so (`Entry.leased`): the caller hands it straight to
+      its transmitters (`claimed`), and `pending` leaves it to them. Others ignore `lease_s`.
     - `pending(route, now, limit, lease_s)`: entries not yet acknowledged on `route` whose
       retry time has come, oldest first, at most `limit`. Each entry returned is leased to the
       caller until `now + lease_s`: no other call of `pending` for that route returns it before
@@ -97,7 +103,8 @@ class Outbox(Protocol):
     - `backlog(route)`: how many entries are not yet acknowledged on `route` (a metric).
     """
 
-    def put(self, report: Report, now: float | None = None, key: str | None = None) -> Entry: ...
+    def put(self, report: Report, now: float | None = None, key: str | None = None,
+            lease_s: float | None = None) -> Entry: ...
 
     def pending(self, route: str, now: float, limit: int = 20, lease_s: float = 60.0) -> list[Entry]: ...
 
@@ -139,8 +146,9 @@ class MemoryOutbox:
         self._last_seq = (first_seq - 2) % SEQ_LAST + 1   # next_seq(_last_seq) == first_seq
 
     # -- Outbox -------------------------------------------------------------------------------
-    def put(self, report: Report, now: float | None = None, key: str | None = None) -> Entry:
-        with self._lock:
+    def put(self, report: Report, now: float | None = None, key: str | None = None,
+            lease_s: float | None = None) -> Entry:
+        with self._lock:     # lease_s: not here; the entry is found by `pending`, which is in memory anyway
             if key is not None and self._keys.get(key) in self._items:
                 return self._items[self._keys[key]].entry
             entry = Entry(id=secrets.token_hex(8), seq=next_seq(self._last_seq), report=report,

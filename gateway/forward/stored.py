@@ -9,7 +9,15 @@ A running gateway has two of them over the same tables:
   commit together or not at all (a crash between them can lose neither the event nor its
   report), and the broker's PUBACK, sent after that commit, means "stored and queued";
 - the transmitters' (`StoredOutbox.open(target, routes, owner)`), on a connection of its own
-  that its threads take turns on: `pending`, `mark_attempt`, `mark_acked`, `backlog`.
+  that its threads take turns on: `pending`, `claimed`, `mark_attempt`, `mark_acked`, `backlog`.
+
+The alarm does not wait for a lease. The ingest puts its report with `lease_s` (same `owner`
+as the transmitters): its delivery rows are born leased to this worker, in the transaction
+that stores the event, and once that commits the forwarder hands the entry's id straight to
+the transmitters, which read it back with `claimed` (a read, no write lock to queue for behind
+the ingest's next batch) and send it. The outbox stays the record: the report is there before
+it is sent, its ACK is written to it, and if the worker dies first, the lease ends (at its
+restart at once, for another worker when it runs out) and the report goes out with its number.
 
 Several workers: each report has one delivery row per route, and `pending` leases due rows
 with a row lock that skips rows another worker has locked (PostgreSQL) or under SQLite's one
@@ -29,6 +37,7 @@ import os
 import socket
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
@@ -96,15 +105,26 @@ class StoredOutbox:
                 self._db = None
 
     # -- Outbox -------------------------------------------------------------------------------
-    def put(self, report: Report, now: float | None = None, key: str | None = None) -> Entry:
+    def put(self, report: Report, now: float | None = None, key: str | None = None,
+            lease_s: float | None = None) -> Entry:
         queued_at = time.time() if now is None else now
         text = json.dumps(report.to_json(), separators=(",", ":"))
+        owner = self.owner if lease_s else None
         with self._lock:
             row = self.rows.put(text, report.device, report.event, report.alarm_id, _ms(queued_at),
-                                self.routes, dedupe=key)
-            if row is None:                      # put with this key already: that entry
-                row = self.rows.by_dedupe(key)
-        return self._entry(row)
+                                self.routes, dedupe=key, lease_until_ms=_ms(queued_at + (lease_s or 0)), owner=owner)
+            if row is None:                      # put with this key already: that entry, not ours to send
+                return self._entry(self.rows.by_dedupe(key))
+        return replace(self._entry(row), leased=owner is not None and bool(self.routes))
+
+    def claimed(self, route: str, entry_ids: Iterable[str], now: float) -> list[Entry]:
+        """The entries among `entry_ids` put leased to this owner (`put(..., lease_s)`) whose lease
+        on `route` still runs and which no receiver of it acknowledged yet, oldest first."""
+        ids = sorted({int(i) for i in entry_ids})
+        with self._lock:
+            self._ensure(route)
+            rows = self.rows.claimed(route, ids, _ms(now), self.owner)
+        return [self._entry(r) for r in rows]
 
     def pending(self, route: str, now: float, limit: int = 20, lease_s: float = 60.0) -> list[Entry]:
         with self._lock:

@@ -5,7 +5,8 @@ reporting), one report format (SIA DCS or Contact ID) and the keys of the accoun
 `Transmitter` serves one route with its own threads, so a receiver that is down, stalls or
 answers garbage delays only its own route, and only by its timeouts:
 
-- the delivery thread takes due entries from the outbox (`Outbox.pending`), sends each to the
+- the delivery thread takes the entries handed to it (`hand`: put leased to it by the ingest,
+  just committed) and then the due entries of the outbox (`Outbox.pending`), sends each to the
   primary, waits for the answer with a deadline, and on no ACK tries the backup. An entry no
   receiver acknowledged is given back to the outbox with a retry time (exponential backoff with
   jitter); it keeps its sequence number, and a fresh timestamp and pad on every try. After the
@@ -348,6 +349,14 @@ class Transmitter:
         self._threads: list[threading.Thread] = []
         self._null_seq = {r.name: 0 for r in route.receivers}
         self._null_links: dict[str, Link] = {}
+        self._handed: list[str] = []       # ids of entries put leased to us, to send first
+        self._handed_lock = threading.Lock()
+
+    @property
+    def lease_s(self) -> float:
+        """How long a lease of ours must last: a whole batch against receivers that all time out."""
+        worst = len(self.route.receivers) * 2 * (self.route.connect_timeout_s + self.route.ack_timeout_s)
+        return max(60.0, self.batch * worst)
 
     def _link(self, receiver: Receiver) -> Link:
         return Link(receiver, self.states[receiver.name], self.route.connect_timeout_s,
@@ -368,6 +377,13 @@ class Transmitter:
     def wake(self) -> None:
         self._wake.set()
 
+    def hand(self, entry_ids: list[str]) -> None:
+        """Entries put in the outbox leased to us, committed now: send them before anything else."""
+        if entry_ids:
+            with self._handed_lock:
+                self._handed.extend(entry_ids)
+        self._wake.set()
+
     def stop(self, timeout: float = 5.0) -> None:
         """End the threads; an exchange under way is cut short, and its entry stays in the outbox."""
         self._stop.set()
@@ -379,6 +395,15 @@ class Transmitter:
         for link in self._links.values():
             link.close()
         self._links = {r.name: self._link(r) for r in self.route.receivers}   # start() may follow
+        handed = self._take_handed()
+        if handed and hasattr(self.outbox, "claimed"):
+            try:        # not sent: their leases end now, for another worker or our next start
+                for entry in self.outbox.claimed(self.route.name, handed, self.clock()):
+                    self.outbox.mark_attempt(entry.id, self.route.name, "not tried: transmitter stopping",
+                                             self.clock())
+            except Exception as exc:
+                self.log(f"dc09 {self.route.name}: could not end the leases of {len(handed)} reports "
+                         f"({type(exc).__name__}: {exc}); they run out on their own")
 
     def _deliver_loop(self) -> None:
         while not self._stop.is_set():
@@ -418,9 +443,34 @@ class Transmitter:
         When a receiver answered but refused this one message (NAK, DUH), the link is fine:
         that entry waits with a backoff of its own and the others go on.
         """
+        done, down = 0, False
+        handed = self._take_handed()
+        if handed and hasattr(self.outbox, "claimed"):
+            done, down = self._deliver_entries(self._claim(handed))
+        if self._stop.is_set() or down:
+            return done
+        due = self.outbox.pending(self.route.name, self.clock(), self.batch, lease_s=self.lease_s)
+        return done + self._deliver_entries(due)[0]
+
+    def _take_handed(self) -> list[str]:
+        with self._handed_lock:
+            handed, self._handed = self._handed, []
+        return handed
+
+    def _claim(self, handed: list[str]) -> list[Entry]:
+        """The handed entries still ours to send (`Outbox.claimed`); on a database error they are
+        handed back, to be tried on the next pass."""
+        try:
+            return self.outbox.claimed(self.route.name, handed, self.clock())
+        except BaseException:
+            with self._handed_lock:
+                self._handed[:0] = handed
+            raise
+
+    def _deliver_entries(self, entries: list[Entry]) -> tuple[int, bool]:
+        """Deliver entries leased to us, in order (see `deliver_due`): how many were acknowledged,
+        and whether the pair is down (the rest of the entries then wait with the first)."""
         name = self.route.name
-        worst = len(self.route.receivers) * 2 * (self.route.connect_timeout_s + self.route.ack_timeout_s)
-        entries = self.outbox.pending(name, self.clock(), self.batch, lease_s=max(60.0, self.batch * worst))
         done = 0
         for i, entry in enumerate(entries):
             if self._stop.is_set():
@@ -448,8 +498,8 @@ class Transmitter:
             if verdict == "unreachable":
                 for rest in entries[i + 1:]:      # the pair is down: the rest wait with this one
                     self.outbox.mark_attempt(rest.id, name, "deferred: no receiver reachable", retry_at)
-                break
-        return done
+                return done, True
+        return done, False
 
     def _backoff(self, failures: int) -> float:
         base = min(self.route.backoff_max_s, self.route.backoff_first_s * 2 ** min(max(failures, 1) - 1, 16))

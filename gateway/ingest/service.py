@@ -20,7 +20,10 @@ its checks and its count, no write, so another device's alarm queued behind it b
 With `dc09` settings (`vericam gateway run --dc09 ...`), alarms are also forwarded to the ARC's
 own alarm receivers over SIA DC-09 (`gateway.forward`): the ingest queues each report in the
 batch's transaction, and the transmitters' threads deliver it, so a receiver never holds up
-the ingest. Their counters and backlog are in the metrics.
+the ingest. Their counters and backlog are in the metrics. An alarm does not wait on the ingest
+either: an event is batched with what is queued already but waits for nothing more, and in a
+batch that also holds photo chunks the events are committed first, in a transaction of their
+own, so their reports go out before the chunks are written (`events_first`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from __future__ import annotations
 import logging
 import queue
 import secrets
+import sys
 import threading
 import time
 from pathlib import Path
@@ -48,6 +52,7 @@ from gateway.storage.store import Store, now_ms
 if TYPE_CHECKING:
     from gateway.forward.config import Settings as Dc09Settings
 
+SWITCH_INTERVAL_S = 0.001
 SHARE_GROUP = "vericam-gw"
 SUBSCRIPTION = f"$share/{SHARE_GROUP}/vc/v1/+/up/#"
 CLIENT_ID_FILE = "gateway_id"
@@ -61,6 +66,23 @@ def stable_client_id(data_dir: Path) -> str:
     cid = "vericam-gw-" + secrets.token_hex(6)
     path.write_text(cid + "\n")
     return cid
+
+
+def events_first(batch: list[Message]) -> list[list[Message]]:
+    """A batch as the parts to commit one after the other: its events (alarms, cancellations,
+    technical events) first, then the rest (capture chunks, status, heartbeats).
+
+    An alarm that arrives with a burst of photo chunks is committed, and handed to the DC-09
+    transmitters, before those chunks are written: it never waits for photos. Both parts are
+    acknowledged together after the second commit, in the order received."""
+    events = [m for m in batch if is_event(m)]
+    if not events or len(events) == len(batch):
+        return [batch]
+    return [events, [m for m in batch if not is_event(m)]]
+
+
+def is_event(msg: Message) -> bool:
+    return msg.topic.endswith("/up/event")
 
 
 class Gateway:
@@ -123,6 +145,10 @@ class Gateway:
         # Validated before anything starts: a hold above the legal maximum refuses to run.
         policy = RetentionPolicy.load(self.data_dir, image_days=self.retention_days,
                                       sweep_interval_s=self.sweep_interval_s)
+        # The network threads (MQTT in, DC-09 out) wait on sockets and then need the interpreter
+        # back from the writer thread, which holds it for up to the switch interval (5 ms by
+        # default) while it verifies and writes photo chunks: 1 ms bounds that wait for an alarm.
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         self.store = Store.open(self.data_dir, db=self.db)
         try:  # a missing bucket or wrong credentials refuse to start, with the store's own words
             self.store.blobs.check()
@@ -281,38 +307,49 @@ class Gateway:
                     return
                 if time.monotonic() >= next_expiry:
                     next_expiry = time.monotonic() + self.expire_check_s
-                    self._guarded(self.ingest.expire, [])
+                    self._guarded([self.ingest.expire], [])
                 continue
             self._busy = True
             try:
                 batch = [first]
-                deadline = time.monotonic() + self.batch_wait_s
+                # An event (an alarm, say) does not wait for company: the batch is what is queued now.
+                deadline = time.monotonic() + (0.0 if is_event(first) else self.batch_wait_s)
                 while len(batch) < self.batch_max:
                     try:
-                        batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+                        left = deadline - time.monotonic()
+                        batch.append(self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait())
                     except queue.Empty:
                         break
-                self._guarded(lambda: self.ingest.process_batch(batch), batch)
+                self._guarded([lambda part=part: self.ingest.process_batch(part) for part in events_first(batch)],
+                              batch)
             finally:
                 self._busy = False
 
-    def _guarded(self, work: Callable[[], BatchResult], batch: list[Message]) -> None:
-        """Run one batch to a commit, retrying while storage fails; then ack, then publish."""
-        delay = 0.1
-        while True:
-            t0 = time.perf_counter()
-            try:
-                result = work()
-                break
-            except Exception as exc:
-                # Nothing of the batch is stored or acknowledged. Ingest stops here until the
-                # storage works again (disk full, say): evidence is never dropped to go on.
-                self.log(f"INGEST STOPPED: could not commit a batch of {len(batch)} messages: "
-                         f"{type(exc).__name__}: {exc}; retrying in {delay:.1f} s. Check the disk, "
-                         f"the database at {self.data_dir} and the blob store")
-                if self._stop.wait(delay):
-                    return  # stopping: unacknowledged, the broker delivers it again next session
-                delay = min(delay * 2, 5.0)
+    def _guarded(self, works: list[Callable[[], BatchResult]], batch: list[Message]) -> None:
+        """Run each part of one batch to its commit, in order, retrying a part while storage
+        fails; then ack the whole batch (in the order received), then publish."""
+        result = BatchResult()
+        t0 = time.perf_counter()
+        for work in works:
+            delay = 0.1
+            while True:
+                try:
+                    part = work()
+                    break
+                except Exception as exc:
+                    # Nothing of this part is stored, and nothing of the batch acknowledged. Ingest
+                    # stops here until the storage works again (disk full, say): evidence is never
+                    # dropped to go on.
+                    self.log(f"INGEST STOPPED: could not commit a batch of {len(batch)} messages: "
+                             f"{type(exc).__name__}: {exc}; retrying in {delay:.1f} s. Check the disk, "
+                             f"the database at {self.data_dir} and the blob store")
+                    if self._stop.wait(delay):
+                        return  # stopping: unacknowledged, the broker delivers it again next session
+                    delay = min(delay * 2, 5.0)
+            result.outbound += part.outbound
+            result.stored += part.stored
+            for reason, n in part.rejected.items():
+                result.rejected[reason] = result.rejected.get(reason, 0) + n
         commit_ms = (time.perf_counter() - t0) * 1000
         client = self._client
         for msg in batch:

@@ -41,18 +41,23 @@ class Dc09Outbox:
 
     # Reports ---------------------------------------------------------------------------------
     def put(self, report: str, device: str | None, event: str, alarm_id: str | None, queued_at_ms: int,
-            routes: Iterable[str], dedupe: str | None = None) -> dict | None:
+            routes: Iterable[str], dedupe: str | None = None, lease_until_ms: int = 0,
+            owner: str | None = None) -> dict | None:
         """Add a report (`report` is its JSON) with a delivery row for each route; its row, or None
         if a report with the same `dedupe` key is there already.
 
+        Given `owner`, every delivery row is born leased to it until `lease_until_ms`: the worker
+        that stores an alarm sends it itself, without taking the lease in a transaction of its own.
         Runs in the caller's transaction when there is one (the ingest's: the report commits with
         the event that caused it), else in a transaction of its own."""
+        args = (report, device, event, alarm_id, queued_at_ms, routes, dedupe, lease_until_ms if owner else 0, owner)
         if self.db.in_transaction:
-            return self._put(report, device, event, alarm_id, queued_at_ms, routes, dedupe)
+            return self._put(*args)
         with self.db.transaction():
-            return self._put(report, device, event, alarm_id, queued_at_ms, routes, dedupe)
+            return self._put(*args)
 
-    def _put(self, report, device, event, alarm_id, queued_at_ms, routes, dedupe) -> dict | None:
+    def _put(self, report, device, event, alarm_id, queued_at_ms, routes, dedupe, lease_until_ms,
+             owner) -> dict | None:
         row = self.db.execute(
             "INSERT INTO dc09_outbox (dedupe, device, event, alarm_id, report, queued_at_ms) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe) DO NOTHING RETURNING id",
@@ -62,8 +67,8 @@ class Dc09Outbox:
         entry_id = row[0]
         routes = sorted(set(routes))
         if routes:
-            self.db.executemany("INSERT INTO dc09_deliveries (entry_id, route) VALUES (?, ?)",
-                                [(entry_id, route) for route in routes])
+            self.db.executemany("INSERT INTO dc09_deliveries (entry_id, route, lease_until_ms, leased_by) "
+                                "VALUES (?, ?, ?, ?)", [(entry_id, route, lease_until_ms, owner) for route in routes])
         return {"id": entry_id, "dedupe": dedupe, "device": device, "event": event, "alarm_id": alarm_id,
                 "report": report, "queued_at_ms": queued_at_ms}
 
@@ -116,6 +121,19 @@ class Dc09Outbox:
                 self.db.execute(f"UPDATE dc09_deliveries SET lease_until_ms = ?, leased_by = ? "
                                 f"WHERE route = ? AND entry_id IN ({_in(ids)})", (lease_until_ms, owner, route, *ids))
         return rows
+
+    def claimed(self, route: str, ids: list[int], now_ms: int, owner: str) -> list[dict]:
+        """Of the reports `ids`, those whose delivery on `route` is leased to `owner` (`put` with
+        `owner`), the lease still running and not yet acknowledged; oldest first, rows as `lease`
+        gives them. A read, no lock: the lease was taken when the report was put, and a report
+        whose transaction rolled back is simply not there."""
+        if not ids:
+            return []
+        return [dict(r) for r in self.db.execute(
+            f"SELECT {_ENTRY_COLUMNS}, d.attempts, d.last_outcome FROM dc09_deliveries d "
+            "JOIN dc09_outbox o ON o.id = d.entry_id "
+            f"WHERE d.route = ? AND d.entry_id IN ({_in(ids)}) AND d.acked_at_ms IS NULL AND d.leased_by = ? "
+            "AND d.lease_until_ms > ? ORDER BY d.entry_id", (route, *ids, owner, now_ms)).fetchall()]
 
     def attempt(self, entry_id: int, route: str, outcome: str, retry_at_ms: int) -> None:
         """One failed try: counted, its reason kept, due again at `retry_at_ms`; the lease ends."""
