@@ -66,8 +66,9 @@ def test_a_key_file_others_can_read_is_refused(tmp_path):
 def test_the_run_options_become_one_route_with_its_keys(tmp_path):
     keys = write(tmp_path / "dc09.keys", "1234 " + "00" * 16 + "\nascii:0123456789ABCDEF0123456789ABCDEF\n")
     settings = Settings("127.0.0.1:12000,127.0.0.1:12001", str(keys), "adm-cid", console_url="https://arc.example/v",
-                        supervision_account="abcd", null_interval_s=90, backoff_max_s=10)
+                        supervision_account="abcd", null_interval_s=90, backoff_max_s=10, ack_timeout_s=12)
     route = settings.build_route()
+    assert route.ack_timeout_s == 12
     assert [r.where for r in route.receivers] == ["primary 127.0.0.1:12000/tcp", "backup 127.0.0.1:12001/tcp"]
     assert (route.format, route.null_interval_s, route.backoff_max_s, route.supervision.account) == \
         ("ADM-CID", 90, 10, "ABCD")
@@ -76,6 +77,7 @@ def test_the_run_options_become_one_route_with_its_keys(tmp_path):
     argv = settings.argv()
     assert argv[:2] == ["--dc09", "127.0.0.1:12000,127.0.0.1:12001"] and "--dc09-key-file" in argv
     assert argv[argv.index("--dc09-console-url") + 1] == "https://arc.example/v"
+    assert argv[argv.index("--dc09-ack-timeout") + 1] == "12"
 
 
 @pytest.mark.parametrize("change, message", [
@@ -84,6 +86,8 @@ def test_the_run_options_become_one_route_with_its_keys(tmp_path):
     ({"console_url": "https://arc.example/[x]"}, "must be an http"),
     ({"supervision_account": "xyz"}, "supervision account"),
     ({"backoff_max_s": 0}, "longest backoff"),
+    ({"ack_timeout_s": 0}, "ACK timeout must be more than 0"),
+    ({"ack_timeout_s": 3600}, "at most 300 seconds"),
 ])
 def test_settings_that_cannot_work_are_refused_before_the_gateway_starts(change, message):
     with pytest.raises(ConfigError, match=message):

@@ -277,6 +277,10 @@ def run(data: Path = DATA_OPT,
         dc09_backoff_max: float = typer.Option(30.0, "--dc09-backoff-max", metavar="SECONDS",
                                                help="Longest wait between tries while no receiver answers "
                                                "(default 30)."),
+        dc09_ack_timeout: float = typer.Option(5.0, "--dc09-ack-timeout", metavar="SECONDS",
+                                               help="How long a receiver may take to answer one message before "
+                                               "the next receiver is tried (default 5; raise it for a receiver "
+                                               "behind a slow link)."),
         sim_time: str = typer.Option(None, "--sim-time", hidden=True,
                                      help="Simulation only: SCALE@EPOCH_MS, the scaled world clock of a "
                                      "simulated run (gateway/ingest/clock.py).")) -> None:
@@ -319,7 +323,8 @@ def run(data: Path = DATA_OPT,
         if dc09_console_url is None and console_port is not None:
             dc09_console_url = f"http://{console_host}:{console_port}"
         dc09_settings = Settings(dc09, str(dc09_key_file) if dc09_key_file else None, dc09_format, dc09_transport,
-                                 dc09_console_url, dc09_supervision_account, dc09_null_interval, dc09_backoff_max)
+                                 dc09_console_url, dc09_supervision_account, dc09_null_interval, dc09_backoff_max,
+                                 ack_timeout_s=dc09_ack_timeout)
         try:
             dc09_settings.build_route()  # the key file and receivers are checked before anything starts
         except (ConfigError, ValueError) as exc:

@@ -126,7 +126,8 @@ class Settings:
     the console's address as the ARC's operators reach it, for the verification link (None: no
     link, and no follow-up). `supervision_account`: the gateway's own account for NULL
     messages every `null_interval_s` (None: none sent). `backoff_max_s`: the longest wait
-    between tries while no receiver answers.
+    between tries while no receiver answers. `ack_timeout_s`: how long a receiver may take to
+    answer one message before the next receiver of the route is tried.
     """
     receivers: str
     key_file: str | None = None
@@ -137,6 +138,7 @@ class Settings:
     null_interval_s: float = 60.0
     backoff_max_s: float = 30.0
     route: str = "arc"
+    ack_timeout_s: float = 5.0
 
     def build_route(self) -> Route:
         """The route, with its keys read from the key file. Raises ConfigError saying what to fix."""
@@ -154,14 +156,17 @@ class Settings:
             raise ConfigError(f"supervision account: {exc}") from None
         if self.null_interval_s < 0 or self.backoff_max_s <= 0:
             raise ConfigError("the NULL interval must be 0 or more seconds, the longest backoff more than 0")
+        if not 0 < self.ack_timeout_s <= 300:
+            raise ConfigError(f"the ACK timeout must be more than 0 and at most 300 seconds, got {self.ack_timeout_s:g}")
         return Route(self.route, receivers, fmt, keys=keys, default_key=default, supervision=supervision,
                      null_interval_s=self.null_interval_s, backoff_max_s=self.backoff_max_s,
-                     backoff_first_s=min(0.5, self.backoff_max_s))
+                     backoff_first_s=min(0.5, self.backoff_max_s), ack_timeout_s=self.ack_timeout_s)
 
     def argv(self) -> list[str]:
         """The same settings as `vericam gateway run` options (the simulator starts a gateway with them)."""
         out = ["--dc09", self.receivers, "--dc09-format", self.format, "--dc09-transport", self.transport,
-               "--dc09-null-interval", f"{self.null_interval_s:g}", "--dc09-backoff-max", f"{self.backoff_max_s:g}"]
+               "--dc09-null-interval", f"{self.null_interval_s:g}", "--dc09-backoff-max", f"{self.backoff_max_s:g}",
+               "--dc09-ack-timeout", f"{self.ack_timeout_s:g}"]
         if self.key_file:
             out += ["--dc09-key-file", str(self.key_file)]
         if self.console_url:
