@@ -350,7 +350,7 @@ def test_a_receiver_down_for_a_while_loses_nothing():
 def test_a_stalled_receiver_blocks_neither_another_receiver_nor_the_ingest():
     with fake_receiver(lambda line, n: None) as stalled, pysiaalarm({"1234": KEY}) as arc:
         routes = [Route("stalled", (Receiver("primary", "127.0.0.1", stalled.port),), keys={"1234": KEY_B},
-                        **{**FAST, "ack_timeout_s": 5.0}),
+                        **{**FAST, "ack_timeout_s": 30.0}),   # never reached: stop() cuts it short
                   Route("arc", (Receiver("primary", "127.0.0.1", arc.port),), keys={"1234": KEY_B}, **FAST)]
         lines = []
         fwd = Forwarder(MemoryOutbox(), routes, SITES, log=lines.append).start()
@@ -365,7 +365,7 @@ def test_a_stalled_receiver_blocks_neither_another_receiver_nor_the_ingest():
         finally:
             fwd.stop()
     assert not any(t.is_alive() for t in fwd.transmitters[0]._threads)  # stopping cuts the stalled wait short
-    assert fwd.counters.get("errors", "stalled", reason="timeout") == 0  # (not ended by the 5 s deadline)
+    assert fwd.counters.get("errors", "stalled", reason="timeout") == 0  # (not ended by the 30 s deadline)
     assert fwd.outbox.backlog("stalled") == 3                # and loses nothing
     assert len(stalled.lines) == 1                           # it holds only its own route
 
@@ -415,7 +415,7 @@ def test_a_stalled_backup_fails_its_supervision_and_holds_up_no_alarm():
     with fake_receiver(lambda line, n: None) as stalled, pysiaalarm({"1234": KEY, "ABCD": KEY}) as arc:
         route = Route("arc", (Receiver("primary", "127.0.0.1", arc.port), Receiver("backup", "127.0.0.1", stalled.port)),
                       keys={"1234": KEY_B, "ABCD": KEY_B}, supervision=dc09.Account("ABCD"),
-                      **{**FAST, "null_interval_s": 0.2, "ack_timeout_s": 4.0})
+                      **{**FAST, "null_interval_s": 0.2, "ack_timeout_s": 8.0})   # room for a loaded machine
         fwd = Forwarder(MemoryOutbox(), [route], SITES, log=lines.append).start()
         try:
             wait_for(lambda: stalled.lines, what="a NULL at the stalled backup")
@@ -430,5 +430,5 @@ def test_a_stalled_backup_fails_its_supervision_and_holds_up_no_alarm():
     assert alarm_before_the_null_timed_out
     assert fwd.counters.get("errors", "arc", "backup", "timeout") >= 1
     assert fwd.counters.get("supervision_failed", "arc", "primary") == 0
-    assert any("backup" in line and "supervision (NULL) failed" in line and "no answer within 4 s" in line
+    assert any("backup" in line and "supervision (NULL) failed" in line and "no answer within 8 s" in line
                for line in lines)
