@@ -23,8 +23,8 @@ from __future__ import annotations
 import re
 
 from gateway.governance import audit
-from gateway.governance.retention import (RetentionPolicy, alarm_ms, delete_images, deletion_day,
-                                          destroy_kek_if_spent)
+from gateway.governance.retention import (RetentionConfigError, RetentionPolicy, alarm_ms, delete_images,
+                                          deletion_day, destroy_kek_if_spent)
 from gateway.storage.captures import due_at_ms
 from gateway.storage.store import Store
 
@@ -71,13 +71,24 @@ def _targets(store: Store, target: str) -> list[dict]:
     return rows
 
 
+def policy_of(store: Store, policy: RetentionPolicy | None) -> RetentionPolicy:
+    """The rules given, else the ones configured for the store's data directory (`retention.toml`):
+    a caller that passes none (the console) still gets counsel's lower `hold_days`, never the defaults."""
+    if policy is not None:
+        return policy
+    try:
+        return RetentionPolicy.load(store.data_dir)
+    except RetentionConfigError as exc:
+        raise HoldError(str(exc)) from None
+
+
 def _alarm_time(store: Store, row) -> int:
     return alarm_ms(store, row["device"], row["alarm_id"])
 
 
 def place(store: Store, target: str, by: str, reason: str, case: str, now_ms: int,
           role: str | None = None, policy: RetentionPolicy | None = None) -> dict:
-    policy = policy or RetentionPolicy()
+    policy = policy_of(store, policy)
     reason, case = (reason or "").strip(), (case or "").strip()
     if not reason:
         raise HoldError("a police hold needs a reason (--reason)")
@@ -113,7 +124,7 @@ def place(store: Store, target: str, by: str, reason: str, case: str, now_ms: in
 def release(store: Store, hold: str, by: str, reason: str, now_ms: int, role: str | None = None,
             policy: RetentionPolicy | None = None) -> dict:
     """Release a hold (by hold id, image or alarm). Overdue images are deleted at once."""
-    policy = policy or RetentionPolicy()
+    policy = policy_of(store, policy)
     reason = (reason or "").strip()
     if not reason:
         raise HoldError("releasing a hold needs a reason (--reason)")

@@ -78,9 +78,18 @@ class RetentionConfigError(ValueError):
 
 @dataclass(frozen=True)
 class RetentionPolicy:
+    """The rules in force: `gateway.governance.retention_rules.RULES`, each within its maximum."""
     image_days: int = 7          # an image is due 7 days after its alarm's day
     hold_days: int = 30          # ... or 30 under a police hold, never more (LEGAL_MAX_HOLD_DAYS)
     activity_years: int = 3      # activity log: kept until 3 years after the relationship ends
+    identity_days: int = 365     # name, address, customer id: at most 12 months after it ends
+    note_days: int = 90          # alarm-handling notes: after the alarm is closed
+    hold_record_days: int = 365  # police hold rows: after the hold ended
+    export_days: int = 30        # exports the gateway wrote: after they were written
+    audit_days: int = 1096       # audit records: after the record (trimmed at a signed checkpoint)
+    backup_days: int = 730       # backups: rolling (the backup tool enforces it, see OPERATING.md)
+    handover: str = "end"        # what handing a hold's material to the police does: end | shorten | keep
+    handover_days: int = 0       # with "shorten": the hold ends this many days after the handover
     sweep_interval_s: float = 60.0
     batch: int = 500
 
@@ -88,20 +97,39 @@ class RetentionPolicy:
         self.validate()
 
     def validate(self) -> None:
-        for name in ("image_days", "hold_days", "activity_years", "batch"):
+        from gateway.governance.retention_rules import BY_SETTING, HANDOVER_RULES
+
+        for name in (*BY_SETTING, "batch"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise RetentionConfigError(f"retention {name} must be a whole number >= 1, got {v!r}")
-        if self.hold_days > LEGAL_MAX_HOLD_DAYS:
-            raise RetentionConfigError(
-                f"retention hold_days = {self.hold_days} is above the legal maximum of {LEGAL_MAX_HOLD_DAYS} "
-                "days after the alarm: a police hold can never keep an image longer (see docs/OPERATING.md)")
+        for name, rule in BY_SETTING.items():
+            v = getattr(self, name)
+            if v > rule.maximum:
+                raise RetentionConfigError(
+                    f"retention {name} = {v} is above the legal maximum of {rule.maximum} {rule.unit} "
+                    f"for {rule.data_class} ({rule.what}, counted from {rule.clock.split(';')[0]}): "
+                    "configure at most the maximum (see docs/OPERATING.md, the retention table)")
         if self.image_days > self.hold_days:
             raise RetentionConfigError(f"retention image_days = {self.image_days} is longer than hold_days = "
                                        f"{self.hold_days}: a hold must not shorten retention")
+        if self.handover not in HANDOVER_RULES:
+            raise RetentionConfigError(f"retention handover = {self.handover!r}: say one of "
+                                       f"{', '.join(HANDOVER_RULES)}")
+        if not isinstance(self.handover_days, int) or isinstance(self.handover_days, bool) or \
+                not 0 <= self.handover_days <= self.hold_days:
+            raise RetentionConfigError(f"retention handover_days = {self.handover_days!r} must be a whole number "
+                                       f"from 0 to hold_days ({self.hold_days})")
         if not (isinstance(self.sweep_interval_s, (int, float)) and 0 < self.sweep_interval_s <= 3600):
             raise RetentionConfigError(f"retention sweep_interval_s must be in (0, 3600], got "
                                        f"{self.sweep_interval_s!r}: a sweep at least every hour")
+
+    def days_of(self, data_class: str) -> int:
+        """The configured period of a data class, in days (years as 365.25 days, rounded up)."""
+        from gateway.governance.retention_rules import BY_CLASS, as_days
+
+        rule = BY_CLASS[data_class]
+        return as_days(getattr(self, rule.setting), rule.unit)
 
     @classmethod
     def load(cls, data_dir: str | Path, **overrides) -> "RetentionPolicy":
@@ -137,16 +165,91 @@ def record_policy(store: Store, policy: RetentionPolicy, now_ms: int, who: str =
     return True
 
 
+# The customer relationship's end: what the activity and identity clocks run from -----------
+CUSTOMER_ROLES = ("admin", "supervisor")
+
+
+class CustomerError(ValueError):
+    pass
+
+
+def end_relationship(store: Store, customer: str, ended_at_ms: int, by: str, now_ms: int, why: str,
+                     role: str | None = None) -> dict:
+    """Record the end of a customer relationship (audited); the activity log's and the customer's
+    identity's retention clocks run from it. A date in the future, before the relationship began,
+    or a second end are refused: an end date moved later would stretch every clock."""
+    if not by:
+        raise CustomerError("say who you are: --by USER")
+    if store.users.count():
+        if role is not None:
+            raise CustomerError("user accounts exist: the role comes from the users table, drop --role")
+        account = store.users.get(by)
+        if account is None or account["disabled"]:
+            raise CustomerError(f"{by} is not an active user of this gateway")
+        if account["role"] not in CUSTOMER_ROLES:
+            raise CustomerError(f"{by} has the role {account['role']}; ending a customer relationship needs the "
+                                f"{' or '.join(CUSTOMER_ROLES)} role")
+        role_source = "users table"
+    elif role not in CUSTOMER_ROLES:
+        raise CustomerError(f"no user accounts exist yet: state --role {CUSTOMER_ROLES[0]} (recorded as asserted, "
+                            "not checked), or create accounts with `vericam users add`")
+    else:
+        role_source = "asserted (no user accounts)"
+    why = (why or "").strip()
+    if not why:
+        raise CustomerError("say why the relationship ended (--reason), e.g. 'contract terminated'")
+    if ended_at_ms > now_ms:
+        raise CustomerError(f"the end date {utc_day(ended_at_ms)} is in the future: record it on or after the day "
+                            "the relationship ends (a future end would start its clocks early)")
+    with store.transaction():
+        cust = store.customers.get(customer)
+        if cust is None:
+            raise CustomerError(f"no customer {customer}: see `vericam subject` for the customers")
+        if cust["ended_at_ms"] is not None:
+            raise CustomerError(f"the relationship with {customer} already ended on {utc_day(cust['ended_at_ms'])}")
+        if ended_at_ms < cust["started_at_ms"]:
+            raise CustomerError(f"the end date {utc_day(ended_at_ms)} is before the relationship began "
+                                f"({utc_day(cust['started_at_ms'])})")
+        store.customers.end(customer, ended_at_ms)
+        audit.append(store, by, "end customer relationship", why, at_ms=now_ms, subject=customer,
+                     detail={"ended_at_ms": ended_at_ms, "ended_on": utc_day(ended_at_ms).isoformat(),
+                             "role_source": role_source})
+    return {"customer": customer, "ended_on": utc_day(ended_at_ms).isoformat(), "role_source": role_source}
+
+
 # Days and times ----------------------------------------------------------------------------
 def utc_day(ms: int) -> _dt.date:
     return _dt.datetime.fromtimestamp(ms / 1000, _dt.timezone.utc).date()
 
 
 def deletion_day(alarm_ms: int, days: int) -> str:
-    """The deletion day of an image whose alarm was received at `alarm_ms`: the alarm's UTC day
-    plus `days` (`image_days`, or `hold_days` under a police hold). The image is due at 00:00 UTC
-    of that day (`gateway.storage.captures.due_at_ms`), and the day names the KEK that wraps it."""
+    """The deletion day of an image whose alarm happened at `alarm_ms` (`image_clock_ms`): the
+    alarm's UTC day plus `days` (`image_days`, or `hold_days` under a police hold). The image is
+    due at 00:00 UTC of that day (`gateway.storage.captures.due_at_ms`), and the day names the KEK
+    that wraps it."""
     return (utc_day(alarm_ms) + _dt.timedelta(days=days)).isoformat()
+
+
+def device_ms(t: int | None) -> int | None:
+    """A device timestamp (Unix seconds, PROTOCOL.md; milliseconds tolerated) in epoch ms, or
+    None when the device clock was unset (0) or no time was given."""
+    if not isinstance(t, int) or isinstance(t, bool) or t <= 0:
+        return None
+    return t if t > 100_000_000_000 else t * 1000
+
+
+def image_clock_ms(alarm: dict, captured_at: int | None = None) -> int:
+    """When an alarm's images' retention clock starts: the alarm's own time.
+
+    That is the alarm event's device time `t`, else the capture's `captured_at` (taken at the
+    alarm), in both cases never later than the gateway's first receipt of the alarm (a clock
+    ahead of the gateway cannot stretch retention). Only when the device clock was unset (time
+    0) does the receipt `received_at_ms` count: photos of a device whose clock was never set
+    and that was offline may then be kept longer than 7 days after the alarm, by the outage
+    (docs/OPERATING.md, "When the clock starts")."""
+    received = alarm["received_at_ms"]
+    own = device_ms(alarm.get("t")) or device_ms(captured_at)
+    return received if own is None else min(own, received)
 
 
 def years_after(ms: int, years: int) -> int:
@@ -159,11 +262,14 @@ def years_after(ms: int, years: int) -> int:
 
 
 def alarm_ms(store: Store, device: str, alarm_id: str) -> int:
-    """When the gateway received the alarm: what its images' retention counts from."""
-    at = store.alarms.received_at(device, alarm_id)
-    if at is None:
+    """When the alarm happened, for its images' retention (`image_clock_ms`): its own time, else
+    its earliest stored capture's time, else when the gateway received it."""
+    row = store.alarms.get(device, alarm_id)
+    if row is None:
         raise LookupError(f"no alarm {alarm_id} of device {device}")
-    return at
+    taken = [device_ms(c["captured_at"]) for c in store.captures.stored_of_alarm(device, alarm_id)]
+    taken = [t for t in taken if t is not None]
+    return image_clock_ms(row, min(taken) if taken else None)
 
 
 # Deleting images ---------------------------------------------------------------------------
