@@ -142,3 +142,178 @@ def test_a_console_hold_keeps_to_the_configured_hold_days(tmp_path):
         alarm_day = dt.datetime.fromtimestamp(store.alarms.get("cam-1", alarm)["received_at_ms"] / 1000,
                                               dt.timezone.utc).date()
         assert days == {(alarm_day + dt.timedelta(days=10)).isoformat()}  # counsel's 10, not the default 30
+
+
+# The sweeper keeps every class ------------------------------------------------------------------
+def activity(store, device, at_ms, n=2):
+    with store.transaction():
+        for i in range(n):
+            store.events.add(device, {"kind": "armed", "slot": 1, "t": at_ms // 1000}, at_ms + i, clock_unset=False)
+        store.alarms.note(device, f"a{at_ms}", at_ms, code="intrusion", t=at_ms // 1000)
+
+
+def test_a_customers_identity_goes_a_year_after_the_end_and_the_activity_log_three_years_after(data):
+    from gateway.governance.retention import end_relationship
+
+    with Store.open(data) as store:
+        customer(store)
+        activity(store, "cam-1", ALARM)
+        ended = ALARM + 10 * DAY
+        end_relationship(store, "C-1", ended, "ann", ended, "contract terminated", role="admin")
+        sweeper(store, ended + 364 * DAY).sweep()
+        assert store.customers.get("C-1")["name"] == "Anna Andersson"
+        rep = sweeper(store, ended + 365 * DAY).sweep()
+        assert rep.identities_erased == 1 and store.customers.get("C-1") is None
+        dev = store.db.execute("SELECT site, customer_id FROM devices WHERE id = 'cam-1'").fetchone()
+        assert dev[0] == "" and dev[1].startswith("ended-")  # the activity log keeps a pseudonym, no name, no site
+        assert "Anna" not in str([dict(r) for r in store.db.execute("SELECT * FROM customers")])
+        assert len(store.events.list("cam-1")) == 2  # the activity log is kept on
+        [rec] = audit.records(store, "erase customer identity")
+        assert rec["subject"] == dev[1]
+        sweeper(store, ended + 1095 * DAY).sweep()
+        assert len(store.events.list("cam-1")) == 2
+        rep = sweeper(store, ended + 1096 * DAY).sweep()  # three calendar years, one of them with 29 February
+        assert rep.activity_purged >= 3 and store.events.list("cam-1") == [] and store.alarms.list("cam-1") == []
+        assert store.db.execute("SELECT count(*) FROM customers").fetchone()[0] == 0
+        assert store.db.execute("SELECT customer_id FROM devices WHERE id = 'cam-1'").fetchone()[0] is None
+        assert audit.verify(store).ok
+
+
+def test_activity_of_a_device_without_a_customer_goes_three_years_after_each_record(data):
+    with Store.open(data) as store:
+        activity(store, "cam-2", ALARM)
+        activity(store, "cam-2", ALARM + 100 * DAY)
+        rep = sweeper(store, ALARM + 1096 * DAY + DAY).sweep()
+        assert rep.activity_purged == 3  # two events and the alarm of the first day
+        assert [a["received_at_ms"] for a in store.alarms.list("cam-2")] == [ALARM + 100 * DAY]
+        assert len(store.events.list("cam-2")) == 2
+
+
+def test_an_alarm_note_is_erased_ninety_days_after_the_alarm_was_closed(data):
+    from gateway.governance import alarms
+
+    with Store.open(data) as store:
+        activity(store, "cam-1", ALARM)
+        aid = f"a{ALARM}"
+        alarms.close(store, "cam-1", aid, "olle", "false-user-error", "the neighbour Bo Berg let the cat in", ALARM)
+        sweeper(store, ALARM + 89 * DAY).sweep()
+        assert store.alarms.handling("cam-1", aid)["note"].startswith("the neighbour")
+        rep = sweeper(store, ALARM + 90 * DAY).sweep()
+        h = store.alarms.handling("cam-1", aid)
+        assert rep.notes_erased == 1 and h["note"] is None and h["outcome"] == "false-user-error" and h["closed_by"] == "olle"
+        assert [r["subject"] for r in audit.records(store, "erase alarm note")] == [f"alarm:cam-1/{aid}"]
+
+
+def test_a_hold_record_goes_a_year_after_the_hold_ran_out(data):
+    from gateway.governance import hold
+    from support.seeding import seed
+
+    with Store.open(data) as store:
+        seed(store, "cam-1", ALARM)
+        placed = hold.place(store, store.images.list("cam-1")[0]["alarm_id"], "sue", "suspect", "K-1", ALARM + DAY,
+                            role="supervisor", policy=RetentionPolicy())
+        thirty = DUE + 23 * DAY  # 2026-02-09 00:00: the hold's day
+        rep = sweeper(store, thirty).sweep()
+        assert rep.images_deleted == 2 and rep.holds_ended == 1 and store.holds.get(placed["hold"])["ended_at_ms"] == thirty
+        sweeper(store, thirty + 364 * DAY).sweep()
+        assert store.holds.get(placed["hold"]) is not None
+        rep = sweeper(store, thirty + 365 * DAY).sweep()
+        assert rep.hold_records_deleted == 1 and store.holds.get(placed["hold"]) is None
+        assert [r["subject"] for r in audit.records(store, "delete hold record")] == [f"hold:{placed['hold']}"]
+
+
+def test_an_export_the_gateway_wrote_is_deleted_thirty_days_later(data, tmp_path):
+    from gateway.governance.retention import register_export
+
+    bundle = tmp_path / "out" / "bundle.zip"
+    export_dir = tmp_path / "out" / "subject-C-1"
+    bundle.parent.mkdir()
+    bundle.write_bytes(b"PK" + bytes(100))
+    (export_dir / "photos").mkdir(parents=True)
+    (export_dir / "export.json").write_text("{}")
+    (export_dir / "photos" / "a.jpg").write_bytes(b"\xff\xd8")
+    with Store.open(data) as store:
+        register_export(store, "police bundle", bundle, "hold:1", "sue", ALARM, "ab" * 32)
+        register_export(store, "subject export", export_dir, "C-1", "ann", ALARM + DAY)
+        rep = sweeper(store, ALARM + 30 * DAY).sweep()
+        assert rep.exports_deleted == 1 and not bundle.exists() and export_dir.exists()
+        rep = sweeper(store, ALARM + 31 * DAY).sweep()
+        assert rep.exports_deleted == 1 and not export_dir.exists()
+        recs = audit.records(store, "delete export")
+        assert [r["subject"] for r in recs] == ["hold:1", "C-1"] and recs[0]["content_hash"] == "ab" * 32
+
+
+def test_the_audit_trail_is_trimmed_at_a_signed_checkpoint_and_still_verifies(data):
+    import time
+
+    start = int(time.time() * 1000)  # after the records `gateway init` wrote
+    with Store.open(data) as store:
+        for i in range(5):
+            with store.transaction():
+                audit.append(store, "olle", "view image", "handling the alarm", at_ms=start + i, subject=f"img{i}")
+        line = audit.checkpoint(store)  # a checkpoint at the fifth record or so
+        through = audit.parse_checkpoint(line)["seq"]
+        with store.transaction():
+            audit.append(store, "olle", "view image", "handling the alarm", at_ms=start + 2000 * DAY, subject="new")
+        rep = sweeper(store, start + 1096 * DAY + DAY).sweep()
+        assert rep.audit_trimmed == through
+        assert store.db.execute("SELECT min(seq) FROM audit").fetchone()[0] == through + 1
+        v = audit.verify(store, [("exported", line)])
+        assert v.ok, v.problems
+        assert v.trimmed_through == through and v.records == store.db.execute("SELECT count(*) FROM audit").fetchone()[0]
+        # Whoever deletes one more record, or rewrites the first kept one, is seen as before.
+        with pytest.raises(Exception, match="append-only"):
+            store.db.execute("DELETE FROM audit WHERE seq = ?", (through + 1,))
+        store.db.execute("INSERT INTO audit_trims (through_seq, head, at_ms) VALUES (?, 'x', 0)", (through + 1,))
+        store.db.execute("DELETE FROM audit WHERE seq = ?", (through + 1,))
+        bad = audit.verify(store)
+        assert not bad.ok and any("missing" in p or "broken" in p for p in bad.problems), bad.problems
+
+
+# Police handover --------------------------------------------------------------------------------
+@pytest.mark.parametrize("rule, kept", [("end", "back on the 7-day schedule"), ("shorten", "gone at once"),
+                                        ("keep", "held to day 30")])
+def test_a_handover_records_who_at_the_police_asked_and_ends_or_shortens_the_hold_as_configured(data, rule, kept):
+    from gateway.governance import hold
+    from support.seeding import seed
+
+    policy = RetentionPolicy(handover=rule, handover_days=0)
+    with Store.open(data) as store:
+        ids = set(seed(store, "cam-1", ALARM))
+        placed = hold.place(store, store.images.list("cam-1")[0]["alarm_id"], "sue", "suspect", "K-1", ALARM + DAY,
+                            role="supervisor", policy=policy)
+        r = hold.hand_over(store, str(placed["hold"]), "sue", "Insp. Eva Ek, Polisen Syd", "5000-K123-26",
+                           ALARM + 3 * DAY, role="supervisor", policy=policy)
+        h = store.holds.get(placed["hold"])
+        assert (h["police_requester"], h["police_reference"], h["handed_over_at_ms"]) == \
+            ("Insp. Eva Ek, Polisen Syd", "5000-K123-26", ALARM + 3 * DAY)
+        [rec] = audit.records(store, "hand over to police")
+        assert rec["detail"]["requested_by"] == "Insp. Eva Ek, Polisen Syd" and rec["detail"]["rule"] == rule
+        if rule == "end":
+            assert r["back_on_schedule"] == 2 and h["released_at_ms"] == ALARM + 3 * DAY
+            sweeper(store, DUE).sweep()
+            assert stored_ids(store) == set()
+        elif rule == "shorten":
+            assert r["deleted_now"] == 2 and stored_ids(store) == set()
+        else:
+            sweeper(store, DUE + 22 * DAY).sweep()
+            assert stored_ids(store) == ids
+        with pytest.raises(hold.HoldError):
+            hold.hand_over(store, str(placed["hold"]), "sue", "someone", "ref", ALARM + 4 * DAY, role="supervisor",
+                           policy=policy)
+        assert audit.verify(store).ok
+
+
+def test_a_handover_needs_the_requester_and_the_police_reference(data):
+    from gateway.governance import hold
+    from support.seeding import seed
+
+    with Store.open(data) as store:
+        seed(store, "cam-1", ALARM)
+        placed = hold.place(store, store.images.list("cam-1")[0]["alarm_id"], "sue", "suspect", "K-1", ALARM + DAY,
+                            role="supervisor", policy=RetentionPolicy())
+        for requester, ref, msg in (("", "R-1", "who at the police"), ("Eva Ek", " ", "reference")):
+            with pytest.raises(hold.HoldError, match=msg):
+                hold.hand_over(store, str(placed["hold"]), "sue", requester, ref, ALARM + DAY, role="supervisor",
+                               policy=RetentionPolicy())
+        assert store.holds.get(placed["hold"])["handed_over_at_ms"] is None

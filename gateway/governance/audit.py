@@ -42,6 +42,19 @@ Whoever holds the key store AND the database can forge records and re-sign check
 they cannot change is a checkpoint already in write-once storage, so everything up to the
 newest exported checkpoint stays fixed (docs/SECURITY.md).
 
+Retention: trimming the oldest records at a checkpoint
+------------------------------------------------------
+The trail is personal data too (who viewed what, failed logins, image hashes), so it has a rule
+(`audit_days`, gateway.governance.retention_rules). `trim` deletes the oldest records, always
+through the record of a signed checkpoint S whose records 1..S are all older than the rule:
+1. the key store notes the trim (S, link(S), the checkpoint's line), then
+2. one transaction names S in `audit_trims` (the delete trigger allows deleting through it and
+   nothing else), deletes records 1..S, and appends a "trim audit trail" record.
+A crash between the two leaves the whole chain, which still verifies; the next sweep trims it.
+`verify` then starts at S + 1 from link(S) as the key store and the signed checkpoint give it:
+whoever deletes more records, or rewrites the first kept one, fails as before. Checkpoints
+before S can no longer be compared with records; their signatures are still checked.
+
 Records written before the audit key existed
 --------------------------------------------
 A data directory made before the key (hash-chained, `link(n) = SHA-256(link(n-1) || "\\n" ||
@@ -243,6 +256,42 @@ def checkpoint(store) -> str | None:
         return _keep_checkpoint(store, keys, head["seq"], prev, now)
 
 
+def trim(store, older_than_ms: int, now_ms: int, who: str = "retention-sweeper") -> int:
+    """Delete the oldest records through the newest signed checkpoint whose records are all older
+    than `older_than_ms` (see "Retention" above); how many went (0: no checkpoint qualifies)."""
+    trimmed = store.keys.audit_trim()
+    done = trimmed[0] if trimmed else 0
+    point = None
+    for seq in reversed(store.keys.audit_checkpoint_seqs()):
+        if seq <= done:
+            break
+        newest = store.audit.newest_through(seq)
+        if newest is not None and newest < older_than_ms:
+            point = seq
+            break
+    if point is None:
+        if trimmed and (store.audit.first_seq() or done + 1) <= done:  # a crash after step 1: finish it
+            point = done
+        else:
+            return 0
+    with store.transaction():
+        head = store.audit.get(point)
+        keys = keys_of(store)
+        line = store.keys.audit_checkpoint_line(point)
+        if head is None or keys is None or line is None:
+            return 0
+        cp = parse_checkpoint(line)
+        if cp["head"] != head["hash"] or not keys.verifies(head) or not keys.signature_ok(cp):
+            raise AuditError(f"audit record {point} does not match its signed checkpoint: not trimming a chain that "
+                             "does not verify; run `vericam audit verify`")
+        store.keys.trim_audit(point, head["hash"], line)  # step 1: before any record goes
+        n = store.audit.trim(point, head["hash"], now_ms)
+        append(store, who, "trim audit trail", "retention: audit records older than the rule, through a signed "
+               "checkpoint", at_ms=now_ms, subject=f"audit:{point}",
+               detail={"through_seq": point, "head": head["hash"], "records": n})
+    return n
+
+
 def checkpoints(store) -> list[str]:
     """Every checkpoint kept in the key store, oldest first, as signed JSON lines."""
     return store.keys.audit_checkpoints()
@@ -283,6 +332,7 @@ class Verdict:
     keyed_from: int | None = None       # the first record the audit key keys (None: not keyed yet)
     checkpoints: int = 0                # signed checkpoints that match the log
     checkpoint_seq: int | None = None   # the newest of them
+    trimmed_through: int = 0            # records 1..this were deleted by retention (0: none)
 
     @property
     def ok(self) -> bool:
@@ -291,7 +341,8 @@ class Verdict:
     def as_json(self) -> dict:
         return {"ok": self.ok, "records": self.records, "anchored_seq": self.anchored_seq,
                 "unanchored": self.unanchored, "problems": self.problems, "keyed_from": self.keyed_from,
-                "checkpoints": self.checkpoints, "checkpoint_seq": self.checkpoint_seq}
+                "checkpoints": self.checkpoints, "checkpoint_seq": self.checkpoint_seq,
+                "trimmed_through": self.trimmed_through}
 
 
 def verify(store, exported: Iterable[tuple[str, str]] = ()) -> Verdict:
@@ -303,7 +354,15 @@ def verify(store, exported: Iterable[tuple[str, str]] = ()) -> Verdict:
     prev, expect_seq = GENESIS, 1
     by_seq: dict[int, tuple[str, int]] = {}  # seq -> (link, records up to it)
     failed = 0
-    for rec in store.audit.chain():
+    trimmed = store.keys.audit_trim()
+    chain = store.audit.chain()
+    if trimmed and chain and chain[0]["seq"] > 1:  # the chain kept after a trim starts from its checkpoint
+        v.trimmed_through = trimmed[0]
+        prev, expect_seq = trimmed[1], trimmed[0] + 1
+        by_seq[trimmed[0]] = (trimmed[1], trimmed[0])
+        v.records = trimmed[0]
+        _check_trim(v, keys, trimmed)
+    for rec in chain:
         v.records += 1
         if rec["seq"] != expect_seq:
             v.problems.append(f"records {expect_seq}..{rec['seq'] - 1} are missing (removed from the log)")
@@ -319,11 +378,26 @@ def verify(store, exported: Iterable[tuple[str, str]] = ()) -> Verdict:
         by_seq[rec["seq"]] = (rec["hash"], v.records)
     if failed > MAX_RECORD_PROBLEMS:
         v.problems.append(f"... and {failed - MAX_RECORD_PROBLEMS} more records do not verify")
+    if v.trimmed_through:
+        v.records -= v.trimmed_through  # `records` counts the records the log holds
     last_seq = expect_seq - 1
     _check_anchor(store, v, by_seq, last_seq)
     _check_checkpoints(v, keys, [("key store", line) for line in checkpoints(store)] + list(exported),
                        by_seq, last_seq)
     return v
+
+
+def _check_trim(v: Verdict, keys: AuditKeys | None, trimmed: tuple[int, str, str]) -> None:
+    """The trim point the key store names must be a checkpoint signed by this gateway, of that link."""
+    seq, head, line = trimmed
+    try:
+        cp = parse_checkpoint(line)
+    except ValueError as exc:
+        v.problems.append(f"the audit trail's trim point (record {seq}) has no valid checkpoint: {exc}")
+        return
+    if keys is None or cp["pub"] != keys.public or not keys.signature_ok(cp) or cp["seq"] != seq or cp["head"] != head:
+        v.problems.append(f"the audit trail's trim point (record {seq}) is not certified by a checkpoint signed with "
+                          "this gateway's audit key: the key store's trim record was altered")
 
 
 def _check_anchor(store, v: Verdict, by_seq: dict, last_seq: int) -> None:
@@ -366,6 +440,8 @@ def _check_checkpoints(v: Verdict, keys: AuditKeys | None, given: list[tuple[str
                               "gateway's audit key")
         elif not keys.signature_ok(cp):
             v.problems.append(f"{where}: the checkpoint of record {seq} has a bad signature (forged or altered)")
+        elif seq < v.trimmed_through:
+            continue  # its records were trimmed by retention: only its signature can still be checked
         elif seq > last_seq:
             v.problems.append(f"a signed checkpoint at record {seq} lies beyond the log's end at record {last_seq} "
                               f"({when}, {where}): the database was restored from an older copy, or its newest "

@@ -47,6 +47,8 @@ never traded for space.
 from __future__ import annotations
 
 import datetime as _dt
+import os
+import secrets
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -252,6 +254,40 @@ def image_clock_ms(alarm: dict, captured_at: int | None = None) -> int:
     return received if own is None else min(own, received)
 
 
+DAY_MS = 86_400_000
+OTHER_CLASSES = ("identities_erased", "notes_erased", "holds_ended", "hold_records_deleted", "exports_deleted",
+                 "audit_trimmed")
+
+
+def remove_export(path: Path) -> None:
+    """Delete an export's file or directory tree: each file truncated, then unlinked, then its
+    directory synced. Gone already is fine."""
+    if path.is_dir() and not path.is_symlink():
+        for sub in sorted(path.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            remove_export(sub)
+        path.rmdir()
+        return
+    try:
+        with open(path, "r+b") as f:
+            f.truncate(0)
+            os.fsync(f.fileno())
+        path.unlink()
+    except FileNotFoundError:
+        return
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def register_export(store: Store, kind: str, path: Path, subject: str | None, by: str, now_ms: int,
+                    content_hash: str | None = None) -> int:
+    """Note an export just written, so that retention deletes it `export_days` later."""
+    with store.transaction():
+        return store.exports.add(kind, str(Path(path).resolve()), subject, by, now_ms, content_hash)
+
+
 def years_after(ms: int, years: int) -> int:
     t = _dt.datetime.fromtimestamp(ms / 1000, _dt.timezone.utc)
     try:
@@ -321,6 +357,12 @@ class SweepReport:
     images_deleted: int = 0
     keks_destroyed: list[str] = field(default_factory=list)
     activity_purged: int = 0
+    identities_erased: int = 0
+    notes_erased: int = 0
+    holds_ended: int = 0
+    hold_records_deleted: int = 0
+    exports_deleted: int = 0
+    audit_trimmed: int = 0
     batches: int = 0
     seconds: float = 0.0
 
@@ -362,16 +404,118 @@ class Sweeper:
             rep.batches += 1
         with self.store.exclusive():
             rep.keks_destroyed = self._destroy_spent_keks(now)
-            rep.activity_purged = self._purge_activity(now)
+            rep.activity_purged = self._purge_activity(now) + self._purge_unowned_activity(now)
             for day in rep.keks_destroyed:
                 self._clear_day_prefix(day, now)
+        with self.store.exclusive():
+            rep.identities_erased = self._erase_identities(now)
+            rep.notes_erased = self._erase_notes(now)
+            rep.holds_ended, rep.hold_records_deleted = self._expire_hold_records(now)
+        rep.exports_deleted = self._expire_exports(now)
+        with self.store.exclusive():
+            rep.audit_trimmed = audit.trim(self.store, now - self.policy.audit_days * DAY_MS, now, SWEEPER)
         self.store.blobs.tidy(utc_day(now).isoformat())
         rep.seconds = time.perf_counter() - t0
         if rep.images_deleted or rep.keks_destroyed or rep.activity_purged:
             self.log(f"retention sweep: {rep.images_deleted} images deleted, KEKs destroyed: "
                      f"{', '.join(rep.keks_destroyed) or 'none'}, {rep.activity_purged} activity records purged "
                      f"in {rep.seconds * 1000:.0f} ms")
+        others = {k: v for k, v in rep.as_dict().items() if k in OTHER_CLASSES and v}
+        if others:
+            self.log("retention sweep: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in others.items()))
         return rep
+
+    def _purge_unowned_activity(self, now: int) -> int:
+        """Activity of devices with no customer (no relationship to end): each record `activity_years`
+        after its own receipt."""
+        years = self.policy.activity_years
+        before = years_after(now, -years)
+        purged = 0
+        for dev in self.store.retention.devices_without_customer():
+            with self.store.transaction():
+                n = self.store.retention.purge_activity_before(dev, before, self.policy.batch * 10)
+                if n:
+                    audit.append(self.store, SWEEPER, "purge activity log", f"retention: records of a device without "
+                                 f"a customer, received over {years} years ago", at_ms=now, subject=f"device:{dev}",
+                                 detail={"device": dev, "records": n})
+            purged += n
+        return purged
+
+    def _erase_identities(self, now: int) -> int:
+        """Name, sites and customer id of relationships that ended `identity_days` ago: erased, the id
+        replaced by a pseudonym the activity log keeps until its own rule ends it."""
+        n = 0
+        for cust in self.store.retention.identities_due(now - self.policy.identity_days * DAY_MS):
+            pseudonym = "ended-" + secrets.token_hex(8)
+            with self.store.transaction():
+                devices = self.store.retention.erase_identity(cust["id"], pseudonym, now)
+                audit.append(self.store, SWEEPER, "erase customer identity",
+                             f"retention: the customer relationship ended over {self.policy.identity_days} days ago; "
+                             "name and sites erased, the customer id replaced by this pseudonym",
+                             at_ms=now, subject=pseudonym, detail={"devices": len(devices)})
+            n += 1
+        return n
+
+    def _erase_notes(self, now: int) -> int:
+        """The free text of alarm-handling notes `note_days` after the alarm was closed."""
+        n = 0
+        while True:
+            due = self.store.retention.notes_due(now - self.policy.note_days * DAY_MS, self.policy.batch)
+            if not due:
+                return n
+            with self.store.transaction():
+                for a in due:
+                    if self.store.retention.erase_note(a["device"], a["alarm_id"], now):
+                        audit.append(self.store, SWEEPER, "erase alarm note", f"retention: the alarm was closed over "
+                                     f"{self.policy.note_days} days ago", at_ms=now,
+                                     subject=f"alarm:{a['device']}/{a['alarm_id']}")
+                        n += 1
+
+    def _expire_hold_records(self, now: int) -> tuple[int, int]:
+        """Holds whose images are all gone end now; hold rows `hold_record_days` after their end go."""
+        ended = deleted = 0
+        with self.store.transaction():
+            for hold_id in self.store.retention.holds_run_out():
+                if self.store.retention.end_hold(hold_id, now):
+                    audit.append(self.store, SWEEPER, "end hold", "retention: none of the hold's images is left",
+                                 at_ms=now, subject=f"hold:{hold_id}")
+                    ended += 1
+        while True:
+            due = self.store.retention.hold_records_due(now - self.policy.hold_record_days * DAY_MS, self.policy.batch)
+            if not due:
+                return ended, deleted
+            with self.store.transaction():
+                for h in due:
+                    if self.store.retention.delete_hold(h["id"]):
+                        audit.append(self.store, SWEEPER, "delete hold record", "retention: the hold ended over "
+                                     f"{self.policy.hold_record_days} days ago", at_ms=now, subject=f"hold:{h['id']}")
+                        deleted += 1
+
+    def _expire_exports(self, now: int) -> int:
+        """Exports the gateway wrote, `export_days` after writing: files first, then the row and its
+        audit record (a crash in between leaves a row whose files are gone: the next sweep ends it)."""
+        n = 0
+        while True:
+            due = self.store.exports.due(now - self.policy.export_days * DAY_MS, self.policy.batch)
+            if not due:
+                return n
+            done = []
+            for e in due:
+                try:
+                    remove_export(Path(e["path"]))
+                except OSError as exc:  # left for the next sweep, and said
+                    self.log(f"RETENTION: could not delete the export {e['path']}: {exc}")
+                    continue
+                done.append(e)
+            if not done:
+                return n
+            with self.store.exclusive(), self.store.transaction():
+                for e in done:
+                    if self.store.exports.mark_deleted(e["id"], now):
+                        audit.append(self.store, SWEEPER, "delete export", f"retention: {e['kind']} written over "
+                                     f"{self.policy.export_days} days ago", at_ms=now, subject=e["subject"],
+                                     content_hash=e["content_hash"], detail={"export": e["id"], "kind": e["kind"]})
+                        n += 1
 
     def _destroy_spent_keks(self, now: int) -> list[str]:
         """Destroy each KEK whose day has started and that no image uses (`destroy_kek_if_spent`);
@@ -400,6 +544,10 @@ class Sweeper:
                                      f"retention: customer relationship ended over {years} years ago",
                                      at_ms=now, subject=cust["id"], detail={"device": dev, "records": n})
                 purged += n
+            with self.store.transaction():
+                if self.store.retention.forget_customer(cust["id"]):  # an erased identity with nothing left
+                    audit.append(self.store, SWEEPER, "delete customer record", "retention: its activity log is "
+                                 "purged and its identity erased", at_ms=now, subject=cust["id"])
         return purged
 
     def _clear_day_prefix(self, day: str, now: int) -> None:

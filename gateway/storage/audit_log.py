@@ -60,6 +60,21 @@ class AuditLog:
         """(seq, at_ms) of the newest checkpoint, kept in the key store or waiting for this commit."""
         return self.uow.last_audit_checkpoint()
 
+    # Trimming (retention) ------------------------------------------------------------------
+    def newest_through(self, seq: int) -> int | None:
+        """The latest `at_ms` of records 1..seq (None if there are none)."""
+        return self.db.execute("SELECT max(at_ms) FROM audit WHERE seq <= ?", (seq,)).fetchone()[0]
+
+    def first_seq(self) -> int | None:
+        return self.db.execute("SELECT min(seq) FROM audit").fetchone()[0]
+
+    def trim(self, through_seq: int, head: str, at_ms: int) -> int:
+        """Delete records 1..through_seq (the triggers allow it once `audit_trims` names the point);
+        how many went. Call inside a transaction, after the key store recorded the trim."""
+        self.db.execute("INSERT INTO audit_trims (through_seq, head, at_ms) VALUES (?, ?, ?) "
+                        "ON CONFLICT (through_seq) DO NOTHING", (through_seq, head, at_ms))
+        return self.db.execute("DELETE FROM audit WHERE seq <= ?", (through_seq,)).rowcount
+
     # Reading -------------------------------------------------------------------------------
     def head(self) -> tuple[int, str] | None:
         """(seq, hash) of the newest record, or None (not locked)."""
