@@ -317,3 +317,39 @@ def test_a_handover_needs_the_requester_and_the_police_reference(data):
                 hold.hand_over(store, str(placed["hold"]), "sue", requester, ref, ALARM + DAY, role="supervisor",
                                policy=RetentionPolicy())
         assert store.holds.get(placed["hold"])["handed_over_at_ms"] is None
+
+
+def test_a_crash_between_noting_the_trim_and_deleting_leaves_a_chain_that_verifies_and_the_next_sweep_trims(
+        data, monkeypatch):
+    import time
+
+    start = int(time.time() * 1000)
+    with Store.open(data) as store:
+        for i in range(3):
+            with store.transaction():
+                audit.append(store, "olle", "view image", "handling the alarm", at_ms=start + i, subject=f"img{i}")
+        later = start + 1100 * DAY
+        with monkeypatch.context() as m:
+            m.setattr(type(store.audit), "trim", lambda self, *a: (_ for _ in ()).throw(OSError("power cut")))
+            with pytest.raises(OSError):
+                sweeper(store, later).sweep()
+        assert store.keys.audit_trim() is not None and store.db.execute("SELECT min(seq) FROM audit").fetchone()[0] == 1
+        assert audit.verify(store).ok
+        rep = sweeper(store, later).sweep()
+        assert rep.audit_trimmed > 0 and audit.verify(store).ok
+
+
+def test_an_export_whose_files_went_before_a_crash_is_finished_by_the_next_sweep(data, tmp_path, monkeypatch):
+    from gateway.governance.retention import register_export
+
+    bundle = tmp_path / "bundle.zip"
+    bundle.write_bytes(b"PK" + bytes(10))
+    with Store.open(data) as store:
+        register_export(store, "police bundle", bundle, "hold:1", "sue", ALARM)
+        with monkeypatch.context() as m:
+            m.setattr(type(store.exports), "mark_deleted", lambda self, *a: (_ for _ in ()).throw(OSError("crash")))
+            with pytest.raises(OSError):
+                sweeper(store, ALARM + 30 * DAY).sweep()
+        assert not bundle.exists() and audit.records(store, "delete export") == []
+        assert sweeper(store, ALARM + 30 * DAY).sweep().exports_deleted == 1
+        assert len(audit.records(store, "delete export")) == 1

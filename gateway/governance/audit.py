@@ -45,8 +45,10 @@ newest exported checkpoint stays fixed (docs/SECURITY.md).
 Retention: trimming the oldest records at a checkpoint
 ------------------------------------------------------
 The trail is personal data too (who viewed what, failed logins, image hashes), so it has a rule
-(`audit_days`, gateway.governance.retention_rules). `trim` deletes the oldest records, always
-through the record of a signed checkpoint S whose records 1..S are all older than the rule:
+(`audit_days`, gateway.governance.retention_rules). `trim` deletes the oldest records 1..S, the
+records before the first one the rule still keeps, at a checkpoint signed for record S (the
+gateway holds the audit key, so it signs one for S if none exists; S's own link is checked
+under the key first):
 1. the key store notes the trim (S, link(S), the checkpoint's line), then
 2. one transaction names S in `audit_trims` (the delete trigger allows deleting through it and
    nothing else), deletes records 1..S, and appends a "trim audit trail" record.
@@ -206,6 +208,9 @@ def key_the_trail(store) -> int:
 def _next(store, at_ms: int) -> tuple[int, str, AuditKeys]:
     """Lock the head; (the next seq, the link before it, the keys), keying the chain first if need be."""
     last = store.audit.lock_head()  # gateways sharing one PostgreSQL database append one at a time
+    if last is None:  # every record trimmed by retention: the chain goes on from the trim point
+        trimmed = store.keys.audit_trim()
+        last = (trimmed[0], trimmed[1]) if trimmed else None
     seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
     keys = keys_of(store) or _keys(*store.keys.create_audit_key(keyed_from=seq))
     if seq == keys.keyed_from and seq > 1:  # the first keyed record of a chain begun without a key
@@ -257,38 +262,40 @@ def checkpoint(store) -> str | None:
 
 
 def trim(store, older_than_ms: int, now_ms: int, who: str = "retention-sweeper") -> int:
-    """Delete the oldest records through the newest signed checkpoint whose records are all older
-    than `older_than_ms` (see "Retention" above); how many went (0: no checkpoint qualifies)."""
+    """Delete every record older than `older_than_ms` from the start of the chain, through the last
+    one before the first younger record, at a checkpoint signed for that record (see "Retention"
+    above); how many records went (0: none is due)."""
     trimmed = store.keys.audit_trim()
     done = trimmed[0] if trimmed else 0
-    point = None
-    for seq in reversed(store.keys.audit_checkpoint_seqs()):
-        if seq <= done:
-            break
-        newest = store.audit.newest_through(seq)
-        if newest is not None and newest < older_than_ms:
-            point = seq
-            break
-    if point is None:
-        if trimmed and (store.audit.first_seq() or done + 1) <= done:  # a crash after step 1: finish it
-            point = done
-        else:
-            return 0
     with store.transaction():
-        head = store.audit.get(point)
-        keys = keys_of(store)
-        line = store.keys.audit_checkpoint_line(point)
-        if head is None or keys is None or line is None:
+        head_now = store.audit.lock_head()
+        if head_now is None:
             return 0
-        cp = parse_checkpoint(line)
-        if cp["head"] != head["hash"] or not keys.verifies(head) or not keys.signature_ok(cp):
-            raise AuditError(f"audit record {point} does not match its signed checkpoint: not trimming a chain that "
+        first = store.audit.first_seq()
+        if trimmed and first is not None and first <= done:
+            point = done  # a crash after the key store noted the trim: finish it
+        else:
+            younger = store.audit.first_at_or_after(older_than_ms)
+            point = (younger - 1) if younger is not None else head_now[0]
+            if point <= done or point < (first or 1):
+                return 0
+        rec = store.audit.get(point)
+        keys = keys_of(store)
+        if rec is None or keys is None:
+            return 0
+        if not keys.verifies(rec):
+            raise AuditError(f"audit record {point} does not verify under the audit key: not trimming a chain that "
                              "does not verify; run `vericam audit verify`")
-        store.keys.trim_audit(point, head["hash"], line)  # step 1: before any record goes
-        n = store.audit.trim(point, head["hash"], now_ms)
-        append(store, who, "trim audit trail", "retention: audit records older than the rule, through a signed "
-               "checkpoint", at_ms=now_ms, subject=f"audit:{point}",
-               detail={"through_seq": point, "head": head["hash"], "records": n})
+        line = store.keys.audit_checkpoint_line(point)
+        if line is None or parse_checkpoint(line)["head"] != rec["hash"]:
+            line = keys.sign({"v": CHECKPOINT_VERSION, "seq": point, "head": rec["hash"], "count": point,
+                              "at_ms": now_ms, "at": _iso(now_ms)})
+            store.keys.add_audit_checkpoint(point, now_ms, line)
+        store.keys.trim_audit(point, rec["hash"], line)  # step 1: in the key store before any record goes
+        n = store.audit.trim(point, rec["hash"], now_ms)
+        append(store, who, "trim audit trail", "retention: the oldest audit records are past the rule; the chain "
+               "verifies from the signed checkpoint of the last one deleted", at_ms=now_ms, subject=f"audit:{point}",
+               detail={"through_seq": point, "head": rec["hash"], "records": n})
     return n
 
 

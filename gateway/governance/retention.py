@@ -259,6 +259,14 @@ OTHER_CLASSES = ("identities_erased", "notes_erased", "holds_ended", "hold_recor
                  "audit_trimmed")
 
 
+def audit_cutoff_ms(now_ms: int, days: int) -> int:
+    """Audit records written before this are due: a record is kept until 00:00 UTC of its day plus
+    `days`, as an image is (so the trail is trimmed once a day, each record younger than `days`)."""
+    from gateway.storage.captures import due_at_ms
+
+    return due_at_ms(utc_day(now_ms).isoformat()) - (days - 1) * DAY_MS
+
+
 def remove_export(path: Path) -> None:
     """Delete an export's file or directory tree: each file truncated, then unlinked, then its
     directory synced. Gone already is fine."""
@@ -413,7 +421,7 @@ class Sweeper:
             rep.holds_ended, rep.hold_records_deleted = self._expire_hold_records(now)
         rep.exports_deleted = self._expire_exports(now)
         with self.store.exclusive():
-            rep.audit_trimmed = audit.trim(self.store, now - self.policy.audit_days * DAY_MS, now, SWEEPER)
+            rep.audit_trimmed = audit.trim(self.store, audit_cutoff_ms(now, self.policy.audit_days), now, SWEEPER)
         self.store.blobs.tidy(utc_day(now).isoformat())
         rep.seconds = time.perf_counter() - t0
         if rep.images_deleted or rep.keks_destroyed or rep.activity_purged:

@@ -61,9 +61,9 @@ class AuditLog:
         return self.uow.last_audit_checkpoint()
 
     # Trimming (retention) ------------------------------------------------------------------
-    def newest_through(self, seq: int) -> int | None:
-        """The latest `at_ms` of records 1..seq (None if there are none)."""
-        return self.db.execute("SELECT max(at_ms) FROM audit WHERE seq <= ?", (seq,)).fetchone()[0]
+    def first_at_or_after(self, at_ms: int) -> int | None:
+        """The first record (by seq) written at or after `at_ms`; None if every record is older."""
+        return self.db.execute("SELECT min(seq) FROM audit WHERE at_ms >= ?", (at_ms,)).fetchone()[0]
 
     def first_seq(self) -> int | None:
         return self.db.execute("SELECT min(seq) FROM audit").fetchone()[0]
