@@ -45,8 +45,9 @@ newest exported checkpoint stays fixed (docs/SECURITY.md).
 Retention: trimming the oldest records at a checkpoint
 ------------------------------------------------------
 The trail is personal data too (who viewed what, failed logins, image hashes), so it has a rule
-(`audit_days`, gateway.governance.retention_rules). `trim` deletes the oldest records 1..S, the
-records before the first one the rule still keeps, at a checkpoint signed for record S (the
+(`audit_days`, gateway.governance.retention_rules). `trim` deletes the oldest records 1..S, S
+the newest record past the rule (records before it were written before it, whatever clock
+stamped them), at a checkpoint signed for record S (the
 gateway holds the audit key, so it signs one for S if none exists; S's own link is checked
 under the key first):
 1. the key store notes the trim (S, link(S), the checkpoint's line), then
@@ -275,9 +276,10 @@ def trim(store, older_than_ms: int, now_ms: int, who: str = "retention-sweeper")
         if trimmed and first is not None and first <= done:
             point = done  # a crash after the key store noted the trim: finish it
         else:
-            younger = store.audit.first_at_or_after(older_than_ms)
-            point = (younger - 1) if younger is not None else head_now[0]
-            if point <= done or point < (first or 1):
+            # The newest record past the rule, by seq: the order records were written in. Those before
+            # it were written earlier, whatever clock stamped them, so they go with it.
+            point = store.audit.last_before(older_than_ms)
+            if point is None or point <= done or point < (first or 1):
                 return 0
         rec = store.audit.get(point)
         keys = keys_of(store)

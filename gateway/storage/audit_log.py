@@ -61,9 +61,9 @@ class AuditLog:
         return self.uow.last_audit_checkpoint()
 
     # Trimming (retention) ------------------------------------------------------------------
-    def first_at_or_after(self, at_ms: int) -> int | None:
-        """The first record (by seq) written at or after `at_ms`; None if every record is older."""
-        return self.db.execute("SELECT min(seq) FROM audit WHERE at_ms >= ?", (at_ms,)).fetchone()[0]
+    def last_before(self, at_ms: int) -> int | None:
+        """The newest record (by seq) written before `at_ms`; None if there is none (index `audit_by_at`)."""
+        return self.db.execute("SELECT max(seq) FROM audit WHERE at_ms < ?", (at_ms,)).fetchone()[0]
 
     def first_seq(self) -> int | None:
         return self.db.execute("SELECT min(seq) FROM audit").fetchone()[0]

@@ -263,6 +263,7 @@ MIGRATIONS: list[str] = [
         head TEXT NOT NULL,                -- the link of record through_seq: where the kept chain starts
         at_ms INTEGER NOT NULL
     );
+    CREATE INDEX audit_by_at ON audit (at_ms);
     DROP TRIGGER audit_append_only_delete;
     CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit
     WHEN NOT EXISTS (SELECT 1 FROM audit_trims WHERE OLD.seq <= through_seq)
@@ -520,6 +521,7 @@ PG_MIGRATIONS: list[str] = [
         head TEXT NOT NULL,
         at_ms BIGINT NOT NULL
     );
+    CREATE INDEX audit_by_at ON audit (at_ms);
     CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         IF TG_OP = 'DELETE' AND EXISTS (SELECT 1 FROM audit_trims WHERE OLD.seq <= through_seq) THEN
