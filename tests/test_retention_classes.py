@@ -353,3 +353,19 @@ def test_an_export_whose_files_went_before_a_crash_is_finished_by_the_next_sweep
         assert not bundle.exists() and audit.records(store, "delete export") == []
         assert sweeper(store, ALARM + 30 * DAY).sweep().exports_deleted == 1
         assert len(audit.records(store, "delete export")) == 1
+
+
+def test_a_retention_toml_above_a_maximum_stops_the_gateway_at_start_naming_the_rule(tmp_path):
+    from gateway.ingest.service import Gateway
+    from support.cli import vericam
+
+    data = make_gateway_dir(tmp_path / "gw")
+    (data / "retention.toml").write_text("[retention]\nidentity_days = 400\n")
+    out = vericam("retention", "show", "--data", data, "--table")
+    assert out.returncode == 2 and "identity_days = 400 is above the legal maximum of 365 days for " \
+        "customer_identity" in out.stderr
+    with pytest.raises(RetentionConfigError, match="customer_identity"):
+        Gateway(data, "127.0.0.1", 1).start(connect_timeout=0.1)
+    (data / "retention.toml").write_text("[retention]\nidentity_days = 200\nhandover = \"shorten\"\n")
+    out = vericam("retention", "show", "--data", data, "--table")
+    assert out.returncode == 0 and "identity_days = 200 days (maximum 365)" in out.stdout
