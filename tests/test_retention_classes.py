@@ -369,3 +369,16 @@ def test_a_retention_toml_above_a_maximum_stops_the_gateway_at_start_naming_the_
     (data / "retention.toml").write_text("[retention]\nidentity_days = 200\nhandover = \"shorten\"\n")
     out = vericam("retention", "show", "--data", data, "--table")
     assert out.returncode == 0 and "identity_days = 200 days (maximum 365)" in out.stdout
+
+
+def test_a_failed_login_keeps_no_typed_name_that_is_not_an_account(tmp_path):
+    from gateway.governance.users import record_failed_login
+    from support.console_seed import init
+
+    data = init(tmp_path / "gw")
+    with Store.open(data) as store:
+        record_failed_login(store, "Hunter2-summer", "10.0.0.7", ALARM)  # a password typed as the name
+        record_failed_login(store, "olivia", "10.0.0.7", ALARM)
+        subjects = [r["subject"] for r in audit.records(store, "login failed")]
+        assert subjects == ["(not a user of this gateway)", "olivia"]
+        assert "Hunter2" not in str(audit.records(store))

@@ -97,8 +97,9 @@ def record_login(store: Store, name: str, role: str, client: str, now_ms: int) -
 
 
 def record_failed_login(store: Store, name: str, client: str, now_ms: int) -> None:
-    """Audit a refused console login; a typed name that cannot be a user name is not recorded."""
-    shown = name if NAME.match(name or "") else "(not a valid user name)"
+    """Audit a refused console login. The typed name is recorded only when it names an account of
+    this gateway: anything else may be a password typed into the name field (issue 15)."""
+    shown = name if NAME.match(name or "") and store.users.get(name) is not None else "(not a user of this gateway)"
     with store.transaction():
         audit.append(store, "anonymous", "login failed", "wrong user name or password", at_ms=now_ms,
                      subject=shown, detail={"client": client})
