@@ -382,3 +382,18 @@ def test_a_failed_login_keeps_no_typed_name_that_is_not_an_account(tmp_path):
         subjects = [r["subject"] for r in audit.records(store, "login failed")]
         assert subjects == ["(not a user of this gateway)", "olivia"]
         assert "Hunter2" not in str(audit.records(store))
+
+
+def test_a_subject_export_is_registered_and_expires_and_subject_end_refuses_a_future_date(data, tmp_path):
+    from gateway.governance import subject
+
+    with Store.open(data) as store:
+        customer(store)
+        out = tmp_path / "export-C-1"
+        subject.export(store, "C-1", out, "dpo", "access request", ALARM)
+        [e] = store.exports.list()
+        assert (e["kind"], e["subject"], e["path"]) == ("subject export", "C-1", str(out.resolve()))
+        sweeper(store, ALARM + 30 * DAY).sweep()
+        assert not out.exists()
+        with pytest.raises(subject.SubjectError, match="future"):
+            subject.end_relationship(store, "C-1", ALARM + DAY, "ann", ALARM)

@@ -54,6 +54,8 @@ def link_device(store: Store, device: str, customer: str, by: str, now_ms: int) 
 
 
 def end_relationship(store: Store, customer: str, ended_at_ms: int, by: str, now_ms: int) -> None:
+    if ended_at_ms > now_ms:  # the retention clocks run from it (issue 15: `vericam customer end`)
+        raise SubjectError("the end date is in the future: record it on or after the day the relationship ends")
     with store.transaction():
         _customer(store, customer)
         store.customers.end(customer, ended_at_ms)
@@ -112,7 +114,8 @@ def export(store: Store, customer: str, out: Path, by: str, why: str, now_ms: in
         audit.append(store, by, "export subject data", why, at_ms=now_ms, subject=customer,
                      content_hash=summary["manifest_sha256"], detail={k: v for k, v in summary.items()
                                                                       if k != "manifest_sha256"})
-    return summary
+        store.exports.add("subject export", str(out.resolve()), customer, by, now_ms, summary["manifest_sha256"])
+    return summary  # retention deletes the directory `export_days` later (issue 15)
 
 
 def _write(path: Path, data: bytes) -> None:
