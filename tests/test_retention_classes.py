@@ -397,3 +397,45 @@ def test_a_subject_export_is_registered_and_expires_and_subject_end_refuses_a_fu
         assert not out.exists()
         with pytest.raises(subject.SubjectError, match="future"):
             subject.end_relationship(store, "C-1", ALARM + DAY, "ann", ALARM)
+
+
+# End to end, through the command an operator runs, on both engines ------------------------------------
+def test_end_to_end_customer_end_police_handover_export_and_sweep_by_the_command_line(data, tmp_path):
+    import json
+    import time
+
+    from gateway.governance import hold, subject
+    from support.cli import vericam
+    from support.seeding import seed
+
+    now = int(time.time() * 1000)
+    with Store.open(data) as store:
+        subject.add_customer(store, "C-7", "Bo Berg", "admin", now - 400 * DAY, started_at_ms=now - 400 * DAY)
+        subject.link_device(store, "cam-1", "C-7", "admin", now)
+        seed(store, "cam-1", now - 3_600_000, code="intrusion")
+        alarm = store.images.list("cam-1")[0]["alarm_id"]
+        hold.place(store, f"cam-1/{alarm}", "sue", "burglary", "K-77", now, role="supervisor",
+                   policy=RetentionPolicy())
+    (data / "retention.toml").write_text('[retention]\nhandover = "shorten"\nhandover_days = 0\n')
+    run = lambda *args: vericam(*args, "--data", data)  # noqa: E731
+    ended = run("customer", "end", "C-7", "--on", "2026-11-30", "--by", "ann", "--role", "admin",
+                "--reason", "contract terminated")
+    assert ended.returncode == 0, ended.stderr
+    out = tmp_path / "bundles"
+    exported = run("export", "K-77", "--by", "sue", "--role", "supervisor", "--out", out,
+                   "--requested-by", "Insp. Eva Ek", "--police-ref", "5000-K77")
+    assert exported.returncode == 0, exported.stderr
+    assert "handed over" in exported.stdout and len(list(out.glob("*.zip"))) == 1
+    swept = run("retention", "sweep", "--json")
+    assert swept.returncode == 0, swept.stderr
+    report = json.loads(swept.stdout)
+    assert {"images_deleted", "keks_destroyed", "activity_purged", "identities_erased", "exports_deleted",
+            "audit_trimmed"} <= set(report)
+    with Store.open(data) as store:
+        assert store.images.list("cam-1") == []  # shortened to the handover day: gone
+        [h] = store.holds.list()
+        assert (h["police_requester"], h["police_reference"]) == ("Insp. Eva Ek", "5000-K77")
+        assert store.customers.get("C-7")["ended_at_ms"] is not None
+        assert [e["kind"] for e in store.exports.list()] == ["police bundle"]
+    verified = run("audit", "verify", "--json")
+    assert verified.returncode == 0 and json.loads(verified.stdout)["ok"], verified.stdout
