@@ -65,6 +65,10 @@ class AuditLog:
         """The newest record (by seq) written before `at_ms`; None if there is none (index `audit_by_at`)."""
         return self.db.execute("SELECT max(seq) FROM audit WHERE at_ms < ?", (at_ms,)).fetchone()[0]
 
+    def oldest_at_ms(self) -> int | None:
+        """The earliest `at_ms` of the records kept (None: the log is empty)."""
+        return self.db.execute("SELECT min(at_ms) FROM audit").fetchone()[0]
+
     def first_seq(self) -> int | None:
         return self.db.execute("SELECT min(seq) FROM audit").fetchone()[0]
 

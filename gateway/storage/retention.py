@@ -99,6 +99,12 @@ class RetentionQueries:
             n += self.db.execute("DELETE FROM alarms WHERE device = ?", (device_id,)).rowcount
         return n
 
+    def relationship_end_of(self, device_id: str) -> int | None:
+        """When the relationship of the device's customer ended (None: no customer, or not ended)."""
+        row = self.db.execute("SELECT c.ended_at_ms FROM devices d JOIN customers c ON c.id = d.customer_id "
+                              "WHERE d.id = ?", (device_id,)).fetchone()
+        return None if row is None else row[0]
+
     def devices_without_customer(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT id FROM devices WHERE customer_id IS NULL ORDER BY id")]
 

@@ -240,16 +240,15 @@ def _check_classes(store, policy, now, ended_devices, backup_sets, ages, rule_da
         "alarm_note": store.retention.oldest_note_ms(),
         "hold_record": store.retention.oldest_hold_end_ms(),
         "export": store.exports.oldest_live_ms(),
-        "audit": store.db.execute("SELECT min(at_ms) FROM audit").fetchone()[0],
+        "audit": store.audit.oldest_at_ms(),
         "backup": backup_sets[0] if backup_sets else None,
     }
     # The activity log: from the end for customers who left, from each record for the ownerless camera.
     candidates = []
     for dev in ended_devices:
-        row = store.db.execute("SELECT c.ended_at_ms FROM devices d JOIN customers c ON c.id = d.customer_id "
-                               "WHERE d.id = ?", (dev,)).fetchone()
-        if row is not None and store.retention.activity_count([dev]):
-            candidates.append(row[0])
+        ended = store.retention.relationship_end_of(dev)
+        if ended is not None and store.retention.activity_count([dev]):
+            candidates.append(ended)
     unowned = store.retention.oldest_activity_ms(store.retention.devices_without_customer())
     if unowned is not None:
         candidates.append(unowned)
