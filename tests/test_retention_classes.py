@@ -155,11 +155,14 @@ def activity(store, device, at_ms, n=2):
 def test_a_customers_identity_goes_a_year_after_the_end_and_the_activity_log_three_years_after(data):
     from gateway.governance.retention import end_relationship
 
+    from gateway.provisioning.devices import revoke_device
+
     with Store.open(data) as store:
-        customer(store)
+        customer(store, devices=("cam-1", "cam-2"))
         activity(store, "cam-1", ALARM)
         ended = ALARM + 10 * DAY
         end_relationship(store, "C-1", ended, "ann", ended, "contract terminated", role="admin")
+        revoke_device(store, "cam-1")  # cam-2 stays provisioned: it keeps its row (it may still connect)
         sweeper(store, ended + 364 * DAY).sweep()
         assert store.customers.get("C-1")["name"] == "Anna Andersson"
         rep = sweeper(store, ended + 365 * DAY).sweep()
@@ -175,7 +178,9 @@ def test_a_customers_identity_goes_a_year_after_the_end_and_the_activity_log_thr
         rep = sweeper(store, ended + 1096 * DAY).sweep()  # three calendar years, one of them with 29 February
         assert rep.activity_purged >= 3 and store.events.list("cam-1") == [] and store.alarms.list("cam-1") == []
         assert store.db.execute("SELECT count(*) FROM customers").fetchone()[0] == 0
-        assert store.db.execute("SELECT customer_id FROM devices WHERE id = 'cam-1'").fetchone()[0] is None
+        assert [tuple(r) for r in store.db.execute("SELECT id, site, customer_id FROM devices ORDER BY id")] == \
+            [("cam-2", "", None)]  # the revoked device's row went with the customer's last record
+        assert audit.records(store, "delete customer record")[0]["detail"]["devices_deleted"] == ["cam-1"]
         assert audit.verify(store).ok
 
 

@@ -553,9 +553,12 @@ class Sweeper:
                                      at_ms=now, subject=cust["id"], detail={"device": dev, "records": n})
                 purged += n
             with self.store.transaction():
-                if self.store.retention.forget_customer(cust["id"]):  # an erased identity with nothing left
+                if self.store.retention.forget_customer_ready(cust["id"]):  # an erased identity with nothing left
+                    devices = self.store.retention.drop_revoked_devices(cust["id"])
+                    self.store.retention.forget_customer(cust["id"])
                     audit.append(self.store, SWEEPER, "delete customer record", "retention: its activity log is "
-                                 "purged and its identity erased", at_ms=now, subject=cust["id"])
+                                 "purged and its identity erased; its revoked devices' rows go with it", at_ms=now,
+                                 subject=cust["id"], detail={"devices_deleted": devices})
         return purged
 
     def _clear_day_prefix(self, day: str, now: int) -> None:

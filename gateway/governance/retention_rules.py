@@ -56,7 +56,8 @@ RULES: tuple[Rule, ...] = (
     Rule("activity", "activity_years", "activity log: events, alarms, captures, alarm handling", 3, 3, "years",
          "the end of the customer relationship (`vericam customer end`); for a device with no customer, "
          "each record's own receipt",
-         "rows deleted in batches (a device's alarm stays while an image of it is held)"),
+         "rows deleted in batches (a device's alarm stays while an image of it is held); then the customer's "
+         "pseudonymous row and its revoked devices' rows"),
     Rule("customer_identity", "identity_days", "name, address (device site) and customer id", 365, 365, "days",
          "the end of the customer relationship",
          "name and site erased, the customer id replaced by a pseudonym the activity log keeps"),

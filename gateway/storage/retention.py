@@ -158,18 +158,32 @@ class RetentionQueries:
         return self.db.execute("SELECT min(ended_at_ms) FROM customers WHERE ended_at_ms IS NOT NULL "
                                "AND identity_erased_at_ms IS NULL").fetchone()[0]
 
+    def forget_customer_ready(self, customer: str) -> bool:
+        """True when the customer's identity is erased and none of its devices has activity left."""
+        return self.db.execute(
+            "SELECT 1 FROM customers c WHERE c.id = ? AND c.identity_erased_at_ms IS NOT NULL AND NOT EXISTS "
+            "(SELECT 1 FROM devices d WHERE d.customer_id = c.id AND (EXISTS (SELECT 1 FROM events e WHERE "
+            "e.device = d.id) OR EXISTS (SELECT 1 FROM alarms a WHERE a.device = d.id) OR EXISTS (SELECT 1 FROM "
+            "captures p WHERE p.device = d.id)))", (customer,)).fetchone() is not None
+
     def forget_customer(self, customer: str) -> bool:
-        """Delete an erased customer's row (its devices unlinked) once none of its devices has activity
-        left; True if it went."""
-        left = self.db.execute(
-            "SELECT 1 FROM customers c WHERE c.id = ? AND (c.identity_erased_at_ms IS NULL OR EXISTS (SELECT 1 FROM "
-            "devices d WHERE d.customer_id = c.id AND (EXISTS (SELECT 1 FROM events e WHERE e.device = d.id) OR "
-            "EXISTS (SELECT 1 FROM alarms a WHERE a.device = d.id) OR EXISTS (SELECT 1 FROM captures p "
-            "WHERE p.device = d.id))))", (customer,)).fetchone()
-        if left is not None:
-            return False
+        """Delete the customer's row, its remaining devices unlinked; True if it went."""
         self.db.execute("UPDATE devices SET customer_id = NULL WHERE customer_id = ?", (customer,))
         return self.db.execute("DELETE FROM customers WHERE id = ? RETURNING id", (customer,)).fetchone() is not None
+
+    def drop_revoked_devices(self, customer: str) -> list[str]:
+        """Delete the rows (and DC-09 accounts) of the customer's revoked devices that hold no image and
+        no activity any more; the devices deleted. A device still provisioned keeps its row: it may
+        still connect (revoke it when the relationship ends)."""
+        gone = [r[0] for r in self.db.execute(
+            "SELECT d.id FROM devices d WHERE d.customer_id = ? AND d.revoked = 1 AND NOT EXISTS "
+            "(SELECT 1 FROM images i WHERE i.device = d.id) AND NOT EXISTS (SELECT 1 FROM events e WHERE "
+            "e.device = d.id) AND NOT EXISTS (SELECT 1 FROM alarms a WHERE a.device = d.id) AND NOT EXISTS "
+            "(SELECT 1 FROM captures c WHERE c.device = d.id) ORDER BY d.id", (customer,))]
+        for dev in gone:
+            self.db.execute("DELETE FROM dc09_accounts WHERE device = ?", (dev,))
+            self.db.execute("DELETE FROM devices WHERE id = ?", (dev,))
+        return gone
 
     # Alarm-handling notes ------------------------------------------------------------------------
     def notes_due(self, closed_before_ms: int, limit: int) -> list[dict]:
