@@ -388,6 +388,7 @@ class Sweeper:
         self.clock = clock
         self.log = log or (lambda line: None)
         self.on_files_gone: Callable[[], None] | None = None  # test hook (crash window)
+        self._unowned_swept: _dt.date | None = None  # the day whose ownerless activity is purged
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -435,9 +436,14 @@ class Sweeper:
 
     def _purge_unowned_activity(self, now: int) -> int:
         """Activity of devices with no customer (no relationship to end): each record `activity_years`
-        after its own receipt."""
+        after its own receipt, by whole days as images are (once a day, at the first sweep after
+        00:00 UTC, the records of the day that has come due: none is kept longer than the rule)."""
+        today = utc_day(now)
+        if self._unowned_swept == today:
+            return 0
         years = self.policy.activity_years
-        before = years_after(now, -years)
+        before = years_after(int(_dt.datetime(today.year, today.month, today.day, tzinfo=_dt.timezone.utc)
+                                 .timestamp() * 1000) + DAY_MS, -years)
         purged = 0
         for dev in self.store.retention.devices_without_customer():
             with self.store.transaction():
@@ -447,6 +453,9 @@ class Sweeper:
                                  f"a customer, received over {years} years ago", at_ms=now, subject=f"device:{dev}",
                                  detail={"device": dev, "records": n})
             purged += n
+            if n >= self.policy.batch * 10:
+                return purged  # more of this day's records: the next sweep goes on
+        self._unowned_swept = today
         return purged
 
     def _erase_identities(self, now: int) -> int:
