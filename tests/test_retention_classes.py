@@ -444,3 +444,29 @@ def test_end_to_end_customer_end_police_handover_export_and_sweep_by_the_command
         assert [e["kind"] for e in store.exports.list()] == ["police bundle"]
     verified = run("audit", "verify", "--json")
     assert verified.returncode == 0 and json.loads(verified.stdout)["ok"], verified.stdout
+
+
+def test_two_sweepers_racing_over_every_class_erase_and_audit_each_item_once(data, tmp_path):
+    """Two gateway workers' sweepers wake at once over identities, notes, hold records and exports."""
+    from gateway.governance import alarms
+    from gateway.governance.retention import end_relationship, register_export
+    from support.scaleout import race
+
+    with Store.open(data) as store:
+        for n in range(3):
+            customer(store, f"C-{n}", devices=())
+            end_relationship(store, f"C-{n}", ALARM, "ann", ALARM, "moved", role="admin")
+        for n in range(4):
+            store.alarms.note("cam-1", f"a{n}", ALARM)
+            alarms.close(store, "cam-1", f"a{n}", "olle", "false-user-error", f"note {n}", ALARM)
+            bundle = tmp_path / f"b{n}.zip"
+            bundle.write_bytes(b"PK")
+            register_export(store, "police bundle", bundle, f"hold:{n}", "sue", ALARM)
+    later = ALARM + 400 * DAY
+    with Store.open(data) as a, Store.open(data) as b:
+        reports = race(sweeper(a, later).sweep, sweeper(b, later).sweep)
+        assert sum(r.identities_erased for r in reports) == 3 and sum(r.notes_erased for r in reports) == 4
+        assert sum(r.exports_deleted for r in reports) == 4
+        for what, count in (("erase customer identity", 3), ("erase alarm note", 4), ("delete export", 4)):
+            assert len(audit.records(a, what)) == count, what
+        assert audit.verify(a).ok

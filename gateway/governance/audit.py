@@ -266,12 +266,12 @@ def trim(store, older_than_ms: int, now_ms: int, who: str = "retention-sweeper")
     """Delete every record older than `older_than_ms` from the start of the chain, through the last
     one before the first younger record, at a checkpoint signed for that record (see "Retention"
     above); how many records went (0: none is due)."""
-    trimmed = store.keys.audit_trim()
-    done = trimmed[0] if trimmed else 0
     with store.transaction():
-        head_now = store.audit.lock_head()
+        head_now = store.audit.lock_head()  # one trimmer at a time, whichever gateway sweeps
         if head_now is None:
             return 0
+        trimmed = store.keys.audit_trim()
+        done = trimmed[0] if trimmed else 0
         first = store.audit.first_seq()
         if trimmed and first is not None and first <= done:
             point = done  # a crash after the key store noted the trim: finish it

@@ -1,5 +1,8 @@
 """Retention: the rules as validated configuration, the sweeper that enforces them, and reconciliation.
 
+The rules themselves, one per class of personal data, are the table in
+`gateway.governance.retention_rules`; `RetentionPolicy` is that table as configured.
+
 Theory of operation
 -------------------
 **When an image is due.** Every image has a deletion day (`kek_day`): the UTC day of its alarm
@@ -30,6 +33,17 @@ longer exists, and it is deleted and audited. Blobs of images under a police hol
 their first deletion day's prefix and still have rows, so they are kept. Then activity-log
 records of customers whose relationship ended more than `activity_years` ago are purged in
 batches.
+
+**The other classes** of the retention table (`gateway.governance.retention_rules`) follow, each
+in its own transactions and each deletion audited: activity of devices without a customer
+(once a day, by whole days), customers' identities a year after the relationship ended (name
+and sites erased, the id replaced by a pseudonym), alarm-handling notes, hold rows (a hold
+whose images are all gone ends first), exports the gateway wrote (files first, then the row
+and its record: a crash leaves a row whose files are gone, which the next sweep finishes), and
+last the audit trail, trimmed once a day at a signed checkpoint (`audit.trim`).
+
+**When an image's clock starts** (`image_clock_ms`): the alarm's own time on the device's
+clock, never later than the gateway's receipt; the receipt only when the device clock was unset.
 
 **Several sweepers.** Every gateway worker runs its own sweeper; with PostgreSQL they share
 the rows (and, on one machine, the key store). Two of them may pick the same due rows and
@@ -465,7 +479,10 @@ class Sweeper:
         for cust in self.store.retention.identities_due(now - self.policy.identity_days * DAY_MS):
             pseudonym = "ended-" + secrets.token_hex(8)
             with self.store.transaction():
+                self.store.retention.serialise_sweepers()
                 devices = self.store.retention.erase_identity(cust["id"], pseudonym, now)
+                if devices is None:
+                    continue  # another sweeper erased it, and audited it
                 audit.append(self.store, SWEEPER, "erase customer identity",
                              f"retention: the customer relationship ended over {self.policy.identity_days} days ago; "
                              "name and sites erased, the customer id replaced by this pseudonym",

@@ -141,9 +141,13 @@ class RetentionQueries:
             "SELECT id, ended_at_ms FROM customers WHERE ended_at_ms IS NOT NULL AND ended_at_ms <= ? "
             "AND identity_erased_at_ms IS NULL ORDER BY ended_at_ms, id", (ended_before_ms,))]
 
-    def erase_identity(self, customer: str, pseudonym: str, at_ms: int) -> list[str]:
+    def erase_identity(self, customer: str, pseudonym: str, at_ms: int) -> list[str] | None:
         """Erase the customer's name and its devices' sites, and replace its id by `pseudonym` (the
-        activity log keeps the pseudonym and the end date); the devices it had."""
+        activity log keeps the pseudonym and the end date); the devices it had, or None if another
+        sweeper erased it first (call under `serialise_sweepers`)."""
+        if self.db.execute("SELECT 1 FROM customers WHERE id = ? AND identity_erased_at_ms IS NULL",
+                           (customer,)).fetchone() is None:
+            return None
         devices = [r[0] for r in self.db.execute("SELECT id FROM devices WHERE customer_id = ? ORDER BY id",
                                                  (customer,))]
         self.db.execute("INSERT INTO customers (id, name, started_at_ms, ended_at_ms, restricted, "
