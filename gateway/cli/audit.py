@@ -37,6 +37,9 @@ def audit_verify(data: Path = DATA_OPT, as_json: bool = typer.Option(False, "--j
         cps = (f"{v.checkpoints} signed checkpoints match (newest: record {v.checkpoint_seq})" if v.checkpoints
                else "no signed checkpoint yet")
         extra = f"; {v.unanchored} newest not yet anchored (a crash between commit and anchor)" if v.unanchored else ""
+        if v.trimmed_through:
+            extra += (f"; records 1..{v.trimmed_through} deleted by retention, the chain verified from the signed "
+                      "checkpoint of the last of them")
         typer.echo(f"audit log intact: {v.records} records, head anchored at record {v.anchored_seq}, {keyed}; "
                    f"{cps}{extra}")
     else:
