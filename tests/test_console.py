@@ -297,7 +297,8 @@ def test_the_admin_sees_no_activity_log(gw):
 def test_users_add_from_stdin_never_echoes_the_password(tmp_path):
     data = init(tmp_path / "gw")
     secret = "a-very-secret-password"
-    r = vericam("users", "add", "nina", "--role", "operator", "--data", data, "--password-stdin", input=secret + "\n")
+    r = vericam("users", "add", "nina", "--role", "operator", "--data", data, "--password-stdin", "--by", "adam",
+                input=secret + "\n")
     assert r.returncode == 0, r.stderr
     assert secret not in r.stdout + r.stderr
     app = create_app(data, SECRET, secure_cookies=False)
