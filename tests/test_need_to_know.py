@@ -226,3 +226,17 @@ def test_without_accounts_the_command_line_takes_an_asserted_role_and_says_so(tm
     r = vericam("subject", "add-customer", "anna", "--data", data, "--by", "setup", "--role", "operator")
     assert r.returncode == 3
     assert vericam("subject", "add-customer", "anna", "--data", data, "--by", "setup", "--role", "admin").returncode == 0
+
+
+def test_reading_the_audit_trail_or_the_image_list_on_the_command_line_needs_the_role_and_is_audited(gw):
+    data, app, anna, bo = gw
+    assert vericam("audit", "show", "--data", data, "--by", "adam").returncode == 3
+    shown = vericam("audit", "show", "--data", data, "--by", "aud", "--what", "configure customer")
+    assert shown.returncode == 0 and len(shown.stdout.splitlines()) == 2
+    assert vericam("gateway", "images", "--data", data, "--json", "--by", "aud").returncode == 3
+    listed = vericam("gateway", "images", "--data", data, "--json", "--by", "olivia")
+    assert listed.returncode == 0 and len(json.loads(listed.stdout)) == 5
+    [trail] = records(data, "view audit trail")
+    [images] = records(data, "view image list")
+    assert (trail["who"], trail["detail"]["rows"]) == ("aud", 2)
+    assert (images["who"], images["detail"]["role"], images["detail"]["images"]) == ("olivia", "operator", 5)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from gateway.cli.common import DATA_OPT, fail, open_store
+from gateway.cli.common import BY_OPT, DATA_OPT, ROLE_OPT, acting_as, fail, now_ms, open_store
 
 audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 
@@ -93,10 +93,15 @@ def audit_checkpoint(data: Path = DATA_OPT,
 
 @audit_app.command("show")
 def audit_show(data: Path = DATA_OPT, what: str = typer.Option(None, "--what"),
-               subject: str = typer.Option(None, "--subject")) -> None:
-    """Print audit records as JSON lines."""
+               subject: str = typer.Option(None, "--subject"), by: str = BY_OPT, role: str = ROLE_OPT) -> None:
+    """Print audit records as JSON lines (an auditor, as in the console; the reading is audited)."""
     from gateway.governance import audit
+    from gateway.governance.need_to_know import record_read
 
     with open_store(data) as store:
-        for r in audit.records(store, what, subject):
+        acting = acting_as(store, by, "audit", role)
+        rows = audit.records(store, what, subject)
+        record_read(store, by, acting, "view audit trail", "audit", now_ms(),
+                    detail={"filters": {"what": what, "subject": subject}, "rows": len(rows)})
+        for r in rows:
             typer.echo(json.dumps(r, sort_keys=True))
