@@ -102,7 +102,7 @@ def test_customer_end_is_audited_and_a_future_date_or_a_second_end_is_refused(da
     assert future.returncode == 3 and "in the future" in future.stderr
     asserted = vericam("customer", "end", "C-1", "--on", "2026-01-31", "--data", data, "--by", "ann",
                        "--reason", "moved")
-    assert asserted.returncode == 3 and "--role admin" in asserted.stderr
+    assert asserted.returncode == 3 and "--role supervisor" in asserted.stderr
     ok = vericam("customer", "end", "C-1", "--on", "2026-01-31", "--data", data, "--by", "ann", "--role", "admin",
                  "--reason", "contract terminated")
     assert ok.returncode == 0, ok.stderr

@@ -18,8 +18,8 @@ def customer_end(customer: str = typer.Argument(..., help="The customer id."),
                                         "(YYYY-MM-DD, UTC); today or earlier."),
                  data: Path = DATA_OPT, by: str = BY_OPT,
                  reason: str = typer.Option(..., "--reason", help="Why it ended (recorded in the audit trail)."),
-                 role: str = typer.Option(None, "--role", help="Only while no user accounts exist: state 'admin' "
-                                          "or 'supervisor' (recorded as asserted, not checked).")) -> None:
+                 role: str = typer.Option(None, "--role", help="Only while no user accounts exist: state 'supervisor' "
+                                          "or 'admin' (recorded as asserted, not checked).")) -> None:
     """Record that a customer relationship ended: the activity log is kept 3 years from that day,
     the customer's name, address and id at most 12 months (retention.toml may say less)."""
     from gateway.governance.retention import CustomerError, end_relationship

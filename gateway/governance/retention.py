@@ -182,9 +182,6 @@ def record_policy(store: Store, policy: RetentionPolicy, now_ms: int, who: str =
 
 
 # The customer relationship's end: what the activity and identity clocks run from -----------
-CUSTOMER_ROLES = ("admin", "supervisor")
-
-
 class CustomerError(ValueError):
     pass
 
@@ -194,23 +191,12 @@ def end_relationship(store: Store, customer: str, ended_at_ms: int, by: str, now
     """Record the end of a customer relationship (audited); the activity log's and the customer's
     identity's retention clocks run from it. A date in the future, before the relationship began,
     or a second end are refused: an end date moved later would stretch every clock."""
-    if not by:
-        raise CustomerError("say who you are: --by USER")
-    if store.users.count():
-        if role is not None:
-            raise CustomerError("user accounts exist: the role comes from the users table, drop --role")
-        account = store.users.get(by)
-        if account is None or account["disabled"]:
-            raise CustomerError(f"{by} is not an active user of this gateway")
-        if account["role"] not in CUSTOMER_ROLES:
-            raise CustomerError(f"{by} has the role {account['role']}; ending a customer relationship needs the "
-                                f"{' or '.join(CUSTOMER_ROLES)} role")
-        role_source = "users table"
-    elif role not in CUSTOMER_ROLES:
-        raise CustomerError(f"no user accounts exist yet: state --role {CUSTOMER_ROLES[0]} (recorded as asserted, "
-                            "not checked), or create accounts with `vericam users add`")
-    else:
-        role_source = "asserted (no user accounts)"
+    from gateway.governance.users import UserError, act_as
+
+    try:
+        role_source = act_as(store, by, "customers", role)  # the roles of `customers`, as the console has them
+    except UserError as exc:
+        raise CustomerError(str(exc)) from None
     why = (why or "").strip()
     if not why:
         raise CustomerError("say why the relationship ended (--reason), e.g. 'contract terminated'")
