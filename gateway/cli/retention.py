@@ -37,7 +37,10 @@ def retention_sweep(data: Path = DATA_OPT, as_json: bool = typer.Option(False, "
         rep = Sweeper(store, load_policy(data)).sweep()
     typer.echo(json.dumps(rep.as_dict()) if as_json else
                f"{rep.images_deleted} images deleted, KEKs destroyed: {', '.join(rep.keks_destroyed) or 'none'}, "
-               f"{rep.activity_purged} activity records purged")
+               f"{rep.activity_purged} activity records purged, {rep.identities_erased} customer identities "
+               f"erased, {rep.notes_erased} alarm notes erased, {rep.holds_ended} holds ended, "
+               f"{rep.hold_records_deleted} hold records deleted, {rep.exports_deleted} exports deleted, "
+               f"{rep.audit_trimmed} audit records trimmed")
 
 
 @retention_app.command("reconcile")
