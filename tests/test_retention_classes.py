@@ -137,10 +137,11 @@ def test_a_console_hold_keeps_to_the_configured_hold_days(tmp_path):
         assert sup.post(f"/api/alarms/cam-1/{alarm}/hold", json={"reason": "burglary", "case": "K-9"}).status_code == 200
     finally:
         app.state.store.close()
+    from gateway.governance.retention import alarm_ms
+
     with Store.open(data) as store:
         days = {r["kek_day"].split("/")[0] for r in store.images.list("cam-1")}
-        alarm_day = dt.datetime.fromtimestamp(store.alarms.get("cam-1", alarm)["received_at_ms"] / 1000,
-                                              dt.timezone.utc).date()
+        alarm_day = dt.datetime.fromtimestamp(alarm_ms(store, "cam-1", alarm) / 1000, dt.timezone.utc).date()
         assert days == {(alarm_day + dt.timedelta(days=10)).isoformat()}  # counsel's 10, not the default 30
 
 
@@ -406,6 +407,7 @@ def test_a_subject_export_is_registered_and_expires_and_subject_end_refuses_a_fu
 
 # End to end, through the command an operator runs, on both engines ------------------------------------
 def test_end_to_end_customer_end_police_handover_export_and_sweep_by_the_command_line(data, tmp_path):
+    import datetime as dt
     import json
     import time
 
@@ -423,7 +425,8 @@ def test_end_to_end_customer_end_police_handover_export_and_sweep_by_the_command
                    policy=RetentionPolicy())
     (data / "retention.toml").write_text('[retention]\nhandover = "shorten"\nhandover_days = 0\n')
     run = lambda *args: vericam(*args, "--data", data)  # noqa: E731
-    ended = run("customer", "end", "C-7", "--on", "2026-11-30", "--by", "ann", "--role", "admin",
+    yesterday = (dt.datetime.fromtimestamp(now / 1000, dt.timezone.utc).date() - dt.timedelta(days=1)).isoformat()
+    ended = run("customer", "end", "C-7", "--on", yesterday, "--by", "ann", "--role", "admin",
                 "--reason", "contract terminated")
     assert ended.returncode == 0, ended.stderr
     out = tmp_path / "bundles"
