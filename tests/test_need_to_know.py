@@ -91,6 +91,9 @@ def test_every_read_of_personal_data_is_audited_and_a_refresh_that_shows_nothing
     assert devs["who"] == "olivia" and (act["detail"]["site"], act["detail"]["devices"]) == ("Storgatan 12", ["cam-1"])
     [trail] = records(data, "view audit trail")
     assert trail["who"] == "aud" and trail["detail"]["filters"]["what"] == "view alarm"
+    login(app, "adam").get("/users")
+    [accounts] = records(data, "view users")
+    assert (accounts["who"], accounts["detail"]["users"]) == ("adam", 4)
     with Store.open(data) as s:
         assert audit.verify(s).ok
 
@@ -112,6 +115,7 @@ def test_a_restricted_customers_data_is_stored_but_not_shown_until_a_supervisor_
     assert op.get(url).status_code == 403 and op.get(url, params={"reason": "x"}).status_code == 403
     assert all(e["device"] != "cam-1" for e in op.get("/api/activity").json())
     assert {d["id"]: d["site"] for d in op.get("/api/devices").json()}["cam-1"] == "(restricted)"
+    assert "Storgatan 12" not in op.get("/activity").text and "Lillgatan 3" in op.get("/activity").text
 
     sup = login(app, "sam")
     queue = {a["alarm_id"]: a for a in sup.get("/api/alarms").json()}

@@ -31,8 +31,11 @@ def devices(store: Store, restricted: set[str] = frozenset()) -> list[dict]:
     return out
 
 
-def sites(store: Store) -> list[str]:
-    return store.devices.sites()
+def sites(store: Store, restricted: set[str] = frozenset()) -> list[str]:
+    """The sites to filter the activity log by; a site only restricted customers' devices watch is left out."""
+    if not restricted:
+        return store.devices.sites()
+    return sorted({d["site"] for d in store.devices.list() if d["id"] not in restricted})
 
 
 def activity(store: Store, site: str | None, from_ms: int | None, to_ms: int | None, limit: int = 500,

@@ -37,8 +37,8 @@ async def activity_page(request: Request, console: ConsoleDep, site: str = Query
                         until: str = Query("", alias="to", max_length=40),
                         s: Session = Depends(require(*ACTIVITY))):
     rows = searched(console, s, site or None, parse_when(since, "from"), parse_when(until, "to"))
-    return console.page(request, "activity.html", s, rows=rows, sites=data.sites(console.store), site=site,
-                        since=since, until=until)
+    sites = data.sites(console.store, need_to_know.restricted_devices(console.store))
+    return console.page(request, "activity.html", s, rows=rows, sites=sites, site=site, since=since, until=until)
 
 
 @api.get("/activity", responses=API_REFUSALS, response_model=list[Activity])
