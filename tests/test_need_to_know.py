@@ -244,3 +244,29 @@ def test_reading_the_audit_trail_or_the_image_list_on_the_command_line_needs_the
     [images] = records(data, "view image list")
     assert (trail["who"], trail["detail"]["rows"]) == ("aud", 2)
     assert (images["who"], images["detail"]["role"], images["detail"]["images"]) == ("olivia", "operator", 5)
+
+
+def test_the_restriction_and_the_access_report_read_the_same_on_both_engines(tmp_path, engine):
+    from gateway.governance.alarms import photo_of_alarm, record_view
+    from gateway.storage import sqldb
+
+    data = tmp_path / "gw"
+    if engine:
+        sqldb.bind(data, engine)
+    init(data)
+    a1 = ingest_alarm(data, "cam-1", "Storgatan 12", frames=1)
+    a10 = ingest_alarm(data, "cam-10", "Storgatan 14", frames=1)   # a device id that cam-1 is a prefix of
+    with Store.open(data) as s:
+        subject.add_customer(s, "anna", None, "adam", NOW)
+        subject.link_device(s, "cam-1", "anna", "adam", NOW)
+        subject.add_customer(s, "cleo", None, "adam", NOW)
+        subject.link_device(s, "cam-10", "cleo", "adam", NOW)
+        subject.set_restricted(s, "cleo", True, "sam", "objection", NOW)
+        assert AccessQueries(s.db).restricted_devices() == {"cam-10"}
+        assert AccessQueries(s.db).is_restricted("cam-10") and not AccessQueries(s.db).is_restricted("cam-1")
+        for device, alarm in (("cam-1", a1), ("cam-10", a10)):
+            [p] = s.images.photos_of_alarm(device, alarm)
+            record_view(s, "olivia", "operator", device, alarm, photo_of_alarm(s, device, alarm, p["id"]), NOW)
+        report = subject.access_report(s, "anna", "aud", "auditor", NOW)
+        assert [(r["who"], r["device"], r["alarm"]) for r in report["reads"]] == [("olivia", "cam-1", a1)]
+        assert audit.verify(s).ok
