@@ -113,6 +113,7 @@ def test_a_restricted_customers_data_is_stored_but_not_shown_until_a_supervisor_
         image = s.images.photos_of_alarm("cam-1", later)[0]["id"]
     url = f"/api/alarms/cam-1/{later}/photos/{image}"
     assert op.get(url).status_code == 403 and op.get(url, params={"reason": "x"}).status_code == 403
+    assert op.post(f"/api/alarms/cam-1/{later}/acknowledge").status_code == 403  # not handled by operators either
     assert all(e["device"] != "cam-1" for e in op.get("/api/activity").json())
     assert {d["id"]: d["site"] for d in op.get("/api/devices").json()}["cam-1"] == "(restricted)"
     assert "Storgatan 12" not in op.get("/activity").text and "Lillgatan 3" in op.get("/activity").text
@@ -124,6 +125,7 @@ def test_a_restricted_customers_data_is_stored_but_not_shown_until_a_supervisor_
     assert detail["restricted"] and detail["photos_need_reason"] and detail["site"] == "(restricted)"
     assert sup.get(url).status_code == 403
     assert sup.get(url, params={"reason": "police asked about the break-in, ref 5000-K1"}).status_code == 200
+    assert sup.post(f"/api/alarms/cam-1/{later}/acknowledge").status_code == 200
     [seen] = [v for v in records(data, "view image") if v["who"] == "sam"]
     assert seen["why"] == "police asked about the break-in, ref 5000-K1" and seen["subject"] == image
 
