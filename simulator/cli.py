@@ -506,8 +506,9 @@ def retention_simulate(days: int = typer.Option(40, "--days", help="Simulated da
                        as_json: bool = typer.Option(False, "--json", help="End with one JSON line.")) -> None:
     """Time travel: the real store, sweeper, holds and key store under a simulated clock.
 
-    Checks every simulated hour: image ages against the rules, orphans, and whether anything
-    deleted still decrypts from a nightly backup with the live key store. Exit 1 on a violation."""
+    Checks every simulated hour: image ages against the rules, orphans, whether anything
+    deleted still decrypts from a nightly backup with the live key store, and the oldest item
+    of every other class of personal data against its rule (`classes`). Exit 1 on a violation."""
     from simulator.bench.retention_sim import simulate
 
     if data is not None and data.exists() and any(data.iterdir()):
@@ -519,6 +520,8 @@ def retention_simulate(days: int = typer.Option(40, "--days", help="Simulated da
         typer.echo(f"{r['violations']} violations; oldest unheld image {r['max_age_days_unheld']} days, held "
                    f"{r['max_age_days_held']} days; {r['orphans']} orphans; {r['decryptable_after_expiry']} "
                    "deleted images decryptable from backups")
+        for cls, c in r["classes"].items():
+            typer.echo(f"  {cls:18} rule {c['rule_days']:5d} days, oldest kept {c['max_age_days']:9.3f} days")
     if r["violations"]:
         raise typer.Exit(1)
 

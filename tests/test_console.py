@@ -230,15 +230,49 @@ def test_closing_an_alarm_records_the_outcome_and_hides_photos_from_operators(gw
     assert r.status_code == 200
     assert op.get("/api/alarms").json()[0]["state"] == "closed"
     assert op.get(url).status_code == 403
-    assert login(app, "sam").get(url).status_code == 200
+    assert op.get(url, params={"reason": "curious"}).status_code == 403  # a reason does not help an operator
+    # A supervisor opens a closed alarm's photos only with a reason, which each view's record carries.
+    sup = login(app, "sam")
+    r = sup.get(url)
+    assert r.status_code == 403 and "reason" in r.json()["detail"]
+    assert sup.get(f"/api/alarms/cam-1/{alarm}").json()["photos_need_reason"] is True
+    assert sup.get(url, params={"reason": "customer complaint 2026-118"}).status_code == 200
     with Store.open(data) as s:
         [rec] = audit.records(s, what="close alarm")
+        seen = [v for v in audit.records(s, what="view image") if v["who"] == "sam"]
     assert rec["detail"]["outcome"] == "verified-burglary"
+    assert [(v["why"], v["detail"]["reason"]) for v in seen] == [("customer complaint 2026-118",) * 2]
+
+
+def test_a_supervisor_opens_a_closed_alarms_photos_in_the_console_with_a_reason(gw):
+    data, app, alarm = gw
+    login(app, "olivia").post(f"/api/alarms/cam-1/{alarm}/close", json={"outcome": "false-user-error"})
+    c, _ = form_login(app, "sam")
+    page = c.get(f"/alarms/cam-1/{alarm}").text
+    assert "<img" not in page and "Reason for opening the photos" in page
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    assert c.post(f"/alarms/cam-1/{alarm}/open", data={"csrf_token": token, "reason": "  "}).status_code == 400
+    r = c.post(f"/alarms/cam-1/{alarm}/open", data={"csrf_token": token, "reason": "insurer asked, ref 77"})
+    assert r.status_code == 303
+    imgs = re.findall(r'<img src="([^"]+)"', c.get(f"/alarms/cam-1/{alarm}").text)
+    assert len(imgs) == 3 and c.get(imgs[0]).status_code == 200
+    # an operator cannot open them, with or without a form
+    o, _ = form_login(app, "olivia")
+    otoken = re.search(r'name="csrf_token" value="([^"]+)"', o.get(f"/alarms/cam-1/{alarm}").text).group(1)
+    assert o.post(f"/alarms/cam-1/{alarm}/open", data={"csrf_token": otoken, "reason": "x"}).status_code == 403
+    with Store.open(data) as s:
+        [opened] = audit.records(s, what="open photos")
+        [view] = [v for v in audit.records(s, what="view image") if v["who"] == "sam"]
+    assert (opened["who"], opened["why"], opened["detail"]["because"]) == ("sam", "insurer asked, ref 77",
+                                                                           "alarm closed")
+    assert view["why"] == "insurer asked, ref 77"
 
 
 def test_devices_and_activity_log(gw):
     data, app, _ = gw
-    c = login(app, "adam")
+    [d] = login(app, "adam").get("/api/devices").json()
+    assert d["site"] == "Storgatan 12"
+    c = login(app, "olivia")
     [d] = c.get("/api/devices").json()
     assert d["state"] == "online" and d["fw"] == "1.4.2" and d["last_heartbeat_ms"]
     events = c.get("/api/activity", params={"site": "Storgatan 12"}).json()
@@ -249,10 +283,22 @@ def test_devices_and_activity_log(gw):
     assert c.get("/activity", params={"from": "yesterday"}).status_code == 400
 
 
+def test_the_admin_sees_no_activity_log(gw):
+    data, app, _ = gw
+    adam = login(app, "adam")
+    assert adam.get("/api/activity").status_code == 403
+    assert adam.get("/activity").status_code == 403
+    assert "/activity" not in adam.get("/devices").text  # not even the link
+    assert login(app, "sam").get("/api/activity").status_code == 200
+    with Store.open(data) as s:
+        assert [r["who"] for r in audit.records(s, what="view activity log")] == ["sam"]
+
+
 def test_users_add_from_stdin_never_echoes_the_password(tmp_path):
     data = init(tmp_path / "gw")
     secret = "a-very-secret-password"
-    r = vericam("users", "add", "nina", "--role", "operator", "--data", data, "--password-stdin", input=secret + "\n")
+    r = vericam("users", "add", "nina", "--role", "operator", "--data", data, "--password-stdin", "--by", "adam",
+                input=secret + "\n")
     assert r.returncode == 0, r.stderr
     assert secret not in r.stdout + r.stderr
     app = create_app(data, SECRET, secure_cookies=False)

@@ -159,20 +159,26 @@ def test_an_admin_manages_tokens_in_the_json_api_and_every_change_is_audited(gw)
 
 def test_the_cli_prints_a_token_once_lists_and_revokes_it(gw):
     data, app, _ = gw
-    made = vericam("users", "token", "create", "arc-sw", "--scope", "alarms:read,photos:read", "--data", data)
+    # Accounts and tokens are the admin's, on the command line as in the console.
+    refused = vericam("users", "token", "create", "arc-sw", "--scope", "alarms:read", "--data", data)
+    assert refused.returncode == 3 and "--by ADMIN" in refused.stderr
+    refused = vericam("users", "token", "create", "arc-sw", "--scope", "alarms:read", "--data", data, "--by", "sam")
+    assert refused.returncode == 3 and "sam has the role supervisor" in refused.stderr
+    made = vericam("users", "token", "create", "arc-sw", "--scope", "alarms:read,photos:read", "--data", data,
+                   "--by", "adam")
     assert made.returncode == 0, made.stderr
     t = made.stdout.strip()
     assert t.startswith("vct_") and "shown only this once" in made.stderr
-    listed = vericam("users", "token", "list", "--data", data)
+    listed = vericam("users", "token", "list", "--data", data, "--by", "adam")
     assert "arc-sw" in listed.stdout and "alarms:read,photos:read" in listed.stdout and t not in listed.stdout
     assert client(app, t).get("/api/alarms").status_code == 200
-    bad = vericam("users", "token", "create", "x", "--scope", "alarms:write", "--data", data)
+    bad = vericam("users", "token", "create", "x", "--scope", "alarms:write", "--data", data, "--by", "adam")
     assert bad.returncode == 2 and "alarms:read" in bad.stderr
-    assert vericam("users", "token", "revoke", "arc-sw", "--data", data).returncode == 0
+    assert vericam("users", "token", "revoke", "arc-sw", "--data", data, "--by", "adam").returncode == 0
     assert client(app, t).get("/api/alarms").status_code == 401
-    assert "revoked" in vericam("users", "token", "list", "--data", data).stdout
+    assert "revoked" in vericam("users", "token", "list", "--data", data, "--by", "adam").stdout
     [made_rec, revoked_rec] = sorted(records(data, "configure token"), key=lambda r: r["seq"])
-    assert made_rec["who"].startswith("cli:") and revoked_rec["why"] == "API token arc-sw revoked"
+    assert made_rec["who"] == "adam" and revoked_rec["why"] == "API token arc-sw revoked"
 
 
 def test_a_token_lives_and_dies_the_same_on_both_engines(tmp_path, engine):

@@ -12,6 +12,7 @@ a device that has no account; and a failure to queue a report never costs the ev
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -25,6 +26,8 @@ from gateway.provisioning.devices import add_device, init_arc
 from gateway.storage.store import Store
 from simulator.fake_device import FakeDevice
 
+# A recent alarm on the device clock: its photos' retention counts from it (issue 15).
+T_ALARM = int(time.time()) - 600
 JPEG = b"\xff\xd8\xff\xe0" + os.urandom(3000) + b"\xff\xd9"
 CONSOLE = "https://arc.example/vericam"
 
@@ -49,7 +52,7 @@ class Gateway:
         return self.ingest.process_batch([Message(t, p) for t, p in messages])
 
     def alarm(self, code: str, alarm_id: str, event_id: str | None = None):
-        event = {"kind": "alarm", "code": code, "alarm_id": alarm_id, "t": 1_795_300_000,
+        event = {"kind": "alarm", "code": code, "alarm_id": alarm_id, "t": T_ALARM,
                  "event_id": event_id or os.urandom(8).hex()}
         return self.device.event(event)
 
@@ -107,7 +110,7 @@ def test_a_duress_disarm_is_forwarded_as_todays_duress_alarm_and_a_normal_disarm
     # On the wire both are `disarmed` events (issue 13); the ARC's receiver gets the duress
     # alarm's code (HA, Contact ID 121) as before, and its follow-up once the photos are stored.
     for duress, aid in ((False, "0000111122223333"), (True, AID)):
-        gw.send(gw.device.event({"kind": "disarmed", "slot": 2, "duress": duress, "alarm_id": aid, "t": 1_795_300_000,
+        gw.send(gw.device.event({"kind": "disarmed", "slot": 2, "duress": duress, "alarm_id": aid, "t": T_ALARM,
                                  "event_id": os.urandom(8).hex()}))
     gw.send(*gw.photos(AID))
     assert gw.reports() == [("duress", False, LINK), ("duress", True, LINK)]

@@ -20,6 +20,9 @@ from simulator.fake_device import FakeDevice
 
 from support.plaintext import assert_no_plaintext
 
+# A recent alarm time on the device's clock: its photos' retention counts from it (issue 15).
+T_ALARM = int(time.time()) - 600
+
 JPEGS = [b"\xff\xd8\xff\xe0" + os.urandom(5000) + b"\xff\xd9", b"\xff\xd8\xff\xe0" + os.urandom(3000) + b"\xff\xd9"]
 
 
@@ -187,8 +190,8 @@ def test_events_are_decrypted_and_an_alarm_links_its_captures(gw):
     aid = os.urandom(8)
     online = dev.status("online")
     result = run(ingest, [online,
-                          dev.event({"kind": "disarmed", "slot": 2, "t": 1795299100}),
-                          dev.event({"kind": "alarm", "code": "intrusion", "alarm_id": aid.hex(), "t": 1795300000,
+                          dev.event({"kind": "disarmed", "slot": 2, "t": (T_ALARM - 900)}),
+                          dev.event({"kind": "alarm", "code": "intrusion", "alarm_id": aid.hex(), "t": T_ALARM,
                                      "captures": [cid.hex()]})] + dev.chunk_messages(cid, sealed, aid))
     [time_msg] = [o for o in result.outbound if o.topic == "vc/v1/cam-1/down/time"]
     assert dev.open_downlink(time_msg.topic, time_msg.payload).etype == env.T_TIME
@@ -251,26 +254,26 @@ def test_a_cover_is_receipted_like_a_stored_capture_and_leaves_nothing_to_mistak
 def test_a_duress_disarm_is_the_duress_alarm_at_the_arc_and_a_normal_disarm_stays_a_disarm(gw):
     ingest, dev, _, _ = gw
     duress_aid, decoy = os.urandom(8).hex(), os.urandom(8).hex()
-    normal = dev.event({"kind": "disarmed", "slot": 2, "duress": False, "alarm_id": decoy, "t": 1795299100,
+    normal = dev.event({"kind": "disarmed", "slot": 2, "duress": False, "alarm_id": decoy, "t": (T_ALARM - 900),
                         "event_id": "d1d1d1d1d1d1d1d1"})
-    duress = dev.event({"kind": "disarmed", "slot": 2, "duress": True, "alarm_id": duress_aid, "t": 1795299200,
+    duress = dev.event({"kind": "disarmed", "slot": 2, "duress": True, "alarm_id": duress_aid, "t": (T_ALARM - 800),
                         "event_id": "d2d2d2d2d2d2d2d2"})
     assert len(normal[1]) == len(duress[1]), "the two disarms look alike on the wire"
     cid, sealed = dev.seal(JPEGS, trigger=cap.TRIGGER_CODES["duress"])
     run(ingest, [normal, duress] + dev.chunk_messages(cid, sealed, bytes.fromhex(duress_aid)))
     events = ingest.store.events.list("cam-1")
     # The normal disarm as it always was: the user slot, no alarm id, no duress flag.
-    assert events[0]["event"] == {"kind": "disarmed", "slot": 2, "t": 1795299100, "event_id": "d1d1d1d1d1d1d1d1"}
+    assert events[0]["event"] == {"kind": "disarmed", "slot": 2, "t": (T_ALARM - 900), "event_id": "d1d1d1d1d1d1d1d1"}
     assert events[0]["alarm_id"] is None
     # The duress disarm as the duress alarm it is, recorded as before issue 13, with its photos.
     assert events[1]["event"] == {"kind": "alarm", "code": "duress", "alarm_id": duress_aid, "slot": 2,
-                                  "t": 1795299200, "event_id": "d2d2d2d2d2d2d2d2"}
+                                  "t": (T_ALARM - 800), "event_id": "d2d2d2d2d2d2d2d2"}
     (alarm,) = ingest.store.alarms.list("cam-1")
-    assert (alarm["alarm_id"], alarm["code"], alarm["t"]) == (duress_aid, "duress", 1795299200)
+    assert (alarm["alarm_id"], alarm["code"], alarm["t"]) == (duress_aid, "duress", (T_ALARM - 800))
     assert alarm["captures"] == [cid.hex()] and alarm["captures_stored"] == 1
     # Sealed again (a lost PUBACK): counted once, as every event.
     run(ingest, [dev.event({"kind": "disarmed", "slot": 2, "duress": True, "alarm_id": duress_aid,
-                            "t": 1795299200, "event_id": "d2d2d2d2d2d2d2d2"})])
+                            "t": (T_ALARM - 800), "event_id": "d2d2d2d2d2d2d2d2"})])
     assert len(ingest.store.events.list("cam-1")) == 2 and len(ingest.store.alarms.list("cam-1")) == 1
 
 
@@ -279,8 +282,8 @@ def test_an_alarm_sealed_twice_after_a_lost_puback_is_logged_once(gw):
     stale; if the first copy did arrive, the gateway gets the same event under two counters."""
     ingest, dev, _, _ = gw
     aid = os.urandom(8).hex()
-    alarm = {"kind": "alarm", "code": "smoke", "alarm_id": aid, "t": 1795300000, "event_id": "e1e1e1e1e1e1e1e1"}
-    armed = {"kind": "armed", "mode": "away", "slot": 1, "t": 1795299000, "event_id": "a2a2a2a2a2a2a2a2"}
+    alarm = {"kind": "alarm", "code": "smoke", "alarm_id": aid, "t": T_ALARM, "event_id": "e1e1e1e1e1e1e1e1"}
+    armed = {"kind": "armed", "mode": "away", "slot": 1, "t": (T_ALARM - 1000), "event_id": "a2a2a2a2a2a2a2a2"}
     run(ingest, [dev.event(armed), dev.event(alarm)])
     run(ingest, [dev.event(dict(alarm)), dev.event(dict(armed))])   # fresh counters, same events
     assert [e["kind"] for e in ingest.store.events.list("cam-1")] == ["armed", "alarm"]

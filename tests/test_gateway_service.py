@@ -151,6 +151,7 @@ def test_cli_init_add_device_run_and_images(tmp_path, broker):
     assert proc.returncode == 0, err
     assert f"stored capture {cid.hex()[:8]} from cam-1" in err and "stopped after" in err
     assert config["device_key"] not in err
-    listed = json.loads(run("images", "--data", str(data), "--json").stdout)
+    # no accounts on this gateway: the reader names themself and asserts a role (audited as such)
+    listed = json.loads(run("images", "--data", str(data), "--json", "--by", "ops", "--role", "supervisor").stdout)
     assert [(i["device"], i["frame_index"], i["size"]) for i in listed] == [("cam-1", 0, len(JPEGS[0])),
                                                                             ("cam-1", 1, len(JPEGS[1]))]

@@ -32,3 +32,34 @@ def test_a_sweeper_that_falls_behind_is_caught(monkeypatch):
                         retention_queries.DUE_SQL.replace("delete_at_ms <= ?", "delete_at_ms <= ? - 86400000"))
     r = simulate(days=12)
     assert r["max_age_days_unheld"] > 7 and r["violations"] > 0
+
+
+# Every class of personal data (issue 15), with short rules so that each one comes due in a month.
+SHORT = dict(identity_days=5, note_days=3, hold_record_days=4, export_days=2, audit_days=10, batch=50)
+
+
+def test_every_class_is_kept_to_its_rule_end_to_end_on_both_engines(tmp_path, engine):
+    from gateway.governance.retention import RetentionPolicy
+    from gateway.governance.retention_rules import RULES
+    from gateway.storage import sqldb
+
+    data = tmp_path / "gw"
+    if engine:
+        sqldb.bind(data, engine)
+    r = simulate(days=30, data_dir=data, policy=RetentionPolicy(**SHORT))
+    assert r["violations"] == 0 and r["audit_ok"], r
+    assert set(r["classes"]) == {rule.data_class for rule in RULES}
+    for cls, c in r["classes"].items():
+        assert 0 < c["max_age_days"] <= c["rule_days"], (cls, c)
+    assert r["identities_erased"] == 1 and r["notes_erased"] > 20 and r["exports_deleted"] > 3
+    assert r["hold_records_deleted"] > 5 and r["audit_trimmed"] > 100 and r["relationships_ended"] == 1
+
+
+def test_a_sweeper_that_forgets_a_class_is_caught(monkeypatch):
+    from gateway.governance.retention import RetentionPolicy
+
+    monkeypatch.setattr(retention.Sweeper, "_erase_identities", lambda self, now: 0)
+    monkeypatch.setattr(retention.Sweeper, "_expire_exports", lambda self, now: 0)
+    r = simulate(days=30, policy=RetentionPolicy(**SHORT))
+    assert r["class_violations"] > 0 and r["violations"] > 0
+    assert r["classes"]["customer_identity"]["max_age_days"] > 5 and r["classes"]["export"]["max_age_days"] > 2

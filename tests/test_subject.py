@@ -50,7 +50,7 @@ def test_devices_need_a_known_customer(data):
 def test_the_export_holds_the_customers_data_and_images_with_a_manifest(data, tmp_path):
     out = tmp_path / "export"
     r = vericam("subject", "export", "cust-1", "--data", str(data), "--out", str(out),
-                "--by", "dpo")
+                "--by", "dpo", "--role", "supervisor")
     assert r.returncode == 0, r.stderr
     doc = json.loads((out / "export.json").read_text())
     assert doc["customer"]["name"] == "Anna Andersson"
@@ -75,7 +75,7 @@ def test_erasure_removes_unheld_images_and_reports_what_a_hold_and_the_law_keep(
         held = store.images.list("cam-1")[0]["id"]
         hold.place(store, held, "sue", "burglary", "K-55", NOW, role="supervisor")
         other = {i["id"] for i in store.images.list("cam-9")}
-    r = vericam("subject", "erase", "cust-1", "--data", str(data), "--by", "dpo", "--json")
+    r = vericam("subject", "erase", "cust-1", "--data", str(data), "--by", "dpo", "--role", "supervisor", "--json")
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     assert rep["images_erased"] == 2
@@ -91,14 +91,14 @@ def test_erasure_removes_unheld_images_and_reports_what_a_hold_and_the_law_keep(
         assert audit.verify(store).ok
 
     # Asked again: nothing more may go; the refusal is reported, exit 3, and audited too.
-    r = vericam("subject", "erase", "cust-1", "--data", str(data), "--by", "dpo")
+    r = vericam("subject", "erase", "cust-1", "--data", str(data), "--by", "dpo", "--role", "supervisor")
     assert r.returncode == 3 and "police hold #1" in r.stdout and "legal duty" in r.stdout
     with Store.open(data) as store:
         assert len(audit.records(store, what="erase subject data")) == 2
 
 
 def test_restriction_is_a_flag_that_keeps_the_data(data):
-    r = vericam("subject", "restrict", "cust-1", "--data", str(data), "--by", "dpo",
+    r = vericam("subject", "restrict", "cust-1", "--data", str(data), "--by", "dpo", "--role", "supervisor",
                 "--why", "accuracy contested")
     assert r.returncode == 0, r.stderr
     with Store.open(data) as store:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from gateway.cli.common import DATA_OPT, fail, open_store
+from gateway.cli.common import BY_OPT, DATA_OPT, ROLE_OPT, acting_as, fail, now_ms, open_store
 
 audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 
@@ -37,6 +37,9 @@ def audit_verify(data: Path = DATA_OPT, as_json: bool = typer.Option(False, "--j
         cps = (f"{v.checkpoints} signed checkpoints match (newest: record {v.checkpoint_seq})" if v.checkpoints
                else "no signed checkpoint yet")
         extra = f"; {v.unanchored} newest not yet anchored (a crash between commit and anchor)" if v.unanchored else ""
+        if v.trimmed_through:
+            extra += (f"; records 1..{v.trimmed_through} deleted by retention, the chain verified from the signed "
+                      "checkpoint of the last of them")
         typer.echo(f"audit log intact: {v.records} records, head anchored at record {v.anchored_seq}, {keyed}; "
                    f"{cps}{extra}")
     else:
@@ -90,10 +93,15 @@ def audit_checkpoint(data: Path = DATA_OPT,
 
 @audit_app.command("show")
 def audit_show(data: Path = DATA_OPT, what: str = typer.Option(None, "--what"),
-               subject: str = typer.Option(None, "--subject")) -> None:
-    """Print audit records as JSON lines."""
+               subject: str = typer.Option(None, "--subject"), by: str = BY_OPT, role: str = ROLE_OPT) -> None:
+    """Print audit records as JSON lines (an auditor, as in the console; the reading is audited)."""
     from gateway.governance import audit
+    from gateway.governance.need_to_know import record_read
 
     with open_store(data) as store:
-        for r in audit.records(store, what, subject):
+        acting = acting_as(store, by, "audit", role)
+        rows = audit.records(store, what, subject)
+        record_read(store, by, acting, "view audit trail", "audit", now_ms(),
+                    detail={"filters": {"what": what, "subject": subject}, "rows": len(rows)})
+        for r in rows:
             typer.echo(json.dumps(r, sort_keys=True))

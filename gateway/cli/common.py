@@ -1,4 +1,12 @@
-"""What every command group of the gateway's CLI shares: the --data and --by options, opening a store, errors."""
+"""What every command group of the gateway's CLI shares: the --data, --by and --role options, acting as a user, opening a store, errors.
+
+A command that reads or changes personal data acts as a named user (`--by USER`), checked
+against the users table with the console's own role table (`acting_as`, over
+`gateway.governance.users.act_as`). The command line runs as the gateway's OS user, who can
+read the database anyway: the check is not a security boundary but accountability (each audit
+record names an active account whose role allows the act) and a guard against mistakes
+(docs/OPERATING.md, "Roles on the command line").
+"""
 
 from __future__ import annotations
 
@@ -11,7 +19,10 @@ from typing import Iterator, NoReturn
 import typer
 
 DATA_OPT = typer.Option(..., "--data", help="The gateway's data directory (database, blobs, keys).")
-BY_OPT = typer.Option(..., "--by", help="Who does this (a user name; recorded in the audit log).")
+BY_OPT = typer.Option(..., "--by", help="Who does this: an active user of this gateway whose role allows it "
+                      "(recorded in the audit log).")
+ROLE_OPT = typer.Option(None, "--role", help="Only while no user accounts exist: state the role (recorded as "
+                        "asserted, not checked).")
 
 
 def now_ms() -> int:
@@ -53,3 +64,17 @@ def parse_ms(when: str | None) -> int:
     if d.tzinfo is None:
         d = d.replace(tzinfo=_dt.timezone.utc)
     return int(d.timestamp() * 1000)
+
+
+def acting_as(store, by: str | None, permission: str, role: str | None = None) -> str:
+    """Check that `by` may do `permission` (gateway.governance.users.PERMISSIONS) and return the role
+    they act in: the account's, or while no account exists the asserted `role`. Exit 3 with the
+    reason when the users table (or, with no accounts, --role) says no."""
+    from gateway.governance.users import UserError, act_as
+
+    try:
+        act_as(store, by, permission, role)
+    except UserError as exc:
+        fail(str(exc), 3)
+    account = store.users.get(by)
+    return account["role"] if account is not None else role

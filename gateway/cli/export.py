@@ -28,6 +28,9 @@ def export(
     by: str = typer.Option(None, "--by", help="Who exports (a supervisor; recorded in the audit log)."),
     role: str = typer.Option(None, "--role", help="Only while no user accounts exist: state `supervisor`."),
     out: Path = typer.Option(Path("."), "--out", help="Directory for the bundles."),
+    handed_to: str = typer.Option(None, "--requested-by", help="Who at the police asked for the material: "
+                                  "records the handover, which ends or shortens the hold if retention.toml says so."),
+    police_ref: str = typer.Option(None, "--police-ref", help="With --requested-by: the police's reference."),
 ) -> None:
     """Write the police export bundles of a case, or `verify BUNDLE` to check one."""
     if case == "verify":
@@ -44,6 +47,11 @@ def export(
     if data is None or by is None:
         typer.echo("error: exporting needs --data DIR and --by USER", err=True)
         raise typer.Exit(2)
+    if (handed_to is None) != (police_ref is None):
+        typer.echo("error: a handover needs both --requested-by and --police-ref", err=True)
+        raise typer.Exit(2)
+    from gateway.governance import hold as holds
+    from gateway.governance.retention import RetentionConfigError, RetentionPolicy, register_export
     from gateway.governance.alarms import Conflict
     from gateway.governance.police_export import build_bundle
     from gateway.storage.store import Store
@@ -69,7 +77,22 @@ def export(
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as f:
                 f.write(blob)
+            # The gateway deletes its copy `export_days` after writing it (retention).
+            register_export(store, "police bundle", path, f"case:{info['case']}", by, int(time.time() * 1000),
+                            info["manifest_sha256"])
             typer.echo(f"{path}: {info['images']} photos, manifest sha256 {info['manifest_sha256']}")
+        if handed_to is not None:
+            try:
+                policy = RetentionPolicy.load(data)
+                held = sorted({i["hold_id"] for d, a in alarms for i in store.images.of_alarm(d, a)
+                               if i["hold_id"] is not None})
+                for hold_id in held:
+                    r = holds.hand_over(store, str(hold_id), by, handed_to, police_ref, int(time.time() * 1000),
+                                        role=role, policy=policy)
+                    typer.echo(f"hold #{hold_id} handed over to the police ({police_ref}); rule: {r['rule']}")
+            except (HoldError, RetentionConfigError) as exc:
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(3)
 
 
 def verify_bundle(path: Path) -> list[str]:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import typer
 
+from gateway.cli.common import BY_OPT, ROLE_OPT
+
 app = typer.Typer(help="Run and manage the gateway at the alarm receiving centre.", no_args_is_help=True)
 
 DATA_OPT = typer.Option(..., "--data", help="The gateway's data directory (database, blobs, keys).")
@@ -404,15 +406,18 @@ def console(data: Path = DATA_OPT,
 @app.command()
 def images(data: Path = DATA_OPT,
            device: str = typer.Option(None, "--device", help="Only this device's images."),
-           as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
-    """List the stored images (metadata only; images are shown in the operator console)."""
-    from gateway.storage.store import Store, is_initialised
+           as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+           by: str = BY_OPT, role: str = ROLE_OPT) -> None:
+    """List the stored images (metadata only; images are shown in the operator console). An operator or
+    supervisor, as in the console; the reading is audited."""
+    from gateway.cli.common import acting_as, now_ms, open_store
+    from gateway.governance.need_to_know import record_read
 
-    if not is_initialised(data):
-        typer.echo(f"error: no gateway data in {data}: run `vericam gateway init --data {data}`", err=True)
-        raise typer.Exit(2)
-    with Store.open(data) as store:
+    with open_store(data) as store:
+        acting = acting_as(store, by, "photos", role)
         rows = store.images.list(device)
+        record_read(store, by, acting, "view image list", "what the ARC holds", now_ms(),
+                    detail={"device": device, "images": len(rows)})
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
             return

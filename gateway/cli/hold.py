@@ -47,6 +47,31 @@ def hold_release(hold_ref: str = typer.Argument(..., metavar="HOLD|IMAGE|ALARM")
                f"7-day schedule, {r['deleted_now']} deleted now")
 
 
+@hold_app.command("handover")
+def hold_handover(hold_ref: str = typer.Argument(..., metavar="HOLD|IMAGE|ALARM"), data: Path = DATA_OPT,
+                  by: str = BY_OPT,
+                  requested_by: str = typer.Option(..., "--requested-by", help="Who at the police asked for the "
+                                                   "material (name, unit)."),
+                  police_ref: str = typer.Option(..., "--police-ref", help="The police's reference for the request."),
+                  role: str = typer.Option(None, "--role")) -> None:
+    """Record the handover of a hold's material to the police; the hold then ends, shortens or runs
+    on, as `handover` in retention.toml says (default: it ends)."""
+    from gateway.governance import hold
+
+    with open_store(data) as store:
+        try:
+            r = hold.hand_over(store, hold_ref, by, requested_by, police_ref, now_ms(), role=role,
+                               policy=load_policy(data))
+        except hold.HoldError as exc:
+            fail(str(exc), 3)
+    what = {"end": f"the hold ended: {r['back_on_schedule']} images back on the 7-day schedule, "
+                   f"{r['deleted_now']} deleted now",
+            "shorten": f"{r['shortened']} images kept at most until the handover rule's day, {r['deleted_now']} "
+                       "deleted now",
+            "keep": "the hold runs on to its day"}[r["rule"]]
+    typer.echo(f"hold #{r['hold']} (case {r['case']}) handed over to the police; {what}")
+
+
 @hold_app.command("list")
 def hold_list(data: Path = DATA_OPT, active: bool = typer.Option(False, "--active")) -> None:
     """List holds as JSON lines."""

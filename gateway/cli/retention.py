@@ -13,9 +13,19 @@ retention_app = typer.Typer(help="Retention rules, the sweeper and reconciliatio
 
 
 @retention_app.command("show")
-def retention_show(data: Path = DATA_OPT) -> None:
+def retention_show(data: Path = DATA_OPT, table: bool = typer.Option(False, "--table", help="Print the retention "
+                                                                      "table: each data class, its rule in force, its "
+                                                                      "maximum and when its clock starts.")) -> None:
     """Print the retention rules in force (defaults + DATA/retention.toml), validated."""
-    typer.echo(json.dumps(load_policy(data).as_dict(), indent=2))
+    policy = load_policy(data)
+    if not table:
+        typer.echo(json.dumps(policy.as_dict(), indent=2))
+        return
+    from gateway.governance.retention_rules import RULES
+
+    for r in RULES:
+        typer.echo(f"{r.data_class:18} {r.setting} = {getattr(policy, r.setting)} {r.unit} (maximum {r.maximum}); "
+                   f"from {r.clock}; then: {r.action}")
 
 
 @retention_app.command("sweep")
@@ -27,7 +37,10 @@ def retention_sweep(data: Path = DATA_OPT, as_json: bool = typer.Option(False, "
         rep = Sweeper(store, load_policy(data)).sweep()
     typer.echo(json.dumps(rep.as_dict()) if as_json else
                f"{rep.images_deleted} images deleted, KEKs destroyed: {', '.join(rep.keks_destroyed) or 'none'}, "
-               f"{rep.activity_purged} activity records purged")
+               f"{rep.activity_purged} activity records purged, {rep.identities_erased} customer identities "
+               f"erased, {rep.notes_erased} alarm notes erased, {rep.holds_ended} holds ended, "
+               f"{rep.hold_records_deleted} hold records deleted, {rep.exports_deleted} exports deleted, "
+               f"{rep.audit_trimmed} audit records trimmed")
 
 
 @retention_app.command("reconcile")

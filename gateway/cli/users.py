@@ -1,6 +1,11 @@
 """`vericam users ...`: accounts and roles (add, list, disable), and API tokens (`users token ...`).
 
 Passwords come from a prompt or stdin, never argv; a token is printed once, on stdout.
+
+As in the console, accounts are the admin's: once the gateway has an active admin account,
+every `users` command names one with `--by ADMIN` (the users table says who is one). Before
+that (a new gateway), the OS user who runs the command sets up the first accounts and is
+recorded as `cli:OSUSER`. Listing the accounts is a read of staff's personal data, audited.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ app = typer.Typer(help="User accounts and roles (operator, supervisor, auditor, 
                   no_args_is_help=True)
 
 DATA_OPT = typer.Option(..., "--data", help="The gateway's data directory.")
+BY_OPT = typer.Option(None, "--by", help="The admin who does this (required once the gateway has an active admin "
+                      "account; recorded in the audit trail).")
 
 
 def _store(data: Path):
@@ -27,8 +34,25 @@ def _store(data: Path):
     return Store.open(data)
 
 
-def _by() -> str:
+def _os_user() -> str:
     return f"cli:{os.environ.get('USER') or getpass.getuser() or 'unknown'}"
+
+
+def _by(store, by: str | None) -> str:
+    """Who manages accounts: `by`, an active admin; or, while the gateway has no active admin yet,
+    the OS user setting it up (whatever --by says). Exit 3 otherwise."""
+    from gateway.governance.users import UserError, act_as
+
+    admins = [u for u in store.users.list() if u["role"] == "admin" and not u["disabled"]]
+    if not admins:  # a new gateway: whoever runs the command as the gateway's OS user sets it up
+        return _os_user()
+    try:
+        act_as(store, by, "users")
+    except UserError as exc:
+        typer.echo(f"error: {exc}" + (" (accounts are managed by an admin: --by ADMIN)" if by is None else ""),
+                   err=True)
+        raise typer.Exit(3)
+    return by
 
 
 @app.command()
@@ -39,7 +63,8 @@ def add(name: str = typer.Argument(..., help="User name, 1-64 letters, digits or
                                             help="Read the password from the first line of stdin."),
         no_password: bool = typer.Option(False, "--no-password",
                                          help="A role without a console login (e.g. a supervisor who places "
-                                              "holds from the command line); an existing password is kept.")) -> None:
+                                              "holds from the command line); an existing password is kept."),
+        by: str = BY_OPT) -> None:
     """Create an account, or reset its role (and password)."""
     from gateway.storage.store import now_ms
     from gateway.governance.users import UserError, add_user
@@ -54,8 +79,9 @@ def add(name: str = typer.Argument(..., help="User name, 1-64 letters, digits or
     else:
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
     with _store(data) as store:
+        who = _by(store, by)
         try:
-            add_user(store, name, role, password, _by(), now_ms())
+            add_user(store, name, role, password, who, now_ms())
         except UserError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2)
@@ -67,25 +93,30 @@ def add(name: str = typer.Argument(..., help="User name, 1-64 letters, digits or
 
 
 @app.command("list")
-def list_cmd(data: Path = DATA_OPT) -> None:
-    """List the accounts (never their password hashes)."""
+def list_cmd(data: Path = DATA_OPT, by: str = BY_OPT) -> None:
+    """List the accounts (never their password hashes). Audited."""
+    from gateway.governance.need_to_know import record_read
     from gateway.governance.users import list_users
+    from gateway.storage.store import now_ms
 
     with _store(data) as store:
-        for u in list_users(store):
+        who = _by(store, by)
+        rows = list_users(store)
+        record_read(store, who, "admin", "view users", "account management", now_ms(), detail={"users": len(rows)})
+        for u in rows:
             state = "disabled" if u["disabled"] else ("active" if u["can_log_in"] else "no password")
             typer.echo(f"{u['name']:24} {u['role']:11} {state}")
 
 
 @app.command()
-def disable(name: str = typer.Argument(...), data: Path = DATA_OPT) -> None:
+def disable(name: str = typer.Argument(...), data: Path = DATA_OPT, by: str = BY_OPT) -> None:
     """Disable an account: its open console sessions end at their next request."""
     from gateway.storage.store import now_ms
     from gateway.governance.users import UserError, disable_user
 
     with _store(data) as store:
         try:
-            disable_user(store, name, _by(), now_ms())
+            disable_user(store, name, _by(store, by), now_ms())
         except UserError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2)
@@ -103,14 +134,14 @@ app.add_typer(token_app, name="token")
 def token_create(name: str = typer.Argument(..., help="The service account's name, 1-64 letters, digits or ._@-"),
                  scope: list[str] = typer.Option(..., "--scope",
                                                  help="alarms:read or photos:read; repeat it, or separate by commas."),
-                 data: Path = DATA_OPT) -> None:
+                 data: Path = DATA_OPT, by: str = BY_OPT) -> None:
     """Create an API token and print it once: only its hash is kept, so it cannot be shown again."""
     from gateway.storage.store import now_ms
     from gateway.governance.users import UserError, create_token
 
     with _store(data) as store:
         try:
-            token = create_token(store, name, scope, _by(), now_ms())
+            token = create_token(store, name, scope, _by(store, by), now_ms())
         except UserError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2)
@@ -119,14 +150,14 @@ def token_create(name: str = typer.Argument(..., help="The service account's nam
 
 
 @token_app.command("revoke")
-def token_revoke(name: str = typer.Argument(...), data: Path = DATA_OPT) -> None:
+def token_revoke(name: str = typer.Argument(...), data: Path = DATA_OPT, by: str = BY_OPT) -> None:
     """Revoke an API token: its next request is refused (401)."""
     from gateway.storage.store import now_ms
     from gateway.governance.users import UserError, revoke_token
 
     with _store(data) as store:
         try:
-            revoke_token(store, name, _by(), now_ms())
+            revoke_token(store, name, _by(store, by), now_ms())
         except UserError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2)
@@ -134,12 +165,13 @@ def token_revoke(name: str = typer.Argument(...), data: Path = DATA_OPT) -> None
 
 
 @token_app.command("list")
-def token_list(data: Path = DATA_OPT) -> None:
+def token_list(data: Path = DATA_OPT, by: str = BY_OPT) -> None:
     """List the API tokens: name, scopes, state (never the token or its hash)."""
     from gateway.governance.alarms import fmt_ms
     from gateway.governance.users import list_tokens
 
     with _store(data) as store:
+        _by(store, by)
         for t in list_tokens(store):
             if t["revoked_at_ms"] is not None:
                 state = f"revoked {fmt_ms(t['revoked_at_ms'])}"

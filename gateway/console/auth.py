@@ -49,6 +49,7 @@ class Session:
     created: float
     seen: float
     scopes: frozenset[str] | None = None  # a service account's API token: what it may do instead of a role
+    opened: dict[str, str] = field(default_factory=dict)  # "device/alarm" -> the reason a supervisor gave
 
 
 @dataclass

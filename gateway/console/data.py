@@ -9,12 +9,16 @@ device states in words).
 from __future__ import annotations
 
 from gateway.governance.alarms import device_time_ms, fmt_ms
+from gateway.governance.need_to_know import RESTRICTED_SITE
 from gateway.storage.store import Store
 
 
-def devices(store: Store) -> list[dict]:
+def devices(store: Store, restricted: set[str] = frozenset()) -> list[dict]:
+    """Every device; the site of one in `restricted` (its customer restricted processing) is hidden."""
     out = []
     for d in store.devices.list():
+        if d["id"] in restricted:
+            d["site"] = RESTRICTED_SITE
         if d["online"] is None:
             state = "never seen"
         elif d["online"]:
@@ -27,13 +31,20 @@ def devices(store: Store) -> list[dict]:
     return out
 
 
-def sites(store: Store) -> list[str]:
-    return store.devices.sites()
+def sites(store: Store, restricted: set[str] = frozenset()) -> list[str]:
+    """The sites to filter the activity log by; a site only restricted customers' devices watch is left out."""
+    if not restricted:
+        return store.devices.sites()
+    return sorted({d["site"] for d in store.devices.list() if d["id"] not in restricted})
 
 
-def activity(store: Store, site: str | None, from_ms: int | None, to_ms: int | None, limit: int = 500) -> list[dict]:
+def activity(store: Store, site: str | None, from_ms: int | None, to_ms: int | None, limit: int = 500,
+             restricted: set[str] = frozenset()) -> list[dict]:
+    """The activity log, newest first; the events of devices in `restricted` are left out."""
     out = []
     for d in store.events.activity(site, from_ms, to_ms, limit):
+        if d["device"] in restricted:
+            continue
         d["at"] = fmt_ms(device_time_ms(d["t"]) or d["received_at_ms"])
         out.append(d)
     return out

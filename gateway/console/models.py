@@ -36,6 +36,8 @@ class QueuedAlarm(BaseModel):
     outcome: str | None = Field(description="Set when closed")
     photos: int
     held: int = Field(description="Photos under a police hold")
+    restricted: bool = Field(False, description="The customer restricted processing (shown to supervisors only, "
+                                                "without the site)")
     alarm_at_ms: int
     alarm_at: str
     received_at: str
@@ -101,6 +103,10 @@ class AlarmDetail(BaseModel):
     handling: Handling
     photos: list[Photo]
     holds: list[Hold]
+    restricted: bool = Field(False, description="The customer restricted processing: the site is hidden, and "
+                                                "only a supervisor sees the photos, with a reason")
+    photos_need_reason: bool = Field(False, description="Fetch each photo with ?reason=... (a supervisor, for a "
+                                                        "closed alarm or a restricted customer); audited")
 
 
 class HoldPlaced(BaseModel):
@@ -186,3 +192,25 @@ class TokenCreated(BaseModel):
     name: str
     scopes: list[str]
     token: str = Field(description="Shown only in this answer; send as Authorization: Bearer")
+
+
+class PhotoRead(BaseModel):
+    """One read of a household's photo (or of the household's own export), from the audit trail."""
+    at_ms: int
+    at: str
+    who: str
+    role: str | None = Field(description="The reader's role then ('service' for an API token)")
+    what: str = Field(description="view image, open photos, police export or export subject data")
+    why: str
+    device: str | None
+    alarm: str | None
+    photos: list[str] = Field(description="The photo ids read (all of the alarm's for 'open photos')")
+    audit_seq: int
+
+
+class AccessReport(BaseModel):
+    """Who viewed which of a household's photos, when and why: nothing else of any staff member."""
+    customer: str
+    devices: list[str]
+    reads: list[PhotoRead]
+    readers: dict[str, int] = Field(description="Reads per reader")

@@ -9,6 +9,13 @@ None for an event that is not forwarded (no row in the code table, or a device w
 
 Neither call touches the network: the ingest is never held up by a receiver.
 
+A device whose customer restricted processing (GDPR art. 18, `restricted`) still has its
+alarms of a person in danger forwarded (`FORWARDED_UNDER_RESTRICTION`: intrusion, fire and
+smoke, duress, panic, SOS, the silent alarm, and the cancellation that follows one), since
+restriction allows processing to protect a person's vital interests and rights; they go out
+without the link to the photos, and no verification follow-up is sent. Everything else of such
+a device (troubles, tamper, supervision) is stored but not forwarded (docs/OPERATING.md).
+
 In a running gateway the reports go into `intake`, the ingest's own `StoredOutbox`, inside the
 transaction that stores the event (`gateway.forward.stored`); the transmitters read them from
 `outbox`, on a connection of their own. The ingest calls `wake()` once that transaction has
@@ -34,6 +41,10 @@ from gateway.forward.outbox import Entry, Outbox, Report
 from gateway.forward.transmitter import Counters, Route, Transmitter
 
 _log = logging.getLogger("vericam.forward")
+
+# What goes to the ARC's alarm software for a customer who restricted processing: a person may be in danger.
+FORWARDED_UNDER_RESTRICTION = frozenset({"intrusion", "fire", "smoke", "duress", "panic", "sos", "silent",
+                                         "alarm_cancelled"})
 
 
 @dataclass(frozen=True)
@@ -64,13 +75,15 @@ class Forwarder:
     console's external base address (`https://arc.example/console`); the verification link of
     an alarm is `{console_url}/alarms/{device}/{alarm_id}`, which opens only after login.
     `intake` is where `alarm` and `verification` put reports, when not in `outbox` itself; then
-    the caller wakes the transmitters (`wake()`) once the reports are committed.
+    the caller wakes the transmitters (`wake()`) once the reports are committed. `restricted`
+    says whether a device's customer restricted processing (see the module docstring).
     """
 
     def __init__(self, outbox: Outbox, routes: Iterable[Route], sites: Mapping[str, Site] | Callable[[str], Site | None],
                  console_url: str | None = None, clock: Callable[[], float] = time.time,
                  log: Callable[[str], None] | None = None, counters: Counters | None = None,
-                 on_ack: Callable[[Entry, str, float], None] | None = None, intake: Outbox | None = None):
+                 on_ack: Callable[[Entry, str, float], None] | None = None, intake: Outbox | None = None,
+                 restricted: Callable[[str], bool] | None = None):
         self.outbox = outbox
         self.intake = outbox if intake is None else intake
         self.clock = clock
@@ -78,6 +91,7 @@ class Forwarder:
         self.counters = counters or Counters()
         self.console_url = console_url.rstrip("/") if console_url else None
         self._sites = sites.get if isinstance(sites, Mapping) else sites
+        self._restricted = restricted or (lambda device: False)
         self.transmitters = [Transmitter(r, outbox, self.counters, self.log, clock, on_ack) for r in routes]
         # Reports put leased to us in the caller's transaction, handed to the transmitters on wake();
         # an id whose transaction rolled back is simply not found by `claimed`.
@@ -125,9 +139,16 @@ class Forwarder:
             self.log(f"dc09: {event} of a device with no account configured is not forwarded; "
                      "give the device its panel's account to have it reported")
             return None
+        restricted = self._restricted(device)
+        if restricted and (follow_up or event not in FORWARDED_UNDER_RESTRICTION):
+            self.counters.add("unrouted", "*", reason="restricted")
+            self.log(f"dc09: {'the verification link' if follow_up else event} of a device whose customer "
+                     "restricted processing is stored, not forwarded")
+            return None
         report = Report(event=event, account=site.account, prefix=site.prefix, receiver=site.receiver,
                         area=site.area, zone=site.zone,
-                        link=self.link(device, alarm_id) if alarm_id else None, follow_up=follow_up,
+                        link=self.link(device, alarm_id) if alarm_id and not restricted else None,
+                        follow_up=follow_up,
                         alarm_id=alarm_id, device=device, at=self.clock() if at is None else at)
         key = None
         if alarm_id:

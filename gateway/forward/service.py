@@ -7,8 +7,9 @@ is open, when `vericam gateway run` was given `--dc09`. It builds the route from
   events that caused them (`gateway.forward.stored`);
 - outbox is a `StoredOutbox` on a connection of its own, shared by the transmitters' threads,
   whose leases carry `owner` (the gateway's stable MQTT client id);
-- sites come from `store.dc09_accounts`, read in the ingest's transaction (only the ingest's
-  writer thread calls `Forwarder.alarm` and `verification`).
+- sites come from `store.dc09_accounts`, and whether a device's customer restricted processing
+  from `customers`, both read in the ingest's transaction (only the ingest's writer thread calls
+  `Forwarder.alarm` and `verification`).
 `stop(forwarder)` ends the threads and closes the transmitters' connection; what was not
 acknowledged stays in the outbox for the next start.
 """
@@ -20,6 +21,7 @@ from typing import Callable
 from gateway.forward.config import Settings
 from gateway.forward.forwarder import Forwarder, Site
 from gateway.forward.stored import StoredOutbox
+from gateway.storage.access_report import AccessQueries
 from gateway.storage.store import Store
 
 
@@ -38,8 +40,10 @@ def start(store: Store, settings: Settings, owner: str, log: Callable[[str], Non
     intake = StoredOutbox(store.dc09_outbox, names, owner=owner)
     outbox = StoredOutbox.open(store.db_target, names, owner=owner).start()
     try:
+        restriction = AccessQueries(store.db)
         fwd = Forwarder(outbox, [route], lambda device: site_of(store.dc09_accounts.get(device)),
-                        console_url=settings.console_url, log=log, intake=intake).start()
+                        console_url=settings.console_url, log=log, intake=intake,
+                        restricted=restriction.is_restricted).start()
     except BaseException:
         outbox.close()
         raise

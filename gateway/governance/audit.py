@@ -42,6 +42,22 @@ Whoever holds the key store AND the database can forge records and re-sign check
 they cannot change is a checkpoint already in write-once storage, so everything up to the
 newest exported checkpoint stays fixed (docs/SECURITY.md).
 
+Retention: trimming the oldest records at a checkpoint
+------------------------------------------------------
+The trail is personal data too (who viewed what, failed logins, image hashes), so it has a rule
+(`audit_days`, gateway.governance.retention_rules). `trim` deletes the oldest records 1..S, S
+the newest record past the rule (records before it were written before it, whatever clock
+stamped them), at a checkpoint signed for record S (the
+gateway holds the audit key, so it signs one for S if none exists; S's own link is checked
+under the key first):
+1. the key store notes the trim (S, link(S), the checkpoint's line), then
+2. one transaction names S in `audit_trims` (the delete trigger allows deleting through it and
+   nothing else), deletes records 1..S, and appends a "trim audit trail" record.
+A crash between the two leaves the whole chain, which still verifies; the next sweep trims it.
+`verify` then starts at S + 1 from link(S) as the key store and the signed checkpoint give it:
+whoever deletes more records, or rewrites the first kept one, fails as before. Checkpoints
+before S can no longer be compared with records; their signatures are still checked.
+
 Records written before the audit key existed
 --------------------------------------------
 A data directory made before the key (hash-chained, `link(n) = SHA-256(link(n-1) || "\\n" ||
@@ -193,6 +209,9 @@ def key_the_trail(store) -> int:
 def _next(store, at_ms: int) -> tuple[int, str, AuditKeys]:
     """Lock the head; (the next seq, the link before it, the keys), keying the chain first if need be."""
     last = store.audit.lock_head()  # gateways sharing one PostgreSQL database append one at a time
+    if last is None:  # every record trimmed by retention: the chain goes on from the trim point
+        trimmed = store.keys.audit_trim()
+        last = (trimmed[0], trimmed[1]) if trimmed else None
     seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
     keys = keys_of(store) or _keys(*store.keys.create_audit_key(keyed_from=seq))
     if seq == keys.keyed_from and seq > 1:  # the first keyed record of a chain begun without a key
@@ -243,6 +262,45 @@ def checkpoint(store) -> str | None:
         return _keep_checkpoint(store, keys, head["seq"], prev, now)
 
 
+def trim(store, older_than_ms: int, now_ms: int, who: str = "retention-sweeper") -> int:
+    """Delete every record older than `older_than_ms` from the start of the chain, through the last
+    one before the first younger record, at a checkpoint signed for that record (see "Retention"
+    above); how many records went (0: none is due)."""
+    with store.transaction():
+        head_now = store.audit.lock_head()  # one trimmer at a time, whichever gateway sweeps
+        if head_now is None:
+            return 0
+        trimmed = store.keys.audit_trim()
+        done = trimmed[0] if trimmed else 0
+        first = store.audit.first_seq()
+        if trimmed and first is not None and first <= done:
+            point = done  # a crash after the key store noted the trim: finish it
+        else:
+            # The newest record past the rule, by seq: the order records were written in. Those before
+            # it were written earlier, whatever clock stamped them, so they go with it.
+            point = store.audit.last_before(older_than_ms)
+            if point is None or point <= done or point < (first or 1):
+                return 0
+        rec = store.audit.get(point)
+        keys = keys_of(store)
+        if rec is None or keys is None:
+            return 0
+        if not keys.verifies(rec):
+            raise AuditError(f"audit record {point} does not verify under the audit key: not trimming a chain that "
+                             "does not verify; run `vericam audit verify`")
+        line = store.keys.audit_checkpoint_line(point)
+        if line is None or parse_checkpoint(line)["head"] != rec["hash"]:
+            line = keys.sign({"v": CHECKPOINT_VERSION, "seq": point, "head": rec["hash"], "count": point,
+                              "at_ms": now_ms, "at": _iso(now_ms)})
+            store.keys.add_audit_checkpoint(point, now_ms, line)
+        store.keys.trim_audit(point, rec["hash"], line)  # step 1: in the key store before any record goes
+        n = store.audit.trim(point, rec["hash"], now_ms)
+        append(store, who, "trim audit trail", "retention: the oldest audit records are past the rule; the chain "
+               "verifies from the signed checkpoint of the last one deleted", at_ms=now_ms, subject=f"audit:{point}",
+               detail={"through_seq": point, "head": rec["hash"], "records": n})
+    return n
+
+
 def checkpoints(store) -> list[str]:
     """Every checkpoint kept in the key store, oldest first, as signed JSON lines."""
     return store.keys.audit_checkpoints()
@@ -283,6 +341,7 @@ class Verdict:
     keyed_from: int | None = None       # the first record the audit key keys (None: not keyed yet)
     checkpoints: int = 0                # signed checkpoints that match the log
     checkpoint_seq: int | None = None   # the newest of them
+    trimmed_through: int = 0            # records 1..this were deleted by retention (0: none)
 
     @property
     def ok(self) -> bool:
@@ -291,7 +350,8 @@ class Verdict:
     def as_json(self) -> dict:
         return {"ok": self.ok, "records": self.records, "anchored_seq": self.anchored_seq,
                 "unanchored": self.unanchored, "problems": self.problems, "keyed_from": self.keyed_from,
-                "checkpoints": self.checkpoints, "checkpoint_seq": self.checkpoint_seq}
+                "checkpoints": self.checkpoints, "checkpoint_seq": self.checkpoint_seq,
+                "trimmed_through": self.trimmed_through}
 
 
 def verify(store, exported: Iterable[tuple[str, str]] = ()) -> Verdict:
@@ -303,7 +363,15 @@ def verify(store, exported: Iterable[tuple[str, str]] = ()) -> Verdict:
     prev, expect_seq = GENESIS, 1
     by_seq: dict[int, tuple[str, int]] = {}  # seq -> (link, records up to it)
     failed = 0
-    for rec in store.audit.chain():
+    trimmed = store.keys.audit_trim()
+    chain = store.audit.chain()
+    if trimmed and chain and chain[0]["seq"] > 1:  # the chain kept after a trim starts from its checkpoint
+        v.trimmed_through = trimmed[0]
+        prev, expect_seq = trimmed[1], trimmed[0] + 1
+        by_seq[trimmed[0]] = (trimmed[1], trimmed[0])
+        v.records = trimmed[0]
+        _check_trim(v, keys, trimmed)
+    for rec in chain:
         v.records += 1
         if rec["seq"] != expect_seq:
             v.problems.append(f"records {expect_seq}..{rec['seq'] - 1} are missing (removed from the log)")
@@ -319,11 +387,26 @@ def verify(store, exported: Iterable[tuple[str, str]] = ()) -> Verdict:
         by_seq[rec["seq"]] = (rec["hash"], v.records)
     if failed > MAX_RECORD_PROBLEMS:
         v.problems.append(f"... and {failed - MAX_RECORD_PROBLEMS} more records do not verify")
+    if v.trimmed_through:
+        v.records -= v.trimmed_through  # `records` counts the records the log holds
     last_seq = expect_seq - 1
     _check_anchor(store, v, by_seq, last_seq)
     _check_checkpoints(v, keys, [("key store", line) for line in checkpoints(store)] + list(exported),
                        by_seq, last_seq)
     return v
+
+
+def _check_trim(v: Verdict, keys: AuditKeys | None, trimmed: tuple[int, str, str]) -> None:
+    """The trim point the key store names must be a checkpoint signed by this gateway, of that link."""
+    seq, head, line = trimmed
+    try:
+        cp = parse_checkpoint(line)
+    except ValueError as exc:
+        v.problems.append(f"the audit trail's trim point (record {seq}) has no valid checkpoint: {exc}")
+        return
+    if keys is None or cp["pub"] != keys.public or not keys.signature_ok(cp) or cp["seq"] != seq or cp["head"] != head:
+        v.problems.append(f"the audit trail's trim point (record {seq}) is not certified by a checkpoint signed with "
+                          "this gateway's audit key: the key store's trim record was altered")
 
 
 def _check_anchor(store, v: Verdict, by_seq: dict, last_seq: int) -> None:
@@ -366,6 +449,8 @@ def _check_checkpoints(v: Verdict, keys: AuditKeys | None, given: list[tuple[str
                               "gateway's audit key")
         elif not keys.signature_ok(cp):
             v.problems.append(f"{where}: the checkpoint of record {seq} has a bad signature (forged or altered)")
+        elif seq < v.trimmed_through:
+            continue  # its records were trimmed by retention: only its signature can still be checked
         elif seq > last_seq:
             v.problems.append(f"a signed checkpoint at record {seq} lies beyond the log's end at record {last_seq} "
                               f"({when}, {where}): the database was restored from an older copy, or its newest "

@@ -12,6 +12,12 @@ so placing and releasing are one row update each, atomic with their audit record
 Releasing puts each image back on the 7-day schedule: re-wrapped under that day's KEK if
 the day is still ahead, otherwise deleted at once (files first, then rows, as the sweeper).
 
+Handing over to the police (`hand_over`) records who at the police asked for the material and
+under which reference. What it does to the hold is counsel's choice in `retention.toml`
+(`handover`): `end` (the default, after SOS Alarm's policy: material is kept at most until it
+is handed over) releases the hold; `shorten` keeps the images at most `handover_days` after the
+handover; `keep` lets the hold run to its day.
+
 Who may do it. If the `users` table has accounts (`vericam users add`), the role comes from
 there and `--role` is refused. Until accounts exist, the caller must state `--role supervisor`;
 the hold records `role_source = 'asserted (no user accounts)'` so an auditor can see the role
@@ -23,8 +29,8 @@ from __future__ import annotations
 import re
 
 from gateway.governance import audit
-from gateway.governance.retention import (RetentionPolicy, alarm_ms, delete_images, deletion_day,
-                                          destroy_kek_if_spent)
+from gateway.governance.retention import (RetentionConfigError, RetentionPolicy, alarm_ms, delete_images,
+                                          deletion_day, destroy_kek_if_spent)
 from gateway.storage.captures import due_at_ms
 from gateway.storage.store import Store
 
@@ -71,13 +77,24 @@ def _targets(store: Store, target: str) -> list[dict]:
     return rows
 
 
+def policy_of(store: Store, policy: RetentionPolicy | None) -> RetentionPolicy:
+    """The rules given, else the ones configured for the store's data directory (`retention.toml`):
+    a caller that passes none (the console) still gets counsel's lower `hold_days`, never the defaults."""
+    if policy is not None:
+        return policy
+    try:
+        return RetentionPolicy.load(store.data_dir)
+    except RetentionConfigError as exc:
+        raise HoldError(str(exc)) from None
+
+
 def _alarm_time(store: Store, row) -> int:
     return alarm_ms(store, row["device"], row["alarm_id"])
 
 
 def place(store: Store, target: str, by: str, reason: str, case: str, now_ms: int,
           role: str | None = None, policy: RetentionPolicy | None = None) -> dict:
-    policy = policy or RetentionPolicy()
+    policy = policy_of(store, policy)
     reason, case = (reason or "").strip(), (case or "").strip()
     if not reason:
         raise HoldError("a police hold needs a reason (--reason)")
@@ -113,7 +130,7 @@ def place(store: Store, target: str, by: str, reason: str, case: str, now_ms: in
 def release(store: Store, hold: str, by: str, reason: str, now_ms: int, role: str | None = None,
             policy: RetentionPolicy | None = None) -> dict:
     """Release a hold (by hold id, image or alarm). Overdue images are deleted at once."""
-    policy = policy or RetentionPolicy()
+    policy = policy_of(store, policy)
     reason = (reason or "").strip()
     if not reason:
         raise HoldError("releasing a hold needs a reason (--reason)")
@@ -156,8 +173,83 @@ def release(store: Store, hold: str, by: str, reason: str, now_ms: int, role: st
     return {"hold": hold_id, "case": h["case_ref"], "back_on_schedule": len(rewrapped), "deleted_now": len(overdue)}
 
 
+def hand_over(store: Store, hold: str, by: str, requester: str, reference: str, now_ms: int,
+              role: str | None = None, policy: RetentionPolicy | None = None) -> dict:
+    """Record that a hold's material was handed to the police: who there asked for it and under which
+    reference (audited). Then the configured rule (`handover` in retention.toml) applies: `end`
+    releases the hold (its images go back on the 7-day schedule, deleted at once if past it),
+    `shorten` keeps them at most `handover_days` after the handover, `keep` changes nothing."""
+    policy = policy_of(store, policy)
+    requester, reference = (requester or "").strip(), (reference or "").strip()
+    if not requester:
+        raise HoldError("say who at the police asked for the material (--requested-by)")
+    if not reference:
+        raise HoldError("give the police's reference for the request (--police-ref)")
+    if len(requester) > 200 or len(reference) > 100:
+        raise HoldError("the requester is limited to 200 characters and the police reference to 100")
+    role_source = check_role(store, by, role)
+    hold_id = _hold_id(store, hold)
+    h = store.holds.get(hold_id)
+    if h is None or h["released_at_ms"] is not None or h["ended_at_ms"] is not None:
+        raise HoldError(f"hold #{hold_id} does not exist or has ended: nothing is held to hand over")
+    if h["handed_over_at_ms"] is not None:
+        raise HoldError(f"hold #{hold_id} was already handed over (police reference {h['police_reference']})")
+    with store.transaction():
+        store.holds.mark_handed_over(hold_id, now_ms, requester, reference)
+        audit.append(store, by, "hand over to police", f"material of police case {h['case_ref']} handed over at "
+                     f"the request of {requester}", at_ms=now_ms, subject=f"hold:{hold_id}",
+                     detail={"case": h["case_ref"], "requested_by": requester, "police_reference": reference,
+                             "rule": policy.handover, "role_source": role_source})
+    out = {"hold": hold_id, "case": h["case_ref"], "rule": policy.handover, "back_on_schedule": 0, "deleted_now": 0,
+           "shortened": 0}
+    if policy.handover == "end":
+        r = release(store, str(hold_id), by, f"handed over to the police (reference {reference}): the hold ends",
+                    now_ms, role=role, policy=policy)
+        out.update(back_on_schedule=r["back_on_schedule"], deleted_now=r["deleted_now"])
+    elif policy.handover == "shorten":
+        out.update(_shorten(store, hold_id, by, reference, now_ms, policy))
+    return out
+
+
+def _shorten(store: Store, hold_id: int, by: str, reference: str, now_ms: int, policy: RetentionPolicy) -> dict:
+    """Keep a handed-over hold's images at most `handover_days` after the handover (never longer than
+    they were held already); deleted at once when that day has begun."""
+    day = deletion_day(now_ms, policy.handover_days)
+    moved, overdue, old_keks = [], [], set()
+    with store.transaction():
+        for r in store.images.of_hold(hold_id):
+            if r["kek_day"].split("/")[0] <= day:
+                continue
+            old_keks.add(r["kek_day"])
+            if due_at_ms(day) <= now_ms:
+                overdue.append(r["id"])
+            else:
+                store.images.rekey(r, f"{day}/hold-{hold_id}", hold_id)
+                moved.append(r["id"])
+        audit.append(store, by, "shorten hold", f"handed over to the police (reference {reference}): kept at most "
+                     f"{policy.handover_days} days after the handover", at_ms=now_ms, subject=f"hold:{hold_id}",
+                     detail={"delete_on": day, "moved": moved, "deleted_now": overdue})
+    with store.exclusive():
+        if overdue:
+            delete_images(store, store.retention.images(overdue), by, f"hold #{hold_id} handed over to the police: "
+                          "its rule keeps nothing after the handover day", now_ms)
+        for kek in sorted(old_keks):
+            destroy_kek_if_spent(store, kek, by, f"crypto-shredding: hold #{hold_id} shortened on handover, none of "
+                                 "its images still uses this key", now_ms)
+    return {"shortened": len(moved), "deleted_now": len(overdue)}
+
+
+def _hold_id(store: Store, hold: str) -> int:
+    if hold.isdigit():
+        return int(hold)
+    ids = {r["hold_id"] for r in _targets(store, hold) if r["hold_id"] is not None}
+    if len(ids) != 1:
+        raise HoldError(f"{hold} is under {len(ids)} holds: name the hold by its number")
+    return ids.pop()
+
+
 def list_holds(store: Store, active_only: bool = False) -> list[dict]:
     return store.holds.list(active_only)
 
 
-__all__ = ["HoldError", "place", "release", "check_role", "list_holds"]
+__all__ = ["HoldError", "place", "release", "hand_over", "check_role", "list_holds", "policy_of"]

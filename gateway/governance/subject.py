@@ -8,6 +8,12 @@ Export writes `export.json` (customer, devices without keys, events, alarms, cap
 metadata), the still-retained images decrypted as `images/<id>.jpg`, and `MANIFEST.sha256`
 (`sha256sum -c` format) over all of them.
 
+The access report (household transparency) lists who viewed which of the household's photos,
+when and why, from the audit trail: every photo view, every opening of photos with a reason,
+every police export of them, and the household's own exports. It holds nothing else of any
+staff member (`gateway.storage.access_report` selects by the household's devices), and its own
+reading is audited.
+
 Erase deletes what may be deleted now: images not under a police hold (files, rows; their
 data keys stay wrapped under the deletion day's KEK in older backups until that day's KEK is
 destroyed, at most `image_days` later) and unfinished uploads. It keeps, and reports, images
@@ -22,7 +28,8 @@ import os
 import re
 from pathlib import Path
 
-from gateway.governance import audit
+from gateway.governance import audit, need_to_know
+from gateway.governance.alarms import fmt_ms
 from gateway.governance.retention import RetentionPolicy, delete_images, years_after
 from gateway.storage.store import Store
 
@@ -54,6 +61,8 @@ def link_device(store: Store, device: str, customer: str, by: str, now_ms: int) 
 
 
 def end_relationship(store: Store, customer: str, ended_at_ms: int, by: str, now_ms: int) -> None:
+    if ended_at_ms > now_ms:  # the retention clocks run from it (issue 15: `vericam customer end`)
+        raise SubjectError("the end date is in the future: record it on or after the day the relationship ends")
     with store.transaction():
         _customer(store, customer)
         store.customers.end(customer, ended_at_ms)
@@ -112,7 +121,8 @@ def export(store: Store, customer: str, out: Path, by: str, why: str, now_ms: in
         audit.append(store, by, "export subject data", why, at_ms=now_ms, subject=customer,
                      content_hash=summary["manifest_sha256"], detail={k: v for k, v in summary.items()
                                                                       if k != "manifest_sha256"})
-    return summary
+        store.exports.add("subject export", str(out.resolve()), customer, by, now_ms, summary["manifest_sha256"])
+    return summary  # retention deletes the directory `export_days` later (issue 15)
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -175,3 +185,29 @@ def erase(store: Store, customer: str, by: str, why: str, now_ms: int, restrict:
                              "kept": report["kept"], "restricted": restrict})
     report["refused"] = report["images_erased"] == 0 and bool(report["kept"])
     return report
+
+
+def access_report(store: Store, customer: str, by: str, role: str, now_ms: int,
+                  reads: need_to_know.Reads | None = None) -> dict:
+    """Who viewed which of the household's photos, when and why (see the module docstring). Audited."""
+    _customer(store, customer)
+    devs = store.devices.of_customer(customer)
+    out = []
+    for r in need_to_know.photo_reads(store, devs, customer):
+        d = r["detail"]
+        if r["what"] == "view image":
+            photos = [r["subject"]]
+        elif r["what"] == "police export":
+            photos = list(d.get("images") or [])
+        else:
+            photos = []
+        out.append({"at_ms": r["at_ms"], "at": fmt_ms(r["at_ms"]), "who": r["who"], "role": d.get("role"),
+                    "what": r["what"], "why": r["why"], "device": d.get("device"), "alarm": d.get("alarm"),
+                    "photos": photos, "audit_seq": r["seq"]})
+    readers: dict[str, int] = {}
+    for r in out:
+        readers[r["who"]] = readers.get(r["who"], 0) + 1
+    need_to_know.record_read(store, by, role, "view access report", "household transparency", now_ms,
+                             subject=customer, detail={"devices": devs, "reads": len(out)}, reads=reads,
+                             shown=[r["audit_seq"] for r in out])
+    return {"customer": customer, "devices": devs, "reads": out, "readers": readers}

@@ -24,6 +24,36 @@ from gateway.storage.store import Store
 
 ROLES = ("operator", "supervisor", "auditor", "admin")
 NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
+
+# Who may do what, for the console (gateway.console.access) and the command line alike: one table.
+#
+#   what                         operator  supervisor  auditor  admin
+#   photos (alarm being handled)    x          x
+#   handle (acknowledge, close)     x          x
+#   hold (police hold, export)                 x
+#   devices                         x          x                  x
+#   activity (the activity log)     x          x
+#   audit (the audit trail)                               x
+#   users (accounts, API tokens)                                  x
+#   customers (add, link, end)                 x                  x
+#   subject rights (export, erase, restrict)   x
+#   access report (who saw a household's photos)  x       x
+#
+# The admin runs the system (devices, accounts) and never sees what a household did: not its
+# photos, not its activity log (README, issue 15).
+PERMISSIONS = {
+    "photos": ("operator", "supervisor"),
+    "handle": ("operator", "supervisor"),
+    "hold": ("supervisor",),
+    "devices": ("operator", "supervisor", "admin"),
+    "activity": ("operator", "supervisor"),
+    "audit": ("auditor",),
+    "users": ("admin",),
+    "customers": ("supervisor", "admin"),
+    "subject rights": ("supervisor",),
+    "access report": ("supervisor", "auditor"),
+}
+ASSERTED = "asserted (no user accounts)"
 MIN_PASSWORD = 10
 
 _hasher = PasswordHasher()  # argon2id with the library's current defaults (RFC 9106 low-memory profile)
@@ -85,6 +115,34 @@ def role_of(store: Store, name: str) -> str | None:
     return None if row is None or row["disabled"] else row["role"]
 
 
+def act_as(store: Store, user: str | None, permission: str, asserted_role: str | None = None) -> str:
+    """The command line's check that `user` may do `permission` (a `PERMISSIONS` key): the role
+    source ("users table", or `ASSERTED` while the gateway has no accounts at all), else UserError.
+
+    The command line runs as the gateway's OS user, who can read the database anyway, so this is
+    no security boundary: it makes every audited act name an active account whose role allows it
+    (accountability), and it stops mistakes (a typo in --by, an admin exporting a household's
+    photos, a disabled account). While no account exists yet, `--role` states the role, and the
+    audit record says it was asserted, not checked, as the police hold does."""
+    roles = PERMISSIONS[permission]
+    if not user:
+        raise UserError("say who you are: --by USER (an account of this gateway)")
+    if store.users.count():
+        if asserted_role is not None:
+            raise UserError("user accounts exist: the role comes from the users table, drop --role")
+        account = store.users.get(user)
+        if account is None or account["disabled"]:
+            raise UserError(f"{user} is not an active user of this gateway (see `vericam users list`)")
+        if account["role"] not in roles:
+            raise UserError(f"{user} has the role {account['role']}; {permission} needs the {' or '.join(roles)} "
+                            "role")
+        return "users table"
+    if asserted_role not in roles:
+        raise UserError(f"no user accounts exist yet: state --role {roles[0]} (recorded as asserted, not checked), "
+                        "or create accounts with `vericam users add`")
+    return ASSERTED
+
+
 def list_users(store: Store) -> list[dict]:
     return store.users.list()
 
@@ -97,8 +155,9 @@ def record_login(store: Store, name: str, role: str, client: str, now_ms: int) -
 
 
 def record_failed_login(store: Store, name: str, client: str, now_ms: int) -> None:
-    """Audit a refused console login; a typed name that cannot be a user name is not recorded."""
-    shown = name if NAME.match(name or "") else "(not a valid user name)"
+    """Audit a refused console login. The typed name is recorded only when it names an account of
+    this gateway: anything else may be a password typed into the name field (issue 15)."""
+    shown = name if NAME.match(name or "") and store.users.get(name) is not None else "(not a user of this gateway)"
     with store.transaction():
         audit.append(store, "anonymous", "login failed", "wrong user name or password", at_ms=now_ms,
                      subject=shown, detail={"client": client})

@@ -49,7 +49,7 @@ from gateway.protocol.envelope import (RECEIPT_REJECTED, RECEIPT_RESEND, RECEIPT
                                 T_RECEIPT, T_STATUS, T_TIME, Envelope)
 from gateway.protocol.errors import CaptureTooLarge, Malformed, ProtocolError, TooManyCaptures
 from gateway.protocol.event import as_recorded, decrypt_event, parse_status
-from gateway.governance.retention import RetentionPolicy, deletion_day
+from gateway.governance.retention import RetentionPolicy, deletion_day, image_clock_ms
 from gateway.ingest.notices import Notices
 from gateway.ingest.quotas import DeviceLimits, Quotas
 from gateway.storage.blobstore import BlobStoreError
@@ -267,7 +267,7 @@ class Ingest:
             self._receipt(device, bytes.fromhex(cid), RECEIPT_REJECTED, 0, bytes.fromhex(sha), result)
             return
         alarm = self.store.alarms.note(device, aid, at_ms)
-        kek_day = deletion_day(alarm["received_at_ms"], self.image_days)
+        kek_day = deletion_day(image_clock_ms(alarm, opened.captured_at), self.image_days)  # the alarm's own time
         if kek_day <= _dt.datetime.fromtimestamp(at_ms / 1000, _dt.timezone.utc).date().isoformat():
             # The alarm's photos are already past retention (the device was cut off for longer
             # than the retention period): storing them would break the promise, and the day's

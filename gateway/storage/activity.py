@@ -33,6 +33,11 @@ class Alarms:
         self.db.execute("INSERT INTO alarm_captures (device, alarm_id, capture_id) VALUES (?, ?, ?) "
                         "ON CONFLICT (device, alarm_id, capture_id) DO NOTHING", (device, alarm_id, capture_id))
 
+    def get(self, device: str, alarm_id: str) -> dict | None:
+        """The alarm's row (code, device time `t`, `received_at_ms`), or None."""
+        row = self.db.execute("SELECT * FROM alarms WHERE device = ? AND alarm_id = ?", (device, alarm_id)).fetchone()
+        return None if row is None else dict(row)
+
     def received_at(self, device: str, alarm_id: str) -> int | None:
         """When the gateway first heard of the alarm (epoch ms): where its images' retention counts from."""
         row = self.db.execute("SELECT received_at_ms FROM alarms WHERE device = ? AND alarm_id = ?",

@@ -60,6 +60,25 @@ class AuditLog:
         """(seq, at_ms) of the newest checkpoint, kept in the key store or waiting for this commit."""
         return self.uow.last_audit_checkpoint()
 
+    # Trimming (retention) ------------------------------------------------------------------
+    def last_before(self, at_ms: int) -> int | None:
+        """The newest record (by seq) written before `at_ms`; None if there is none (index `audit_by_at`)."""
+        return self.db.execute("SELECT max(seq) FROM audit WHERE at_ms < ?", (at_ms,)).fetchone()[0]
+
+    def oldest_at_ms(self) -> int | None:
+        """The earliest `at_ms` of the records kept (None: the log is empty)."""
+        return self.db.execute("SELECT min(at_ms) FROM audit").fetchone()[0]
+
+    def first_seq(self) -> int | None:
+        return self.db.execute("SELECT min(seq) FROM audit").fetchone()[0]
+
+    def trim(self, through_seq: int, head: str, at_ms: int) -> int:
+        """Delete records 1..through_seq (the triggers allow it once `audit_trims` names the point);
+        how many went. Call inside a transaction, after the key store recorded the trim."""
+        self.db.execute("INSERT INTO audit_trims (through_seq, head, at_ms) VALUES (?, ?, ?) "
+                        "ON CONFLICT (through_seq) DO NOTHING", (through_seq, head, at_ms))
+        return self.db.execute("DELETE FROM audit WHERE seq <= ?", (through_seq,)).rowcount
+
     # Reading -------------------------------------------------------------------------------
     def head(self) -> tuple[int, str] | None:
         """(seq, hash) of the newest record, or None (not locked)."""

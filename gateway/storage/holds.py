@@ -30,8 +30,13 @@ class Holds:
         return [dict(r) for r in self.db.execute(f"SELECT * FROM holds WHERE id IN ({_in(ids)}) ORDER BY id", ids)]
 
     def mark_released(self, hold_id: int, at_ms: int, by: str, reason: str) -> None:
-        self.db.execute("UPDATE holds SET released_at_ms = ?, released_by = ?, release_reason = ? WHERE id = ?",
-                        (at_ms, by, reason, hold_id))
+        self.db.execute("UPDATE holds SET released_at_ms = ?, released_by = ?, release_reason = ?, "
+                        "ended_at_ms = coalesce(ended_at_ms, ?) WHERE id = ?", (at_ms, by, reason, at_ms, hold_id))
+
+    def mark_handed_over(self, hold_id: int, at_ms: int, requester: str, reference: str) -> None:
+        """Record the handover to the police: who there asked for the material, under which reference."""
+        self.db.execute("UPDATE holds SET handed_over_at_ms = ?, police_requester = ?, police_reference = ? "
+                        "WHERE id = ?", (at_ms, requester, reference, hold_id))
 
     def list(self, active_only: bool = False) -> list[dict]:
         """Every hold with the number of images it still covers, oldest first."""

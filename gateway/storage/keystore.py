@@ -103,6 +103,10 @@ class KeyStore:
                          "secret BLOB NOT NULL, keyed_from INTEGER NOT NULL, created_at_ms INTEGER NOT NULL)")
         self._db.execute("CREATE TABLE IF NOT EXISTS audit_checkpoint (seq INTEGER PRIMARY KEY, "
                          "at_ms INTEGER NOT NULL, line TEXT NOT NULL)")
+        # Where the audit trail was trimmed (retention): records 1..seq are gone, and the kept chain
+        # starts from `head`, the link of record seq, which a signed checkpoint certified.
+        self._db.execute("CREATE TABLE IF NOT EXISTS audit_trim (id INTEGER PRIMARY KEY CHECK (id = 1), "
+                         "seq INTEGER NOT NULL, head TEXT NOT NULL, checkpoint TEXT NOT NULL, at_ms INTEGER NOT NULL)")
         os.chmod(self.dir / KEYS_DB, 0o600)
         self._cache: dict[str, bytes] = {}
         self._arc = None
@@ -247,6 +251,28 @@ class KeyStore:
         """(seq, at_ms) of the newest checkpoint kept, or None."""
         row = self._db.execute("SELECT seq, at_ms FROM audit_checkpoint ORDER BY seq DESC LIMIT 1").fetchone()
         return (row[0], row[1]) if row else None
+
+    def trim_audit(self, seq: int, head: str, checkpoint: str) -> None:
+        """Record that the audit trail is trimmed through record `seq` (its link `head`, certified by the
+        signed `checkpoint` line). Only ever moves forward, and is written before any record goes."""
+        with self._lock:
+            self._db.execute("INSERT INTO audit_trim (id, seq, head, checkpoint, at_ms) VALUES (1, ?, ?, ?, ?) "
+                             "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, head = excluded.head, "
+                             "checkpoint = excluded.checkpoint, at_ms = excluded.at_ms WHERE excluded.seq > "
+                             "audit_trim.seq", (seq, head, checkpoint, int(time.time() * 1000)))
+
+    def audit_trim(self) -> tuple[int, str, str] | None:
+        """(seq, head, checkpoint line) of the audit trail's trim, or None if it was never trimmed."""
+        row = self._db.execute("SELECT seq, head, checkpoint FROM audit_trim WHERE id = 1").fetchone()
+        return (row[0], row[1], row[2]) if row else None
+
+    def audit_checkpoint_seqs(self) -> list[int]:
+        """The record numbers of every checkpoint kept, oldest first."""
+        return [r[0] for r in self._db.execute("SELECT seq FROM audit_checkpoint ORDER BY seq")]
+
+    def audit_checkpoint_line(self, seq: int) -> str | None:
+        row = self._db.execute("SELECT line FROM audit_checkpoint WHERE seq = ?", (seq,)).fetchone()
+        return row[0] if row else None
 
     def audit_checkpoints(self) -> list[str]:
         """Every checkpoint kept, oldest first, as its signed JSON line."""

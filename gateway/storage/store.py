@@ -46,6 +46,7 @@ from gateway.storage.customers import Customers
 from gateway.storage.dc09_accounts import Dc09Accounts
 from gateway.storage.dc09_outbox import Dc09Outbox
 from gateway.storage.devices import Devices
+from gateway.storage.exports import Exports
 from gateway.storage.errors import StoreError
 from gateway.storage.holds import Holds
 from gateway.storage.keystore import KeyStore
@@ -111,6 +112,7 @@ class Store:
         self.retention = RetentionQueries(self.db)
         self.dc09_outbox = Dc09Outbox(self.db)
         self.dc09_accounts = Dc09Accounts(self.db)
+        self.exports = Exports(self.db)
         try:
             self.migrate()
         except BaseException:  # a refused schema must not leave the connection and key store open

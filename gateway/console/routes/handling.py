@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Form
+from fastapi.exceptions import HTTPException
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
 
@@ -13,7 +14,8 @@ from gateway.console.deps import ClockDep, StoreDep, api_action, form_action
 from gateway.console.errors import API_REFUSALS, http_errors, refused
 from gateway.console.params import AlarmId, DeviceId
 from gateway.console.models import Ok
-from gateway.governance import alarms
+from gateway.console.routes.alarms import RESTRICTED
+from gateway.governance import alarms, need_to_know
 from gateway.storage.store import Store
 
 pages = APIRouter(include_in_schema=False)
@@ -25,12 +27,20 @@ class CloseBody(BaseModel):
     note: str = Field("", max_length=1000)
 
 
+def _not_restricted(store: Store, s: Session, device: str) -> None:
+    """An operator does not handle a restricted customer's alarm (it is not shown to them); a supervisor may."""
+    if s.role != "supervisor" and need_to_know.is_restricted(store, device):
+        raise HTTPException(403, RESTRICTED)
+
+
 def _acknowledge(store: Store, clock: Clock, s: Session, device: str, alarm_id: str) -> None:
+    _not_restricted(store, s, device)
     with http_errors({alarms.NotFound: 404, alarms.Conflict: 409}):
         alarms.acknowledge(store, device, alarm_id, s.user, clock())
 
 
 def _close(store: Store, clock: Clock, s: Session, device: str, alarm_id: str, outcome: str, note: str) -> None:
+    _not_restricted(store, s, device)
     with http_errors({alarms.NotFound: 404, alarms.Conflict: 409, ValueError: 400}):
         alarms.close(store, device, alarm_id, s.user, outcome, note, clock())
 

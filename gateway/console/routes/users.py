@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from gateway.console.access import USERS
 from gateway.console.auth import Session
+from gateway.console.context import Console
 from gateway.console.deps import ClockDep, ConsoleDep, StoreDep, api_action, require
 from gateway.console.errors import API_REFUSALS, http_errors, refused
 from gateway.console.models import Ok, Token, TokenCreated, User
@@ -28,15 +29,24 @@ class TokenBody(BaseModel):
                               description="One or more of: " + ", ".join(users.SCOPES))
 
 
+def listed(console: Console, s: Session) -> list[dict]:
+    """The accounts (staff's personal data: names, roles), the read audited."""
+    rows = users.list_users(console.store)
+    console.record_read(s, "view users", "account management", detail={"users": len(rows)},
+                        shown=[(u["name"], u["role"], u["disabled"]) for u in rows])
+    return rows
+
+
 @pages.get("/users")
 async def users_page(request: Request, console: ConsoleDep, s: Session = Depends(require(*USERS))):
-    return console.page(request, "users.html", s, users=users.list_users(console.store),
+    return console.page(request, "users.html", s, users=listed(console, s),
                         tokens=users.list_tokens(console.store), fmt=fmt_ms)
 
 
 @api.get("/users", responses=API_REFUSALS, response_model=list[User])
-async def api_users(store: StoreDep, s: Session = Depends(require(*USERS))):
-    return users.list_users(store)
+async def api_users(console: ConsoleDep, s: Session = Depends(require(*USERS))):
+    """The console's accounts (admin): names, roles, whether they can log in. Audited."""
+    return listed(console, s)
 
 
 @api.get("/tokens", responses=API_REFUSALS, response_model=list[Token])
