@@ -10,6 +10,7 @@ outbox does (workers racing, a report that commits with its event) is tests/test
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -66,9 +67,25 @@ def test_a_failed_attempt_waits_for_its_retry_time_and_is_counted(outbox):
     assert (again.seq, again.attempts, again.last_outcome) == (entry.seq, 1, "primary: timeout")
 
 
+def test_a_follow_up_never_overtakes_its_alarm_when_the_alarm_waits_longer(outbox):
+    alarm = outbox.put(REPORT, now=100.0)
+    follow_up = outbox.put(dataclasses.replace(REPORT, follow_up=True), now=101.0)
+    other = outbox.put(dataclasses.replace(REPORT, alarm_id="77aa", event="smoke"), now=102.0)
+    assert [e.id for e in outbox.pending("arc", now=102.0)] == [alarm.id, other.id]   # not the follow-up
+    assert outbox.waits_for_its_alarm(follow_up.id, "arc") and not outbox.waits_for_its_alarm(alarm.id, "arc")
+    outbox.mark_attempt(alarm.id, "arc", "primary: NAK", retry_at=130.0)   # refused: a long wait
+    outbox.mark_acked(other.id, "arc", "primary", at=102.5)
+    assert outbox.pending("arc", now=110.0) == []                          # the follow-up waits with it
+    assert [e.id for e in outbox.pending("backup-arc", now=110.0)] == [alarm.id, other.id]  # per route
+    assert [e.id for e in outbox.pending("arc", now=130.0)] == [alarm.id]
+    outbox.mark_acked(alarm.id, "arc", "primary", at=130.5)
+    assert not outbox.waits_for_its_alarm(follow_up.id, "arc")
+    assert [e.id for e in outbox.pending("arc", now=131.0)] == [follow_up.id]
+
+
 def test_a_report_put_again_under_its_key_is_the_entry_already_there(outbox):
     follow_up = outbox.put(REPORT, now=1.0, key="verification/dev-1/5f1c")
-    other = outbox.put(REPORT, now=1.5)
+    other = outbox.put(dataclasses.replace(REPORT, alarm_id="77aa"), now=1.5)   # another alarm's report
     assert outbox.put(REPORT, now=2.0, key="verification/dev-1/5f1c") == follow_up
     assert [e.id for e in outbox.pending("arc", now=3.0)] == [follow_up.id, other.id]
 

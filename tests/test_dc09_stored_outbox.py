@@ -9,6 +9,8 @@ what is in flight, not history; and what every route acknowledged is dropped a d
 
 from __future__ import annotations
 
+import dataclasses
+
 import threading
 
 import pytest
@@ -87,7 +89,7 @@ def test_two_workers_racing_for_the_same_reports_take_each_exactly_once(store):
 
 def test_a_worker_restarting_after_a_crash_takes_back_at_once_what_it_held(store):
     intake = StoredOutbox(store.dc09_outbox, ROUTES)
-    held = [intake.put(REPORT, now=1.0) for _ in range(2)]
+    held = [intake.put(dataclasses.replace(REPORT, alarm_id=f"a{i}"), now=1.0) for i in range(2)]   # two alarms
     crashed = worker(store, "gw-a")
     assert len(crashed.pending("arc", now=10.0, lease_s=600)) == 2
     crashed.close()                                        # killed mid-delivery: no outcome written
@@ -123,7 +125,7 @@ def test_numbers_come_from_the_row_and_wrap_after_9999(store):
         store.db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('dc09_outbox', 9997)")
     box = worker(store)
     try:
-        first, second, third = (box.put(REPORT) for _ in range(3))
+        first, second, third = (box.put(dataclasses.replace(REPORT, alarm_id=f"a{i}")) for i in range(3))
         assert [first.seq, second.seq, third.seq] == [9998, 9999, 1]
         assert [e.seq for e in box.pending("arc", now=1e10)] == [9998, 9999, 1]   # as they were given
     finally:

@@ -94,6 +94,11 @@ class Outbox(Protocol):
       then, unless the lease holder records an outcome first. With several gateway workers on
       one database this is what makes each alarm go out once per route (a database outbox takes
       the rows with a row lock that skips rows locked by another worker, and writes the lease).
+      A report of an alarm is not due while an earlier report of the same alarm (`alarm_id`) is
+      not acknowledged on the route: a follow-up or a cancel never overtakes its alarm, also
+      when the alarm was refused and waits longer for its next try.
+    - `waits_for_its_alarm(entry_id, route)`: that condition, for an entry handed straight to
+      a transmitter (which then leaves it for `pending`).
     - `mark_attempt(entry_id, route, outcome, retry_at)`: one delivery attempt on `route`
       failed; `outcome` is the reason (short text, never a key); the entry is due again at
       `retry_at`, and its lease ends.
@@ -107,6 +112,8 @@ class Outbox(Protocol):
             lease_s: float | None = None) -> Entry: ...
 
     def pending(self, route: str, now: float, limit: int = 20, lease_s: float = 60.0) -> list[Entry]: ...
+
+    def waits_for_its_alarm(self, entry_id: str, route: str) -> bool: ...
 
     def mark_attempt(self, entry_id: str, route: str, outcome: str, retry_at: float) -> None: ...
 
@@ -163,8 +170,14 @@ class MemoryOutbox:
     def pending(self, route: str, now: float, limit: int = 20, lease_s: float = 60.0) -> list[Entry]:
         out = []
         with self._lock:
+            unacked_alarms = set()     # alarms with a report before this one not acknowledged on the route
             for item in self._items.values():
                 st = item.state(route)
+                alarm = item.entry.report.alarm_id
+                if st.acked_at is None and alarm is not None:
+                    if alarm in unacked_alarms:
+                        continue       # after its alarm's earlier report (`Outbox.waits_for_its_alarm`)
+                    unacked_alarms.add(alarm)
                 if st.acked_at is not None or st.retry_at > now or st.lease_until > now:
                     continue
                 st.lease_until = now + lease_s
@@ -172,6 +185,19 @@ class MemoryOutbox:
                 if len(out) >= limit:
                     break
         return out
+
+    def waits_for_its_alarm(self, entry_id: str, route: str) -> bool:
+        with self._lock:
+            item = self._items.get(entry_id)
+            alarm = item.entry.report.alarm_id if item else None
+            if alarm is None:
+                return False
+            for other in self._items.values():
+                if other is item:
+                    return False
+                if other.entry.report.alarm_id == alarm and other.state(route).acked_at is None:
+                    return True
+            return False
 
     def mark_attempt(self, entry_id: str, route: str, outcome: str, retry_at: float) -> None:
         with self._lock:

@@ -135,6 +135,10 @@ class StoredOutbox:
                 self.rows.purge(_ms(now - self.keep_acked_s))
         return [self._entry(r) for r in rows]
 
+    def waits_for_its_alarm(self, entry_id: str, route: str) -> bool:
+        with self._lock:
+            return self.rows.waits_for_its_alarm(route, int(entry_id))
+
     def mark_attempt(self, entry_id: str, route: str, outcome: str, retry_at: float) -> None:
         with self._lock:
             self.rows.attempt(int(entry_id), route, outcome, _ms(retry_at))

@@ -477,6 +477,11 @@ class Transmitter:
                 for rest in entries[i:]:
                     self.outbox.mark_attempt(rest.id, name, "not tried: transmitter stopping", self.clock())
                 break
+            if entry.report.alarm_id is not None and self.outbox.waits_for_its_alarm(entry.id, name):
+                # Handed straight here while its alarm still waits for a receiver: it goes after
+                # the alarm, through `pending`, once the alarm is acknowledged.
+                self.outbox.mark_attempt(entry.id, name, "waiting: its alarm is not acknowledged yet", self.clock())
+                continue
             verdict, reasons = self._deliver(entry)
             if verdict == "acked":
                 done += 1

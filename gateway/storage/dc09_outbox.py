@@ -23,6 +23,12 @@ from typing import Iterable
 from gateway.storage.sqldb import Database
 
 _ENTRY_COLUMNS = "o.id, o.dedupe, o.device, o.event, o.alarm_id, o.report, o.queued_at_ms"
+# A report of an alarm waits while an earlier report of the same alarm (its alarm, before its
+# verification follow-up or its cancel) is not acknowledged on the route: the ARC's software
+# must never read "photos are there" or "cancelled" before the alarm itself.
+_AFTER_ITS_ALARM = ("NOT EXISTS (SELECT 1 FROM dc09_deliveries e JOIN dc09_outbox p ON p.id = e.entry_id "
+                    "WHERE e.route = d.route AND e.acked_at_ms IS NULL AND p.alarm_id = o.alarm_id "
+                    "AND p.id < o.id)")
 
 
 def _in(ids: list) -> str:
@@ -115,6 +121,7 @@ class Dc09Outbox:
                 f"SELECT {_ENTRY_COLUMNS}, d.attempts, d.last_outcome FROM dc09_deliveries d "
                 "JOIN dc09_outbox o ON o.id = d.entry_id "
                 "WHERE d.route = ? AND d.acked_at_ms IS NULL AND d.retry_at_ms <= ? AND d.lease_until_ms <= ? "
+                f"AND (o.alarm_id IS NULL OR {_AFTER_ITS_ALARM}) "
                 "ORDER BY d.entry_id LIMIT ?" + self._skip_locked, (route, now_ms, now_ms, limit)).fetchall()]
             if rows:
                 ids = [r["id"] for r in rows]
@@ -134,6 +141,13 @@ class Dc09Outbox:
             "JOIN dc09_outbox o ON o.id = d.entry_id "
             f"WHERE d.route = ? AND d.entry_id IN ({_in(ids)}) AND d.acked_at_ms IS NULL AND d.leased_by = ? "
             "AND d.lease_until_ms > ? ORDER BY d.entry_id", (route, *ids, owner, now_ms)).fetchall()]
+
+    def waits_for_its_alarm(self, route: str, entry_id: int) -> bool:
+        """Whether an earlier report of the same alarm is not yet acknowledged on `route`."""
+        return self.db.execute(
+            "SELECT 1 FROM dc09_deliveries d JOIN dc09_outbox o ON o.id = d.entry_id "
+            f"WHERE d.route = ? AND d.entry_id = ? AND o.alarm_id IS NOT NULL AND NOT {_AFTER_ITS_ALARM}",
+            (route, entry_id)).fetchone() is not None
 
     def attempt(self, entry_id: int, route: str, outcome: str, retry_at_ms: int) -> None:
         """One failed try: counted, its reason kept, due again at `retry_at_ms`; the lease ends."""
