@@ -31,8 +31,9 @@ def test_at_60x_a_five_minute_hold_window_ends_in_about_five_real_seconds_and_sh
     shredded, = played.traces_of("shredded")
     assert held["capture"] == shredded["capture"]
     # On the device's clock: the whole default window, and the shred at its end.
-    # (the trace is stamped a moment after the decision: 1 ms of real time is 60 ms here)
-    assert DEFAULT_HOLD_WINDOW_MS - 1000 <= held["until_ms"] - held["ms"] <= DEFAULT_HOLD_WINDOW_MS
+    # (the trace is stamped a moment after the decision: 1 ms of real time is 60 ms here, and a
+    # loaded CI machine once took 32 ms, so up to 100 ms real is allowed, as for the shred below)
+    assert DEFAULT_HOLD_WINDOW_MS - 6000 <= held["until_ms"] - held["ms"] <= DEFAULT_HOLD_WINDOW_MS
     assert 0 <= shredded["ms"] - held["until_ms"] <= 6000
     # On the host's clock: 5 minutes / 60 = 5 s.
     real = shredded["rx"] - held["rx"]
