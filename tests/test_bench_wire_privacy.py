@@ -94,8 +94,11 @@ def test_features_are_the_watchers_view_of_one_window():
     assert (f["size_0_128"], f["size_128_256"], f["size_2048_4096"]) == (2, 1, 2)
     assert (f["first_message_s"], f["last_message_s"], f["span_s"], f["max_gap_s"]) == (5.0, 55.0, 50.0, 47.0)
     assert (f["max_messages_in_5s"], f["max_bytes_in_5s"]) == (4, 4682)
+    assert (f["event_to_upload_s"], f["upload_span_s"], f["upload_to_receipt_s"]) == (1.0, 0.5, 1.5)
+    assert f["max_heartbeat_gap_s"] == 0.0  # one heartbeat, no gap
     empty = features([], start=0.0)
     assert empty["messages"] == 0 and empty["first_message_s"] == WINDOW_S
+    assert empty["event_to_upload_s"] == empty["upload_to_receipt_s"] == WINDOW_S
 
 
 @pytest.mark.timeout(600)

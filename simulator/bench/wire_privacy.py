@@ -12,7 +12,9 @@ itself, never for its figures): the same length for both kinds, so the window it
 disarms whose upload the window missed; it should be 0).
 
 From each window the watcher's features are taken (message counts and bytes per topic kind,
-a histogram of sizes, timing: first message, span, gaps, bursts), and several simple
+a histogram of sizes, timing: first message, span, gaps, bursts, the upload's delay after
+the disarm event, its span, the receipt's delay after it, the longest heartbeat gap), and
+several simple
 classifiers, written here in plain Python, are tried:
 
 - `threshold`: a decision stump, one threshold on one feature, the feature chosen on the
@@ -208,6 +210,16 @@ def features(msgs: list[dict], start: float, window_s: float = WINDOW_S) -> dict
     f["mean_gap_s"] = statistics.fmean(gaps) if gaps else 0.0
     f["max_messages_in_5s"] = max((sum(1 for u in times if t <= u < t + 5) for t in times), default=0)
     f["max_bytes_in_5s"] = max((sum(s for u, s in zip(times, sizes) if t <= u < t + 5) for t in times), default=0)
+    # The sequence a watcher who knows the topics would time: the disarm event, the upload
+    # after it, the receipt after that; and heartbeats, which a busy device sends late.
+    at = {leaf: [t for t, m in zip(times, msgs) if m["topic"].rsplit("/", 1)[-1] == leaf] for leaf in LEAVES}
+    ups = at["capture"]
+    f["event_to_upload_s"] = ups[0] - at["event"][0] if ups and at["event"] and at["event"][0] <= ups[0] else window_s
+    f["upload_span_s"] = ups[-1] - ups[0] if ups else 0.0
+    after = [t for t in at["receipt"] if ups and t >= ups[-1]]
+    f["upload_to_receipt_s"] = after[0] - ups[-1] if after else window_s
+    beats = at["heartbeat"]
+    f["max_heartbeat_gap_s"] = max((b - a for a, b in zip(beats, beats[1:])), default=0.0)
     return f
 
 
