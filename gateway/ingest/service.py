@@ -8,7 +8,7 @@ the batch (`client.ack`), THEN publishes the receipts and time messages. A PUBAC
 always means "durable here", and a receipt always means "durable and acknowledged".
 
 Receipts of what a disarm may send (a cover, or disarm or duress photos: `Outbound.disarm_shaped`)
-are held until `disarm_receipt_floor_s` after their batch began (`HeldReceipts`).
+are held until `disarm_receipt_floor_s` after the batch's first message arrived (`HeldReceipts`).
 A cover's bytes are dropped and photos are opened and stored, which takes longer, and the
 broker sees when the last chunk came and when the receipt left: without the floor, that
 delay would tell a duress disarm's photos from a normal disarm's cover (docs/PROTOCOL.md
@@ -56,10 +56,11 @@ if TYPE_CHECKING:
     from gateway.forward.config import Settings as Dc09Settings
 
 SHARE_GROUP = "vericam-gw"
-# Seconds from the start of the batch that completed a cover or disarm-shaped photos to their
-# receipt: longer than storing 3 photos takes, in files or S3. Storing takes real time, so the
-# floor is real time, but never more than DISARM_RECEIPT_FLOOR_MAX_WORLD_S of world time: in a
-# run at 60 x, 1 s would be a minute of the device's world, past its 30 s receipt timeout.
+# Seconds from the arrival of the first message of the batch that completed a cover or
+# disarm-shaped photos to their receipt: longer than storing 3 photos takes, in files or S3.
+# Storing takes real time, so the floor is real time, but never more than
+# DISARM_RECEIPT_FLOOR_MAX_WORLD_S of world time: in a run at 60 x, 1 s would be a minute of
+# the device's world, past its 30 s receipt timeout.
 DISARM_RECEIPT_FLOOR_S = 1.0
 DISARM_RECEIPT_FLOOR_MAX_WORLD_S = 10.0
 SUBSCRIPTION = f"$share/{SHARE_GROUP}/vc/v1/+/up/#"
@@ -324,7 +325,8 @@ class Gateway:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = "<invalid utf-8>"
-        self._queue.put(Message(topic, bytes(msg.payload), (self._generation, msg.mid, msg.qos)))
+        # The token: what acknowledges the message, and when it arrived (the disarm receipts' floor).
+        self._queue.put(Message(topic, bytes(msg.payload), (self._generation, msg.mid, msg.qos, time.monotonic())))
 
     # Writer thread -------------------------------------------------------------------------
     def _run(self) -> None:
@@ -359,7 +361,10 @@ class Gateway:
 
     def _guarded(self, work: Callable[[], BatchResult], batch: list[Message]) -> None:
         """Run one batch to a commit, retrying while storage fails; then ack, then publish."""
-        began = time.monotonic()
+        # The floor counts from the arrival of the batch's first message, before any queueing
+        # behind an earlier batch, which a delivery that takes long to store would cause.
+        began = min((m.token[3] for m in batch if isinstance(m.token, tuple) and len(m.token) > 3),
+                    default=time.monotonic())
         delay = 0.1
         while True:
             t0 = time.perf_counter()
@@ -378,7 +383,7 @@ class Gateway:
         commit_ms = (time.perf_counter() - t0) * 1000
         client = self._client
         for msg in batch:
-            generation, mid, qos = msg.token
+            generation, mid, qos = msg.token[:3]
             if qos and generation == self._generation and client is not None:
                 client.ack(mid, qos)
         floor = began + self.disarm_receipt_floor_s
