@@ -131,3 +131,33 @@ def test_the_benchmark_plays_both_kinds_and_reports_its_figures(tmp_path):
     uploads = [line["t"] for line in lines if line["topic"].endswith("/up/capture")]
     for kind, start, end in zip([e["kind"] for e in result["episodes"]], disarms, disarms[1:]):
         assert any(start <= t < end for t in uploads), f"a {kind} disarm at {start} s uploaded nothing"
+
+
+def test_the_drawing_has_a_row_per_disarm_and_a_mark_per_message(tmp_path):
+    import importlib.util
+    import xml.etree.ElementTree as ET
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("draw_wire", Path(__file__).parents[1] / "tools" / "draw_wire.py")
+    draw_wire = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(draw_wire)
+    main = draw_wire.main
+
+    log = [{"t": t, "topic": f"vc/v1/home-1/{leaf}", "bytes": size, "qos": 1, "retain": False}
+           for t, leaf, size in [(10.0, "up/event", 347), (30.0, "up/capture", 2139), (33.0, "down/receipt", 109),
+                                 (510.0, "up/event", 347), (531.0, "up/capture", 2139), (560.0, "up/heartbeat", 77)]]
+    result = {"episodes": [{"kind": "normal", "t_open": 0.0}, {"kind": "duress", "t_open": 500.0},
+                           {"kind": "duress", "t_open": 900.0, "failed": "did not settle"}],
+              "runs_by_kind": {"normal": 1, "duress": 2}, "seed": 1, "window_s": 420.0,
+              "classifier_accuracy": 0.5, "shuffled_labels_accuracy": 0.5}
+    (tmp_path / "r.json").write_text(json.dumps(result))
+    (tmp_path / "w.jsonl").write_text("\n".join(json.dumps(r) for r in log))
+    assert main([str(tmp_path / "r.json"), str(tmp_path / "w.jsonl"), str(tmp_path / "out.svg")]) == 0
+    svg = ET.parse(tmp_path / "out.svg").getroot()
+    marks = [e for e in svg.iter("{http://www.w3.org/2000/svg}line") if e.get("stroke")]
+    # The normal row shows the first three messages, the duress row the last three; the
+    # failed disarm has no row.
+    assert [m.get("stroke") for m in marks] == ["#d62728", "#1f77b4", "#2ca02c", "#d62728", "#1f77b4", "#7f7f7f"]
+    rows = [e for e in svg.iter("{http://www.w3.org/2000/svg}line") if e.get("class") == "base"]
+    assert len(rows) == 2
+    assert main([str(tmp_path / "missing.json"), str(tmp_path / "w.jsonl"), str(tmp_path / "x.svg")]) == 2
