@@ -6,7 +6,7 @@ there). One homecoming ends in a user's disarm, the next in the duress code. Che
 
 - each disarm puts the same on the wire: one event of the same size, one delivery of the
   same structure (release record, sealed capture, zero padding, in the clear only as chunk
-  headers and ciphertext), one receipt of the same size;
+  headers and ciphertext), one receipt of the same size, held to the gateway's floor;
 - the normal disarm's delivery is a cover: opened from the wire with the ARC's private key
   (as the gateway opens it) it holds random frames of the lengths of the disarm photos,
   and not a byte of any photo; its photos stayed on the device and were shredded;
@@ -101,6 +101,14 @@ def test_a_normal_and_a_duress_disarm_look_alike_at_the_broker_and_the_cover_hol
         (duress_cid, duress_chunks), = _chunks(wire, *duress_at).items()
         for chunks in (normal_chunks, duress_chunks):
             assert chunks[0][2] % cap.BUCKET == 0 and len({len(c[3]) for c in chunks}) == 1
+        # Both receipts leave the gateway at its floor after the last chunk (1 s at 1 x), not
+        # as soon as the cover was dropped or the photos stored. A lower bound, so load cannot
+        # break it; 0.5 s leaves room for the observer seeing the last chunk late.
+        for start, end in (normal_at, duress_at):
+            seen = [(r["t"], r["topic"].rsplit("/", 1)[-1]) for r in records if start <= r["t"] < end]
+            last_chunk = max(t for t, leaf in seen if leaf == "capture")
+            receipt = min(t for t, leaf in seen if leaf == "receipt")
+            assert receipt - last_chunk >= 0.5, f"a receipt {receipt - last_chunk:.3f} s after the last chunk"
 
         # The normal disarm's delivery, opened from the wire as the gateway opens it: cover.
         with stack.store() as store:

@@ -155,3 +155,60 @@ def test_cli_init_add_device_run_and_images(tmp_path, broker):
     listed = json.loads(run("images", "--data", str(data), "--json", "--by", "ops", "--role", "supervisor").stdout)
     assert [(i["device"], i["frame_index"], i["size"]) for i in listed] == [("cam-1", 0, len(JPEGS[0])),
                                                                             ("cam-1", 1, len(JPEGS[1]))]
+
+
+def test_a_cover_and_duress_photos_are_receipted_no_sooner_than_the_floor_and_an_intrusion_at_once(site):
+    # Storing photos takes longer than dropping a cover; the broker sees both the last chunk
+    # and the receipt, so what a disarm may send is receipted at one floor (PROTOCOL 4.7).
+    from gateway.ingest.service import DISARM_RECEIPT_FLOOR_S
+    from gateway.protocol import capture as cap
+
+    gw, link, log, data = site
+    dev = link.device
+    assert gw.disarm_receipt_floor_s == DISARM_RECEIPT_FLOOR_S == 1.0
+    cover_id, release, sealed = dev.seal_parts([os.urandom(9000)], trigger=9,  # the cover code (PROTOCOL 4.2)
+                                               kind=cap.KIND_COVER)
+    deliveries = [
+        ("cover", cover_id, cap.delivery(release, sealed, dev.bucket), True),
+        ("duress", *dev.seal(JPEGS, trigger=cap.TRIGGER_CODES["duress"]), True),
+        ("intrusion", *dev.seal(JPEGS), False),
+    ]
+    for what, cid, delivery, held in deliveries:
+        sent = time.monotonic()
+        link.send(dev.chunk_messages(cid, delivery, alarm_id=os.urandom(8)))
+        receipt = link.next_downlink(timeout=30)
+        waited = time.monotonic() - sent
+        assert receipt[:2] == (cid, env.RECEIPT_STORED), what
+        if held:  # a lower bound: load only makes it later
+            assert waited >= DISARM_RECEIPT_FLOOR_S, f"the {what} receipt came {waited:.3f} s after its chunks"
+    assert len(gw.held) == 0
+
+
+def test_held_receipts_go_once_when_due_and_all_at_once_when_the_gateway_stops():
+    from gateway.ingest.service import HeldReceipts
+
+    sent = []
+    held = HeldReceipts(lambda topic, payload: sent.append((topic, payload)))
+    held.hold("now", b"0", 0.0)
+    assert sent == [("now", b"0")]
+    held.hold("soon", b"1", 0.05)
+    held.hold("later", b"2", 3600.0)
+    deadline = time.monotonic() + 30
+    while ("soon", b"1") not in sent:
+        assert time.monotonic() < deadline, "a due receipt was never published"
+        time.sleep(0.01)
+    assert len(held) == 1
+    held.flush()
+    assert sent == [("now", b"0"), ("soon", b"1"), ("later", b"2")] and len(held) == 0
+    held.flush()
+    assert len(sent) == 3
+
+
+def test_in_scaled_time_the_floor_stays_far_below_the_devices_receipt_timeout(tmp_path):
+    from gateway.ingest.clock import WorldClock
+    from gateway.ingest.service import DISARM_RECEIPT_FLOOR_MAX_WORLD_S
+
+    for scale in (1, 60, 600):
+        gw = Gateway(tmp_path / f"gw{scale}", clock=WorldClock(scale))
+        assert gw.disarm_receipt_floor_s * scale <= DISARM_RECEIPT_FLOOR_MAX_WORLD_S < 30
+    assert Gateway(tmp_path / "gw1", clock=WorldClock(1)).disarm_receipt_floor_s == 1.0

@@ -101,6 +101,7 @@ def test_a_held_capture_whose_slot_went_bad_is_reported_when_an_alarm_claims_it(
         rows = stack.wait_images("slots-2", 1, timeout=30)  # the alarm's own photo
         assert held not in {r["capture_id"] for r in rows}
         dev.wait_trace("receipt", timeout=30)
+        dev.wait_trace("cover_receipt", timeout=30)  # the disarm's cover, receipted at the gateway's floor
         time.sleep(0.5)
         assert len(stack.images_at_arc("slots-2")) == 1
         dev.stop()

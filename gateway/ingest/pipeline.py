@@ -12,7 +12,9 @@ What becomes of each message:
   capture already stored is never stored twice: when the device sends it again (fresh
   counters), its receipt goes out again. A cover (release kind 1, §4.4) is answered the same
   way and stores nothing but a capture row of status `cover`, for a resend's receipt: no
-  image, no alarm, nothing an operator or a subject's export could take for photos.
+  image, no alarm, nothing an operator or a subject's export could take for photos. The
+  receipts of covers and of disarm or duress photos are marked `disarm_shaped`, for the
+  service to send them at one floor after their last chunk, however long storing took.
 - event: decrypted (§6) and stored; an alarm event links its alarm id to its captures. A
   disarm is stored as the device's disarm, without the fields that make every disarm look
   alike on the wire; a duress disarm is stored and raised as the duress alarm it is.
@@ -77,6 +79,10 @@ class Message:
 class Outbound:
     topic: str
     payload: bytes
+    # A receipt for what a disarm may send (a cover, or disarm or duress photos): the caller
+    # holds it to the disarm receipts' floor, so that how long storing took does not tell a
+    # cover, whose bytes are dropped, from photos, which are opened and stored (§4.7).
+    disarm_shaped: bool = False
 
 
 @dataclass
@@ -102,6 +108,11 @@ def safe_label(text: str, limit: int = 80) -> str:
     """A topic or device id made safe to log: printable ASCII, truncated."""
     return _PRINTABLE.sub("?", text[:limit])
 
+
+# The triggers of the photos a disarm may send: a duress disarm's own series, and a disarm
+# series an alarm claimed (rule 3, or a duress disarm with duress photos off). Their receipts
+# and a cover's leave at the same floor (Outbound.disarm_shaped).
+DISARM_SHAPED_TRIGGERS = ("disarm", "duress")
 
 # EN 50136-1 category SP4: a fault is reported within 180 s (docs/PROTOCOL.md section 11).
 SUPERVISION_WINDOW_MS = 180_000
@@ -293,7 +304,8 @@ class Ingest:
             self._forward(device, alarm["code"], aid, follow_up=True)
         result.stored.append(StoredCapture(device, cid, aid, opened.trigger_name, len(opened.frames),
                                            len(sealed), rowid, first_ms))
-        self._receipt(device, opened.capture_id, RECEIPT_STORED, len(opened.frames), bytes.fromhex(sha), result)
+        self._receipt(device, opened.capture_id, RECEIPT_STORED, len(opened.frames), bytes.fromhex(sha), result,
+                      disarm_shaped=opened.trigger_name in DISARM_SHAPED_TRIGGERS)
 
     def _starts_cover(self, chunk: cap.Chunk) -> bool:
         """True if this first chunk of a delivery opens with a cover's release record (§4.4).
@@ -316,7 +328,8 @@ class Ingest:
         if self.store.captures.claim(CaptureRecord(device, cid, "", "cover", sha, size, opened.frames_claimed,
                                                    first_ms, "cover")) is None:
             return self._claimed_elsewhere(device, cid, result)
-        self._receipt(device, opened.capture_id, RECEIPT_STORED, opened.frames_claimed, bytes.fromhex(sha), result)
+        self._receipt(device, opened.capture_id, RECEIPT_STORED, opened.frames_claimed, bytes.fromhex(sha), result,
+                      disarm_shaped=True)
 
     def _claimed_elsewhere(self, device: str, cid: str, result: BatchResult) -> None:
         """Another writer committed this capture while we assembled it: answer with its outcome."""
@@ -450,9 +463,11 @@ class Ingest:
                       bytes.fromhex(row["sha256"]), result)
 
     def _receipt(self, device: str, capture_id: bytes, status: int, frames: int, sha: bytes,
-                 result: BatchResult) -> None:
+                 result: BatchResult, disarm_shaped: bool = False) -> None:
         body = env_mod.build_receipt_body(capture_id, status, min(frames, 255), sha)
-        result.outbound.append(self._downlink(device, T_RECEIPT, body))
+        out = self._downlink(device, T_RECEIPT, body)
+        out.disarm_shaped = disarm_shaped
+        result.outbound.append(out)
 
     def _downlink(self, device: str, etype: int, body: bytes) -> Outbound:
         keys = self.store.devices.keys_for(device)

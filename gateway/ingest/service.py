@@ -7,6 +7,13 @@ transaction, committed with files and directories fsynced), THEN acknowledges ev
 the batch (`client.ack`), THEN publishes the receipts and time messages. A PUBACK therefore
 always means "durable here", and a receipt always means "durable and acknowledged".
 
+Receipts of what a disarm may send (a cover, or disarm or duress photos: `Outbound.disarm_shaped`)
+are held until `disarm_receipt_floor_s` after the batch's first message arrived (`HeldReceipts`).
+A cover's bytes are dropped and photos are opened and stored, which takes longer, and the
+broker sees when the last chunk came and when the receipt left: without the floor, that
+delay would tell a duress disarm's photos from a normal disarm's cover (docs/PROTOCOL.md
+§4.7). Storing that takes longer than the floor is not hidden.
+
 The session is persistent (`clean_start=False`, a session expiry, a client id stable per data
 directory), so messages that arrive while the gateway is down wait in the broker. Messages of a
 connection that has since dropped are processed but not acknowledged (their packet ids belong
@@ -54,8 +61,53 @@ if TYPE_CHECKING:
 
 SWITCH_INTERVAL_S = 0.001
 SHARE_GROUP = "vericam-gw"
+# Seconds from the arrival of the first message of the batch that completed a cover or
+# disarm-shaped photos to their receipt: longer than storing 3 photos takes, in files or S3.
+# Storing takes real time, so the floor is real time, but never more than
+# DISARM_RECEIPT_FLOOR_MAX_WORLD_S of world time: in a run at 60 x, 1 s would be a minute of
+# the device's world, past its 30 s receipt timeout.
+DISARM_RECEIPT_FLOOR_S = 1.0
+DISARM_RECEIPT_FLOOR_MAX_WORLD_S = 10.0
 SUBSCRIPTION = f"$share/{SHARE_GROUP}/vc/v1/+/up/#"
 CLIENT_ID_FILE = "gateway_id"
+
+
+class HeldReceipts:
+    """Receipts waiting for their floor: each is published by a timer when it is due, or at once by `flush`."""
+
+    def __init__(self, publish: Callable[[str, bytes], None]):
+        self._publish = publish
+        self._lock = threading.Lock()
+        self._timers: dict[threading.Timer, tuple[str, bytes]] = {}
+
+    def hold(self, topic: str, payload: bytes, delay_s: float) -> None:
+        if delay_s <= 0:
+            self._publish(topic, payload)
+            return
+        timer = threading.Timer(delay_s, lambda: self._due(timer))
+        timer.daemon = True
+        with self._lock:
+            self._timers[timer] = (topic, payload)
+        timer.start()
+
+    def _due(self, timer: threading.Timer) -> None:
+        with self._lock:
+            held = self._timers.pop(timer, None)
+        if held is not None:
+            self._publish(*held)
+
+    def flush(self) -> None:
+        """Publish every held receipt now (the gateway is stopping: nothing waits on a timer)."""
+        with self._lock:
+            held = list(self._timers.items())
+            self._timers.clear()
+        for timer, (topic, payload) in held:
+            timer.cancel()
+            self._publish(topic, payload)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._timers)
 
 
 def stable_client_id(data_dir: Path) -> str:
@@ -95,7 +147,8 @@ class Gateway:
                  expire_check_s: float = 5.0, username: str | None = None, password: str | None = None,
                  metrics_port: int | None = None, sweep_interval_s: float | None = None, sweep: bool = True,
                  clock: WorldClock | None = None, db: str | None = None, dc09: "Dc09Settings | None" = None,
-                 limits: DeviceLimits | None = DeviceLimits()):
+                 limits: DeviceLimits | None = DeviceLimits(),
+                 disarm_receipt_floor_s: float = DISARM_RECEIPT_FLOOR_S):
         self.data_dir = Path(data_dir)
         # The host clock, or a simulated run's scaled world clock (gateway/ingest/clock.py).
         self.clock = clock or WorldClock()
@@ -137,6 +190,9 @@ class Gateway:
         self.dc09 = dc09
         self.limits = limits  # each device's quotas (gateway.ingest.quotas); None: none
         self.forwarder = None  # gateway.forward.forwarder.Forwarder, started with the gateway when dc09 is set
+        # Real seconds, at most DISARM_RECEIPT_FLOOR_MAX_WORLD_S of world time (0: no floor).
+        self.disarm_receipt_floor_s = min(disarm_receipt_floor_s, DISARM_RECEIPT_FLOOR_MAX_WORLD_S / self.clock.scale)
+        self.held = HeldReceipts(self._publish)
 
     # Lifecycle -----------------------------------------------------------------------------
     def start(self, connect_timeout: float = 10.0) -> "Gateway":
@@ -217,6 +273,7 @@ class Gateway:
         if self._worker:
             self._worker.join(timeout)
             self._worker = None
+        self.held.flush()  # before the disconnect: a held receipt is durable and acknowledged
         if self._client:
             self._client.disconnect()
             self._client.loop_stop()
@@ -294,7 +351,8 @@ class Gateway:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = "<invalid utf-8>"
-        self._queue.put(Message(topic, bytes(msg.payload), (self._generation, msg.mid, msg.qos)))
+        # The token: what acknowledges the message, and when it arrived (the disarm receipts' floor).
+        self._queue.put(Message(topic, bytes(msg.payload), (self._generation, msg.mid, msg.qos, time.monotonic())))
 
     # Writer thread -------------------------------------------------------------------------
     def _run(self) -> None:
@@ -325,9 +383,18 @@ class Gateway:
             finally:
                 self._busy = False
 
+    def _publish(self, topic: str, payload: bytes) -> None:
+        client = self._client
+        if client is not None:
+            client.publish(topic, payload, qos=1)
+
     def _guarded(self, works: list[Callable[[], BatchResult]], batch: list[Message]) -> None:
         """Run each part of one batch to its commit, in order, retrying a part while storage
         fails; then ack the whole batch (in the order received), then publish."""
+        # The floor counts from the arrival of the batch's first message, before any queueing
+        # behind an earlier batch, which a delivery that takes long to store would cause.
+        began = min((m.token[3] for m in batch if isinstance(m.token, tuple) and len(m.token) > 3),
+                    default=time.monotonic())
         result = BatchResult()
         t0 = time.perf_counter()
         for work in works:
@@ -353,11 +420,14 @@ class Gateway:
         commit_ms = (time.perf_counter() - t0) * 1000
         client = self._client
         for msg in batch:
-            generation, mid, qos = msg.token
+            generation, mid, qos = msg.token[:3]
             if qos and generation == self._generation and client is not None:
                 client.ack(mid, qos)
+        floor = began + self.disarm_receipt_floor_s
         for out in result.outbound:
-            if client is not None:
+            if out.disarm_shaped:
+                self.held.hold(out.topic, out.payload, floor - time.monotonic())
+            elif client is not None:
                 client.publish(out.topic, out.payload, qos=1)
         stamp = int(self.clock() * 1000)
         try:
