@@ -117,6 +117,39 @@ def test_customer_end_is_audited_and_a_future_date_or_a_second_end_is_refused(da
         assert store.customers.get("C-1")["ended_at_ms"] == ALARM + 21 * DAY - 12 * 3_600_000
 
 
+def test_subject_end_is_customer_end_with_its_guards_and_its_audit_record(data):
+    from support.cli import vericam
+
+    with Store.open(data) as store:
+        customer(store)
+
+    def end(on, reason="moved"):
+        return vericam("subject", "end", "C-1", "--on", on, "--data", data, "--by", "ann", "--role", "admin",
+                       "--reason", reason)
+    assert end("2999-01-01").returncode == 3
+    assert "before the relationship began" in end("2020-01-01").stderr
+    ok = end("2026-01-31", "contract terminated")
+    assert ok.returncode == 0, ok.stderr
+    again = end("2026-01-01")
+    assert again.returncode == 3 and "already ended on 2026-01-31" in again.stderr
+    with Store.open(data) as store:
+        [rec] = audit.records(store, "end customer relationship")
+        assert rec["subject"] == "C-1" and rec["detail"]["ended_on"] == "2026-01-31" and rec["why"] == "contract terminated"
+        assert not [r for r in audit.records(store, "configure customer") if "ended" in r["why"]]
+
+
+def test_a_relationship_may_end_on_the_day_it_began(data):
+    from gateway.governance.retention import end_relationship
+
+    began = ALARM  # noon
+    with Store.open(data) as store:
+        customer(store, started=began)
+        r = end_relationship(store, "C-1", began - 12 * 3_600_000, "ann", began + 3_600_000, "cancelled",
+                             role="admin")
+        assert r["ended_on"] == "2026-01-10"
+        assert store.customers.get("C-1")["ended_at_ms"] == began  # never before it began
+
+
 # Police holds keep to the configured limits, from the console too ----------------------------------
 def test_a_console_hold_keeps_to_the_configured_hold_days(tmp_path):
     import datetime as dt
@@ -392,6 +425,7 @@ def test_a_failed_login_keeps_no_typed_name_that_is_not_an_account(tmp_path):
 
 def test_a_subject_export_is_registered_and_expires_and_subject_end_refuses_a_future_date(data, tmp_path):
     from gateway.governance import subject
+    from gateway.governance.retention import CustomerError, end_relationship
 
     with Store.open(data) as store:
         customer(store)
@@ -401,8 +435,8 @@ def test_a_subject_export_is_registered_and_expires_and_subject_end_refuses_a_fu
         assert (e["kind"], e["subject"], e["path"]) == ("subject export", "C-1", str(out.resolve()))
         sweeper(store, ALARM + 30 * DAY).sweep()
         assert not out.exists()
-        with pytest.raises(subject.SubjectError, match="future"):
-            subject.end_relationship(store, "C-1", ALARM + DAY, "ann", ALARM)
+        with pytest.raises(CustomerError, match="future"):
+            end_relationship(store, "C-1", ALARM + DAY, "ann", ALARM, "moved", role="admin")
 
 
 # End to end, through the command an operator runs, on both engines ------------------------------------

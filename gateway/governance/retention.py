@@ -209,9 +209,10 @@ def end_relationship(store: Store, customer: str, ended_at_ms: int, by: str, now
             raise CustomerError(f"no customer {customer}: see `vericam subject` for the customers")
         if cust["ended_at_ms"] is not None:
             raise CustomerError(f"the relationship with {customer} already ended on {utc_day(cust['ended_at_ms'])}")
-        if ended_at_ms < cust["started_at_ms"]:
+        if utc_day(ended_at_ms) < utc_day(cust["started_at_ms"]):  # by days: it may end on the day it began
             raise CustomerError(f"the end date {utc_day(ended_at_ms)} is before the relationship began "
                                 f"({utc_day(cust['started_at_ms'])})")
+        ended_at_ms = max(ended_at_ms, cust["started_at_ms"])  # ended the day it began: not before it began
         store.customers.end(customer, ended_at_ms)
         audit.append(store, by, "end customer relationship", why, at_ms=now_ms, subject=customer,
                      detail={"ended_at_ms": ended_at_ms, "ended_on": utc_day(ended_at_ms).isoformat(),
