@@ -282,6 +282,43 @@ def test_an_export_the_gateway_wrote_is_deleted_thirty_days_later(data, tmp_path
         assert [r["subject"] for r in recs] == ["hold:1", "C-1"] and recs[0]["content_hash"] == "ab" * 32
 
 
+def test_the_export_sweeper_never_follows_a_symbolic_link_and_refuses_what_is_not_a_file(data, tmp_path):
+    import os
+
+    from gateway.governance.retention import register_export
+
+    victim = tmp_path / "elsewhere" / "gateway.db-copy"
+    victim.parent.mkdir()
+    victim.write_bytes(b"precious" * 10)
+    (tmp_path / "elsewhere" / "keep.txt").write_text("keep")
+    bundle = tmp_path / "out" / "bundle.zip"
+    bundle.parent.mkdir()
+    bundle.write_bytes(b"PK" + bytes(10))
+    export_dir = tmp_path / "out" / "subject-C-1"
+    export_dir.mkdir()
+    (export_dir / "export.json").write_text("{}")
+    (export_dir / "photos").symlink_to(victim.parent, target_is_directory=True)
+    fifo_dir = tmp_path / "out" / "subject-C-2"
+    fifo_dir.mkdir()
+    os.mkfifo(fifo_dir / "pipe")
+    lines = []
+    with Store.open(data) as store:
+        register_export(store, "police bundle", bundle, "hold:1", "sue", ALARM)
+        register_export(store, "subject export", export_dir, "C-1", "ann", ALARM)
+        register_export(store, "subject export", fifo_dir, "C-2", "ann", ALARM)
+        bundle.unlink()
+        bundle.symlink_to(victim)  # after it was written, the .zip replaced by a link to another file
+        sw = sweeper(store, ALARM + 30 * DAY)
+        sw.log = lines.append
+        rep = sw.sweep()
+        assert rep.exports_deleted == 2
+        assert victim.read_bytes() == b"precious" * 10 and (victim.parent / "keep.txt").read_text() == "keep"
+        assert not os.path.lexists(bundle) and not os.path.lexists(export_dir)
+        assert sum("symbolic link" in line and "its target is not touched" in line for line in lines) == 2, lines
+        assert any("pipe" in line and "neither a regular file nor a directory" in line for line in lines), lines
+        assert (fifo_dir / "pipe").exists() and len(store.exports.due(ALARM, 10)) == 1  # kept, tried again
+
+
 def test_the_audit_trail_is_trimmed_at_a_signed_checkpoint_and_still_verifies(data):
     import time
 
