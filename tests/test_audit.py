@@ -3,6 +3,7 @@ editing, removing, truncating or rewriting records is detected by `vericam audit
 
 The attacks of a database-only attacker on both engines are in tests/test_audit_attackers.py."""
 
+import hashlib
 import json
 import sqlite3
 
@@ -133,6 +134,8 @@ def test_provisioning_and_revoking_a_device_are_audited(data):
         recs = audit.records(store, what="configure device")
         assert [(r["subject"], r["why"]) for r in recs] == [("cam-1", "device provisioned")]
         assert recs[0]["who"].startswith("os:")
+        # the site is an address, kept 12 months after the relationship ends: the trail (3 years) says it was set
+        assert recs[0]["detail"] == {"site": "set"} and "site-cam-1" not in str(recs[0])
         revoke_device(store, "cam-1")
         assert audit.records(store, what="configure device")[-1]["why"] == "device revoked"
         assert audit.verify(store).ok
@@ -290,3 +293,19 @@ def test_no_checkpoint_is_signed_over_a_forged_head(data):
     assert out.returncode == 1 and "the newest audit record (10) does not verify" in out.stderr
     with Store.open(data) as store:
         assert max(json.loads(line)["seq"] for line in audit.checkpoints(store)) < 10
+
+
+def test_free_text_goes_into_a_record_as_its_length_and_keyed_hash_only(data):
+    with Store.open(data) as store:
+        with store.transaction():
+            rec = audit.append(store, "olivia", "close alarm", "outcome: false alarm", at_ms=ALARM + 100,
+                               subject="alarm:cam-1/a1", detail={"outcome": "false-user-error"},
+                               texts={"note": "the cat again"})
+        [kept] = [r for r in audit.records(store, what="close alarm")]
+        assert kept["detail"]["outcome"] == "false-user-error" and "cat" not in rec["detail"] + str(kept)
+        assert kept["detail"]["note"]["length"] == 13 and len(kept["detail"]["note"]["hmac_sha256"]) == 64
+        assert kept["detail"]["note"]["hmac_sha256"] != hashlib.sha256(b"the cat again").hexdigest()  # keyed
+        assert audit.text_matches(store, kept, "note", "the cat again")
+        assert not audit.text_matches(store, kept, "note", "the dog again")
+        assert not audit.text_matches(store, kept, "outcome", "false-user-error")
+        assert audit.verify(store).ok

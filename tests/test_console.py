@@ -241,6 +241,11 @@ def test_closing_an_alarm_records_the_outcome_and_hides_photos_from_operators(gw
         [rec] = audit.records(s, what="close alarm")
         seen = [v for v in audit.records(s, what="view image") if v["who"] == "sam"]
     assert rec["detail"]["outcome"] == "verified-burglary"
+    # The note outlives its 90-day rule in no audit record: the trail keeps its length and keyed hash only.
+    assert "figure at door" not in str(rec) and rec["detail"]["note"]["length"] == len("figure at door")
+    with Store.open(data) as s:
+        assert audit.text_matches(s, rec, "note", "figure at door")
+        assert not audit.text_matches(s, rec, "note", "figure at window")
     assert [(v["why"], v["detail"]["reason"]) for v in seen] == [("customer complaint 2026-118",) * 2]
 
 

@@ -8,7 +8,8 @@ from fastapi.testclient import TestClient
 
 from gateway.console import create_app
 from gateway.governance import audit
-from gateway.governance.users import UserError, authenticate_token, create_token, list_tokens, revoke_token
+from gateway.governance.users import (NotAllowed, UserError, authenticate_token, create_token, list_tokens, may_grant,
+                                      revoke_token)
 from gateway.storage import sqldb
 from gateway.storage.store import Store
 
@@ -44,7 +45,7 @@ def login(app, name):
 
 def token(data, name, *scopes):
     with Store.open(data) as s:
-        return create_token(s, name, scopes, "test-admin", int(time.time() * 1000))
+        return create_token(s, name, scopes, "sam", int(time.time() * 1000), "supervisor")
 
 
 def records(data, what):
@@ -106,7 +107,7 @@ def test_a_token_never_does_more_than_its_scope(gw):
     assert photos_only.get("/api/alarms").status_code == 403
     assert photos_only.get(f"/api/alarms/cam-1/{alarm}").status_code == 403
     with Store.open(data) as s, pytest.raises(UserError):
-        create_token(s, "root", ["admin"], "test-admin", 0)
+        create_token(s, "root", ["admin"], "sam", 0, "supervisor")
 
 
 def test_a_revoked_or_unknown_token_gets_401_and_only_the_hash_is_stored(gw):
@@ -124,61 +125,82 @@ def test_a_revoked_or_unknown_token_gets_401_and_only_the_hash_is_stored(gw):
     for bad in (t[:-1] + ("A" if t[-1] != "A" else "B"), "vct_", "nonsense"):
         assert client(app, bad).get("/api/alarms").status_code == 401
     with Store.open(data) as s, pytest.raises(UserError):
-        create_token(s, "arc-sw", ["alarms:read"], "test-admin", 0)  # a revoked name stays taken
+        create_token(s, "arc-sw", ["alarms:read"], "sam", 0, "supervisor")  # a revoked name stays taken
 
 
-def test_an_admin_manages_tokens_in_the_json_api_and_every_change_is_audited(gw):
+def test_a_supervisor_creates_tokens_the_admin_lists_and_revokes_them_and_every_change_is_audited(gw):
     data, app, _ = gw
-    adam = login(app, "adam")
-    r = adam.post("/api/tokens", json={"name": "arc-sw", "scopes": ["alarms:read", "photos:read"]})
+    sam, adam = login(app, "sam"), login(app, "adam")
+    r = sam.post("/api/tokens", json={"name": "arc-sw", "scopes": ["alarms:read", "photos:read"]})
     assert r.status_code == 200 and r.json()["scopes"] == ["alarms:read", "photos:read"]
     t = r.json()["token"]
     assert t.startswith("vct_") and len(t) >= 40
-    assert adam.post("/api/tokens", json={"name": "x", "scopes": ["alarms:write"]}).status_code == 400
-    assert adam.post("/api/tokens", json={"name": "arc-sw", "scopes": ["alarms:read"]}).status_code == 400
+    assert sam.post("/api/tokens", json={"name": "x", "scopes": ["alarms:write"]}).status_code == 400
+    assert sam.post("/api/tokens", json={"name": "arc-sw", "scopes": ["alarms:read"]}).status_code == 400
     listed = adam.get("/api/tokens").json()
     assert [(x["name"], x["scopes"], x["created_by"], x["revoked_at_ms"]) for x in listed] == \
-        [("arc-sw", ["alarms:read", "photos:read"], "adam", None)]
+        [("arc-sw", ["alarms:read", "photos:read"], "sam", None)]
     assert t not in adam.get("/api/tokens").text
     assert client(app, t).get("/api/alarms").status_code == 200
     assert adam.get("/api/tokens").json()[0]["last_used_ms"] is not None
-    assert login(app, "sam").post("/api/tokens", json={"name": "y", "scopes": ["alarms:read"]}).status_code == 403
     page = adam.get("/users")
     assert page.status_code == 200 and "arc-sw" in page.text and "alarms:read, photos:read" in page.text
     assert t not in page.text
     assert adam.delete("/api/tokens/arc-sw").status_code == 200
     assert "revoked" in adam.get("/users").text
     assert adam.delete("/api/tokens/arc-sw").status_code == 404
+    assert sam.delete("/api/tokens/arc-sw").status_code == 403
     assert client(app, t).get("/api/alarms").status_code == 401
     recs = records(data, "configure token")
     assert sorted((r["who"], r["subject"], r["why"]) for r in recs) == [
-        ("adam", "token:arc-sw", "API token arc-sw created with scopes alarms:read photos:read"),
-        ("adam", "token:arc-sw", "API token arc-sw revoked")]
+        ("adam", "token:arc-sw", "API token arc-sw revoked"),
+        ("sam", "token:arc-sw", "API token arc-sw created with scopes alarms:read photos:read")]
+    assert [r["detail"]["role"] for r in recs if r["who"] == "sam"] == ["supervisor"]
     assert all(t not in str(r) for r in recs)
+
+
+def test_no_one_gives_a_token_a_scope_their_role_does_not_hold_so_an_admin_reads_no_photo_through_one(gw):
+    data, app, alarm = gw
+    adam = login(app, "adam")
+    assert adam.get("/api/alarms").status_code == 403
+    for scopes in (["alarms:read", "photos:read"], ["alarms:read"], ["photos:read"]):
+        r = adam.post("/api/tokens", json={"name": "backdoor", "scopes": scopes})
+        assert r.status_code == 403 and "admin role may not create API tokens" in r.json()["detail"], r.text
+    for name in ("olivia", "aud"):  # an operator holds the scopes but does not delegate them; an auditor holds none
+        assert login(app, name).post("/api/tokens", json={"name": "x", "scopes": ["alarms:read"]}).status_code == 403
+    cli = vericam("users", "token", "create", "backdoor", "--scope", "alarms:read,photos:read", "--data", data,
+                  "--by", "adam")
+    assert cli.returncode == 3 and "admin role may not create API tokens" in cli.stderr and "vct_" not in cli.stdout
+    assert adam.get("/api/tokens").json() == [] and records(data, "configure token") == []
+    # the rule itself: a creator role that lacks a scope's own permission cannot give it
+    with pytest.raises(NotAllowed, match="admin role"):
+        may_grant("admin", ["photos:read"])
+    may_grant("supervisor", ["alarms:read", "photos:read"])
 
 
 def test_the_cli_prints_a_token_once_lists_and_revokes_it(gw):
     data, app, _ = gw
-    # Accounts and tokens are the admin's, on the command line as in the console.
+    # A supervisor creates tokens; the admin lists and revokes them, on the command line as in the console.
     refused = vericam("users", "token", "create", "arc-sw", "--scope", "alarms:read", "--data", data)
-    assert refused.returncode == 3 and "--by ADMIN" in refused.stderr
-    refused = vericam("users", "token", "create", "arc-sw", "--scope", "alarms:read", "--data", data, "--by", "sam")
-    assert refused.returncode == 3 and "sam has the role supervisor" in refused.stderr
+    assert refused.returncode == 3 and "--by SUPERVISOR" in refused.stderr
+    refused = vericam("users", "token", "create", "arc-sw", "--scope", "alarms:read", "--data", data, "--by", "olivia")
+    assert refused.returncode == 3 and "operator role may not create API tokens" in refused.stderr
     made = vericam("users", "token", "create", "arc-sw", "--scope", "alarms:read,photos:read", "--data", data,
-                   "--by", "adam")
+                   "--by", "sam")
     assert made.returncode == 0, made.stderr
     t = made.stdout.strip()
     assert t.startswith("vct_") and "shown only this once" in made.stderr
+    assert vericam("users", "token", "list", "--data", data, "--by", "sam").returncode == 3
     listed = vericam("users", "token", "list", "--data", data, "--by", "adam")
     assert "arc-sw" in listed.stdout and "alarms:read,photos:read" in listed.stdout and t not in listed.stdout
     assert client(app, t).get("/api/alarms").status_code == 200
-    bad = vericam("users", "token", "create", "x", "--scope", "alarms:write", "--data", data, "--by", "adam")
+    bad = vericam("users", "token", "create", "x", "--scope", "alarms:write", "--data", data, "--by", "sam")
     assert bad.returncode == 2 and "alarms:read" in bad.stderr
     assert vericam("users", "token", "revoke", "arc-sw", "--data", data, "--by", "adam").returncode == 0
     assert client(app, t).get("/api/alarms").status_code == 401
     assert "revoked" in vericam("users", "token", "list", "--data", data, "--by", "adam").stdout
     [made_rec, revoked_rec] = sorted(records(data, "configure token"), key=lambda r: r["seq"])
-    assert made_rec["who"] == "adam" and revoked_rec["why"] == "API token arc-sw revoked"
+    assert made_rec["who"] == "sam" and revoked_rec["why"] == "API token arc-sw revoked"
 
 
 def test_a_token_lives_and_dies_the_same_on_both_engines(tmp_path, engine):
@@ -187,11 +209,11 @@ def test_a_token_lives_and_dies_the_same_on_both_engines(tmp_path, engine):
         sqldb.bind(data, engine)
     init(data)
     with Store.open(data) as s:
-        t = create_token(s, "arc-sw", ["photos:read,alarms:read"], "adam", 1_000)
+        t = create_token(s, "arc-sw", ["photos:read,alarms:read"], "sam", 1_000, "supervisor")
         assert authenticate_token(s, t, 2_000) == ("arc-sw", frozenset({"alarms:read", "photos:read"}))
         [row] = list_tokens(s)
         assert (row["scopes"], row["created_by"], row["last_used_ms"], row["revoked_at_ms"]) == \
-            (["alarms:read", "photos:read"], "adam", 2_000, None)
+            (["alarms:read", "photos:read"], "sam", 2_000, None)
         authenticate_token(s, t, 30_000)  # within the minute: not written again
         assert list_tokens(s)[0]["last_used_ms"] == 2_000
         authenticate_token(s, t, 62_000)

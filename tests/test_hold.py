@@ -129,3 +129,27 @@ def test_the_users_command_gives_a_supervisor_without_a_console_login(data):
     assert "role: users table" in out.stdout
     gone = vericam("hold", "add-user", "olle", "--role", "operator", "--by", "sue", "--data", str(data))
     assert gone.returncode == 2, "one user command: `vericam users add`"
+
+
+def test_listing_holds_needs_a_supervisor_or_an_auditor_and_is_audited(data):
+    with Store.open(data) as store:
+        ids = seed(store, "cam-1", ALARM)
+        hold.place(store, ids[0], "sue", "burglary", "K-1", ALARM + DAY, role="supervisor")
+    base = ("hold", "list", "--data", str(data))
+    assert vericam(*base).returncode == 2  # --by is required
+    asserted = vericam(*base, "--by", "olle", "--role", "operator")
+    assert asserted.returncode == 3 and "supervisor or auditor" in asserted.stderr
+    assert vericam(*base, "--by", "sue", "--role", "supervisor").returncode == 0
+    with Store.open(data) as store:
+        for name, role in (("olle", "operator"), ("adam", "admin"), ("sue", "supervisor"), ("aud", "auditor")):
+            users.add_user(store, name, role, None, "admin", ALARM + DAY)
+    for name in ("olle", "adam", "nobody"):
+        refused = vericam(*base, "--by", name)
+        assert refused.returncode == 3 and refused.stdout == "", refused.stderr
+    for name in ("sue", "aud"):
+        listed = vericam(*base, "--by", name, "--active")
+        assert listed.returncode == 0 and "K-1" in listed.stdout, listed.stderr
+    with Store.open(data) as store:
+        reads = audit.records(store, "view holds")
+    assert [(r["who"], r["detail"]["role"], r["detail"]["holds"]) for r in reads] == [
+        ("sue", "supervisor", 1), ("sue", "supervisor", 1), ("aud", "auditor", 1)]

@@ -79,7 +79,7 @@ def test_every_read_of_personal_data_is_audited_and_a_refresh_that_shows_nothing
     op.get("/api/activity", params={"site": "Storgatan 12"})
     login(app, "aud").get("/api/audit", params={"what": "view alarm"})
     with Store.open(data) as s:
-        tok = create_token(s, "arc-sw", ["alarms:read"], "adam", NOW)
+        tok = create_token(s, "arc-sw", ["alarms:read"], "sam", NOW, "supervisor")
     bearer = TestClient(app, base_url="http://testserver", headers={"Authorization": f"Bearer {tok}"})
     assert bearer.get(f"/api/alarms/cam-2/{bo}").status_code == 200
     [view_anna, view_bo] = records(data, "view alarm")

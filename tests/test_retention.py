@@ -279,6 +279,7 @@ def test_a_backup_restored_after_the_sweep_decrypts_no_expired_image(data, tmp_p
 # Activity log ----------------------------------------------------------------------------------
 def test_activity_log_is_kept_until_three_years_after_the_relationship_ends(tmp_path):
     from gateway.governance import subject
+    from gateway.governance.retention import end_relationship
     data = make_gateway_dir(tmp_path / "gw", devices=("cam-1", "cam-2", "cam-3"))
     now = ms(2030, 6, 1)
     with Store.open(data) as store:
@@ -287,7 +288,7 @@ def test_activity_log_is_kept_until_three_years_after_the_relationship_ends(tmp_
             subject.add_customer(store, cust, None, "admin", ms(2025, 1, 1), started_at_ms=ms(2025, 1, 1))
             subject.link_device(store, dev, cust, "admin", ms(2025, 1, 1))
             if ended:
-                subject.end_relationship(store, cust, ended, "admin", ended)
+                end_relationship(store, cust, ended, "admin", ended, "contract terminated", role="admin")
             with store.transaction():
                 for k in range(3):
                     store.events.add(dev, {"kind": "disarm", "slot": 2, "t": k}, ms(2027, 1, 1) + k, False)

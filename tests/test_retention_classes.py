@@ -117,6 +117,39 @@ def test_customer_end_is_audited_and_a_future_date_or_a_second_end_is_refused(da
         assert store.customers.get("C-1")["ended_at_ms"] == ALARM + 21 * DAY - 12 * 3_600_000
 
 
+def test_subject_end_is_customer_end_with_its_guards_and_its_audit_record(data):
+    from support.cli import vericam
+
+    with Store.open(data) as store:
+        customer(store)
+
+    def end(on, reason="moved"):
+        return vericam("subject", "end", "C-1", "--on", on, "--data", data, "--by", "ann", "--role", "admin",
+                       "--reason", reason)
+    assert end("2999-01-01").returncode == 3
+    assert "before the relationship began" in end("2020-01-01").stderr
+    ok = end("2026-01-31", "contract terminated")
+    assert ok.returncode == 0, ok.stderr
+    again = end("2026-01-01")
+    assert again.returncode == 3 and "already ended on 2026-01-31" in again.stderr
+    with Store.open(data) as store:
+        [rec] = audit.records(store, "end customer relationship")
+        assert rec["subject"] == "C-1" and rec["detail"]["ended_on"] == "2026-01-31" and rec["why"] == "contract terminated"
+        assert not [r for r in audit.records(store, "configure customer") if "ended" in r["why"]]
+
+
+def test_a_relationship_may_end_on_the_day_it_began(data):
+    from gateway.governance.retention import end_relationship
+
+    began = ALARM  # noon
+    with Store.open(data) as store:
+        customer(store, started=began)
+        r = end_relationship(store, "C-1", began - 12 * 3_600_000, "ann", began + 3_600_000, "cancelled",
+                             role="admin")
+        assert r["ended_on"] == "2026-01-10"
+        assert store.customers.get("C-1")["ended_at_ms"] == began  # never before it began
+
+
 # Police holds keep to the configured limits, from the console too ----------------------------------
 def test_a_console_hold_keeps_to_the_configured_hold_days(tmp_path):
     import datetime as dt
@@ -247,6 +280,43 @@ def test_an_export_the_gateway_wrote_is_deleted_thirty_days_later(data, tmp_path
         assert rep.exports_deleted == 1 and not export_dir.exists()
         recs = audit.records(store, "delete export")
         assert [r["subject"] for r in recs] == ["hold:1", "C-1"] and recs[0]["content_hash"] == "ab" * 32
+
+
+def test_the_export_sweeper_never_follows_a_symbolic_link_and_refuses_what_is_not_a_file(data, tmp_path):
+    import os
+
+    from gateway.governance.retention import register_export
+
+    victim = tmp_path / "elsewhere" / "gateway.db-copy"
+    victim.parent.mkdir()
+    victim.write_bytes(b"precious" * 10)
+    (tmp_path / "elsewhere" / "keep.txt").write_text("keep")
+    bundle = tmp_path / "out" / "bundle.zip"
+    bundle.parent.mkdir()
+    bundle.write_bytes(b"PK" + bytes(10))
+    export_dir = tmp_path / "out" / "subject-C-1"
+    export_dir.mkdir()
+    (export_dir / "export.json").write_text("{}")
+    (export_dir / "photos").symlink_to(victim.parent, target_is_directory=True)
+    fifo_dir = tmp_path / "out" / "subject-C-2"
+    fifo_dir.mkdir()
+    os.mkfifo(fifo_dir / "pipe")
+    lines = []
+    with Store.open(data) as store:
+        register_export(store, "police bundle", bundle, "hold:1", "sue", ALARM)
+        register_export(store, "subject export", export_dir, "C-1", "ann", ALARM)
+        register_export(store, "subject export", fifo_dir, "C-2", "ann", ALARM)
+        bundle.unlink()
+        bundle.symlink_to(victim)  # after it was written, the .zip replaced by a link to another file
+        sw = sweeper(store, ALARM + 30 * DAY)
+        sw.log = lines.append
+        rep = sw.sweep()
+        assert rep.exports_deleted == 2
+        assert victim.read_bytes() == b"precious" * 10 and (victim.parent / "keep.txt").read_text() == "keep"
+        assert not os.path.lexists(bundle) and not os.path.lexists(export_dir)
+        assert sum("symbolic link" in line and "its target is not touched" in line for line in lines) == 2, lines
+        assert any("pipe" in line and "neither a regular file nor a directory" in line for line in lines), lines
+        assert (fifo_dir / "pipe").exists() and len(store.exports.due(ALARM, 10)) == 1  # kept, tried again
 
 
 def test_the_audit_trail_is_trimmed_at_a_signed_checkpoint_and_still_verifies(data):
@@ -392,6 +462,7 @@ def test_a_failed_login_keeps_no_typed_name_that_is_not_an_account(tmp_path):
 
 def test_a_subject_export_is_registered_and_expires_and_subject_end_refuses_a_future_date(data, tmp_path):
     from gateway.governance import subject
+    from gateway.governance.retention import CustomerError, end_relationship
 
     with Store.open(data) as store:
         customer(store)
@@ -401,8 +472,8 @@ def test_a_subject_export_is_registered_and_expires_and_subject_end_refuses_a_fu
         assert (e["kind"], e["subject"], e["path"]) == ("subject export", "C-1", str(out.resolve()))
         sweeper(store, ALARM + 30 * DAY).sweep()
         assert not out.exists()
-        with pytest.raises(subject.SubjectError, match="future"):
-            subject.end_relationship(store, "C-1", ALARM + DAY, "ann", ALARM)
+        with pytest.raises(CustomerError, match="future"):
+            end_relationship(store, "C-1", ALARM + DAY, "ann", ALARM, "moved", role="admin")
 
 
 # End to end, through the command an operator runs, on both engines ------------------------------------

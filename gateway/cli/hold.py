@@ -73,11 +73,27 @@ def hold_handover(hold_ref: str = typer.Argument(..., metavar="HOLD|IMAGE|ALARM"
 
 
 @hold_app.command("list")
-def hold_list(data: Path = DATA_OPT, active: bool = typer.Option(False, "--active")) -> None:
-    """List holds as JSON lines."""
+def hold_list(data: Path = DATA_OPT, active: bool = typer.Option(False, "--active"), by: str = BY_OPT,
+              role: str = typer.Option(None, "--role", help="Only while no user accounts exist: state "
+                                       "'supervisor' or 'auditor' (recorded as asserted, not checked).")) -> None:
+    """List holds as JSON lines: their reasons, cases and who at the police asked. A supervisor (who
+    places them) or an auditor (who reads them in the audit trail); the reading is audited."""
     from gateway.governance import hold
+    from gateway.governance.need_to_know import record_read
+    from gateway.governance.users import UserError, act_as
 
     with open_store(data) as store:
-        for h in hold.list_holds(store, active):
+        try:
+            act_as(store, by, "hold", role)
+        except UserError as as_supervisor:
+            try:
+                act_as(store, by, "audit", role)
+            except UserError:
+                fail(f"listing holds needs the supervisor or auditor role: {as_supervisor}", 3)
+        account = store.users.get(by)
+        acting = account["role"] if account is not None else role
+        rows = hold.list_holds(store, active)
+        record_read(store, by, acting, "view holds", "police holds", now_ms(),
+                    detail={"active_only": active, "holds": len(rows)})
+        for h in rows:
             typer.echo(json.dumps(h, sort_keys=True))
-

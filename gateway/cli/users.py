@@ -1,6 +1,7 @@
 """`vericam users ...`: accounts and roles (add, list, disable), and API tokens (`users token ...`).
 
-Passwords come from a prompt or stdin, never argv; a token is printed once, on stdout.
+Passwords come from a prompt or stdin, never argv; a token is printed once, on stdout. A token
+is created by a supervisor (`--by SUPERVISOR`), listed and revoked by the admin.
 
 As in the console, accounts are the admin's: once the gateway has an active admin account,
 every `users` command names one with `--by ADMIN` (the users table says who is one). Before
@@ -134,14 +135,27 @@ app.add_typer(token_app, name="token")
 def token_create(name: str = typer.Argument(..., help="The service account's name, 1-64 letters, digits or ._@-"),
                  scope: list[str] = typer.Option(..., "--scope",
                                                  help="alarms:read or photos:read; repeat it, or separate by commas."),
-                 data: Path = DATA_OPT, by: str = BY_OPT) -> None:
-    """Create an API token and print it once: only its hash is kept, so it cannot be shown again."""
+                 data: Path = DATA_OPT,
+                 by: str = typer.Option(None, "--by", help="The supervisor who creates it (recorded in the audit "
+                                        "trail).")) -> None:
+    """Create an API token and print it once: only its hash is kept, so it cannot be shown again.
+
+    A supervisor creates it (--by SUPERVISOR): a token is never given a scope its creator's role
+    does not hold, so the admin, who sees no photos, cannot create one."""
     from gateway.storage.store import now_ms
-    from gateway.governance.users import UserError, create_token
+    from gateway.governance.users import NotAllowed, UserError, create_token
 
     with _store(data) as store:
+        account = store.users.get(by) if by else None
+        if account is None or account["disabled"]:
+            typer.echo("error: API tokens are created by a supervisor: --by SUPERVISOR (an active account of this "
+                       "gateway; see `vericam users list`)", err=True)
+            raise typer.Exit(3)
         try:
-            token = create_token(store, name, scope, _by(store, by), now_ms())
+            token = create_token(store, name, scope, by, now_ms(), account["role"])
+        except NotAllowed as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(3)
         except UserError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2)

@@ -136,6 +136,7 @@ class AuditKeys:
     def __init__(self, secret: bytes, keyed_from: int):
         self.keyed_from = keyed_from
         self.mac_key = _derive(secret, b"vericam audit mac v1")
+        self.text_key = _derive(secret, b"vericam audit text fingerprint v1")
         self._signer = Ed25519PrivateKey.from_private_bytes(_derive(secret, b"vericam audit checkpoint v1"))
         self.public = self._signer.public_key().public_bytes(serialization.Encoding.Raw,
                                                              serialization.PublicFormat.Raw).hex()
@@ -185,15 +186,39 @@ def _keys(secret: bytes, keyed_from: int) -> AuditKeys:
     return AuditKeys(secret, keyed_from)  # derived once per process, not once per record
 
 
+# Free text: kept as a fingerprint, not in clear ------------------------------------------------
+# The trail outlives the data it describes (3 years against 90 days for an alarm-handling note),
+# so free text never goes into it in clear: `append(..., texts={"note": note})` records the
+# text's length and an HMAC-SHA256 under a key derived from the audit key. A dispute can still
+# check a note someone produces against the record (`text_matches`), but nobody can read the
+# note back, nor confirm a guess at a short note without the key store (a plain SHA-256 of
+# "false alarm, cat" would be guessed from a list).
+def _fingerprint(keys: AuditKeys, text: str) -> dict:
+    return {"length": len(text), "hmac_sha256": hmac.new(keys.text_key, text.encode(), hashlib.sha256).hexdigest()}
+
+
+def text_matches(store, record: dict, name: str, text: str) -> bool:
+    """Whether `text` is the free text the record fingerprinted under `name` (e.g. a closed alarm's note)."""
+    keys = keys_of(store)
+    kept = (record.get("detail") or {}).get(name)
+    if keys is None or not isinstance(kept, dict) or "hmac_sha256" not in kept:
+        return False
+    return hmac.compare_digest(_fingerprint(keys, text)["hmac_sha256"], kept["hmac_sha256"])
+
+
 # Appending -------------------------------------------------------------------------------------
 def append(store, who: str, what: str, why: str, *, at_ms: int, subject: str | None = None,
-           key_id: str | None = None, content_hash: str | None = None, detail: dict | None = None) -> dict:
-    """Append one record to the chain. Call inside `store.transaction()`."""
+           key_id: str | None = None, content_hash: str | None = None, detail: dict | None = None,
+           texts: dict[str, str] | None = None) -> dict:
+    """Append one record to the chain. Call inside `store.transaction()`. `texts` are free text
+    (notes) the record refers to: each goes into `detail` under its name as a fingerprint only."""
     if not store.in_transaction:
         raise RuntimeError("audit.append must run inside store.transaction(), with the change it records")
     if not who or not what or not why:
         raise ValueError("an audit record needs who, what and why")
     seq, prev, keys = _next(store, at_ms)
+    if texts:
+        detail = {**(detail or {}), **{name: _fingerprint(keys, text) for name, text in texts.items()}}
     return _write(store, keys, seq, prev, who=who, what=what, why=why, at_ms=at_ms, subject=subject,
                   key_id=key_id, content_hash=content_hash, detail=detail)
 

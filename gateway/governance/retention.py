@@ -209,9 +209,10 @@ def end_relationship(store: Store, customer: str, ended_at_ms: int, by: str, now
             raise CustomerError(f"no customer {customer}: see `vericam subject` for the customers")
         if cust["ended_at_ms"] is not None:
             raise CustomerError(f"the relationship with {customer} already ended on {utc_day(cust['ended_at_ms'])}")
-        if ended_at_ms < cust["started_at_ms"]:
+        if utc_day(ended_at_ms) < utc_day(cust["started_at_ms"]):  # by days: it may end on the day it began
             raise CustomerError(f"the end date {utc_day(ended_at_ms)} is before the relationship began "
                                 f"({utc_day(cust['started_at_ms'])})")
+        ended_at_ms = max(ended_at_ms, cust["started_at_ms"])  # ended the day it began: not before it began
         store.customers.end(customer, ended_at_ms)
         audit.append(store, by, "end customer relationship", why, at_ms=now_ms, subject=customer,
                      detail={"ended_at_ms": ended_at_ms, "ended_on": utc_day(ended_at_ms).isoformat(),
@@ -267,21 +268,58 @@ def audit_cutoff_ms(now_ms: int, days: int) -> int:
     return due_at_ms(utc_day(now_ms).isoformat()) - (days - 1) * DAY_MS
 
 
-def remove_export(path: Path) -> None:
-    """Delete an export's file or directory tree: each file truncated, then unlinked, then its
-    directory synced. Gone already is fine."""
-    if path.is_dir() and not path.is_symlink():
-        for sub in sorted(path.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-            remove_export(sub)
-        path.rmdir()
-        return
+class ExportRefused(OSError):
+    """Something in an export that the sweeper will not delete: neither a regular file, a
+    directory nor a symbolic link (a device, a FIFO, a socket). The export is left, and said."""
+
+
+def remove_export(path: Path, log: Callable[[str], None] | None = None) -> None:
+    """Delete an export's file or directory tree, never following a symbolic link: each regular
+    file truncated (opened with O_NOFOLLOW), then unlinked, then its directory synced; a link is
+    unlinked itself, its target untouched, and said. Anything else is refused (`ExportRefused`).
+    Gone already is fine."""
+    import stat
+
+    path = Path(path)
     try:
-        with open(path, "r+b") as f:
-            f.truncate(0)
-            os.fsync(f.fileno())
-        path.unlink()
+        st = os.lstat(path)
     except FileNotFoundError:
         return
+    if stat.S_ISLNK(st.st_mode):
+        (log or (lambda line: None))(f"RETENTION: {path} in an export is a symbolic link (to "
+                                     f"{os.readlink(path)!r}): the link is deleted, its target is not touched")
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return
+    elif stat.S_ISDIR(st.st_mode):
+        with os.scandir(path) as entries:
+            subs = [Path(e.path) for e in entries]
+        for sub in subs:
+            remove_export(sub, log)
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            return
+    elif stat.S_ISREG(st.st_mode):
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped between lstat and open
+                raise ExportRefused(f"{path} in an export is no longer a regular file: not deleted")
+            os.ftruncate(fd, 0)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return
+    else:
+        raise ExportRefused(f"{path} in an export is neither a regular file nor a directory (mode "
+                            f"{stat.filemode(st.st_mode)}): not deleted, the export is kept until it is removed by hand")
     fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -522,7 +560,7 @@ class Sweeper:
             done = []
             for e in due:
                 try:
-                    remove_export(Path(e["path"]))
+                    remove_export(Path(e["path"]), self.log)
                 except OSError as exc:  # left for the next sweep, and said
                     self.log(f"RETENTION: could not delete the export {e['path']}: {exc}")
                     continue

@@ -60,16 +60,6 @@ def link_device(store: Store, device: str, customer: str, by: str, now_ms: int) 
                      subject=customer, detail={"device": device})
 
 
-def end_relationship(store: Store, customer: str, ended_at_ms: int, by: str, now_ms: int) -> None:
-    if ended_at_ms > now_ms:  # the retention clocks run from it (issue 15: `vericam customer end`)
-        raise SubjectError("the end date is in the future: record it on or after the day the relationship ends")
-    with store.transaction():
-        _customer(store, customer)
-        store.customers.end(customer, ended_at_ms)
-        audit.append(store, by, "configure customer", "customer relationship ended", at_ms=now_ms,
-                     subject=customer, detail={"ended_at_ms": ended_at_ms})
-
-
 def set_restricted(store: Store, customer: str, restricted: bool, by: str, why: str, now_ms: int) -> None:
     with store.transaction():
         _customer(store, customer)

@@ -35,12 +35,15 @@ NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 #   activity (the activity log)     x          x
 #   audit (the audit trail)                               x
 #   users (accounts, API tokens)                                  x
+#   create tokens (API tokens)                 x
 #   customers (add, link, end)                 x                  x
 #   subject rights (export, erase, restrict)   x
 #   access report (who saw a household's photos)  x       x
 #
 # The admin runs the system (devices, accounts) and never sees what a household did: not its
-# photos, not its activity log (README, issue 15).
+# photos, not its activity log (README, issue 15). It lists and revokes API tokens (that only
+# takes access away) but cannot create one: every scope reads alarms or photos, which a token may
+# only be given by a role that reads them itself (`create_token`, `SCOPE_PERMISSION`).
 PERMISSIONS = {
     "photos": ("operator", "supervisor"),
     "handle": ("operator", "supervisor"),
@@ -49,6 +52,7 @@ PERMISSIONS = {
     "activity": ("operator", "supervisor"),
     "audit": ("auditor",),
     "users": ("admin",),
+    "create tokens": ("supervisor",),
     "customers": ("supervisor", "admin"),
     "subject rights": ("supervisor",),
     "access report": ("supervisor", "auditor"),
@@ -63,6 +67,10 @@ _DUMMY_HASH = _hasher.hash("vericam: no such user")
 
 class UserError(Exception):
     pass
+
+
+class NotAllowed(UserError):
+    """The acting role may not do this (the console answers 403, the command line exits 3)."""
 
 
 def add_user(store: Store, name: str, role: str, password: str | None, by: str, now_ms: int) -> None:
@@ -182,6 +190,10 @@ SCOPES = {
     "photos:read": "read the photos of an alarm, only under that alarm's URL, while the alarm is being "
                    "handled (GET /api/alarms/{device}/{alarm}/photos/{image}); every photo read is audited",
 }
+# The permission a scope reads with. A token is never given a scope its creator's role does not
+# hold, so a token cannot widen anyone's access (an admin, who may see no photo, cannot mint a
+# photos:read token); creating one is the supervisor's, who may delegate what it reads itself.
+SCOPE_PERMISSION = {"alarms:read": "handle", "photos:read": "photos"}
 TOKEN_PREFIX = "vct_"
 TOKEN_USE_RESOLUTION_MS = 60_000  # how exactly `last_used_ms` is kept
 
@@ -203,17 +215,31 @@ def _scopes(scopes) -> list[str]:
     return wanted
 
 
-def create_token(store: Store, name: str, scopes, by: str, now_ms: int) -> str:
-    """Create the service account `name` with `scopes`; the token, which is shown only this once."""
+def may_grant(role: str | None, scopes) -> None:
+    """NotAllowed unless `role` may create a token with `scopes`: it holds the "create tokens"
+    permission and every scope's own permission (`SCOPE_PERMISSION`) itself."""
+    creators = PERMISSIONS["create tokens"]
+    if role not in creators:
+        raise NotAllowed(f"the {role} role may not create API tokens: a token reads alarms or photos, so it is "
+                         f"created by a {' or '.join(creators)}, who reads them itself")
+    for scope in scopes:
+        if role not in PERMISSIONS[SCOPE_PERMISSION[scope]]:
+            raise NotAllowed(f"the {role} role does not hold {scope} itself, so it cannot give it to a token")
+
+
+def create_token(store: Store, name: str, scopes, by: str, now_ms: int, role: str) -> str:
+    """Create the service account `name` with `scopes` for `by`, whose role is `role` (checked by
+    `may_grant`, the one check the console and the command line share); the token, shown only this once."""
     if not NAME.match(name or ""):
         raise UserError(f"token name {name!r} must be 1-64 letters, digits or ._@-")
     wanted = _scopes(scopes)
+    may_grant(role, wanted)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with store.transaction():
         if not store.users.add_token(name, " ".join(wanted), _token_hash(token), by, now_ms):
             raise UserError(f"a token named {name} exists already (a revoked token keeps its name)")
         audit.append(store, by, "configure token", f"API token {name} created with scopes {' '.join(wanted)}",
-                     at_ms=now_ms, subject=token_actor(name), detail={"scopes": wanted})
+                     at_ms=now_ms, subject=token_actor(name), detail={"scopes": wanted, "role": role})
     return token
 
 

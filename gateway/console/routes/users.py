@@ -1,4 +1,5 @@
-"""The console's accounts for the admin: people (names, roles, logins) and service accounts' API tokens."""
+"""The console's accounts for the admin: people (names, roles, logins) and service accounts' API tokens
+(created by a supervisor, listed and revoked by the admin)."""
 
 from __future__ import annotations
 
@@ -58,10 +59,11 @@ async def api_tokens(store: StoreDep, s: Session = Depends(require(*USERS))):
 @api.post("/tokens", responses={**API_REFUSALS, 400: refused("bad scope, or the name is taken")},
           response_model=TokenCreated)
 async def api_token_create(body: TokenBody, store: StoreDep, clock: ClockDep,
-                           s: Session = Depends(api_action(*USERS))):
-    """Create a service account's API token (admin). The token is in this answer only; it is stored as a hash."""
-    with http_errors({users.UserError: 400}):
-        token = users.create_token(store, body.name, body.scopes, s.user, clock())
+                           s: Session = Depends(api_action())):
+    """Create a service account's API token (a supervisor: a token is never given a scope its creator's
+    role does not hold, so the admin cannot create one). The token is in this answer only; it is stored as a hash."""
+    with http_errors({users.NotAllowed: 403, users.UserError: 400}):
+        token = users.create_token(store, body.name, body.scopes, s.user, clock(), s.role)
     return {"name": body.name, "scopes": store.users.token(body.name)["scopes"].split(), "token": token}
 
 
