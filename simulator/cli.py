@@ -119,10 +119,10 @@ def demo(
     if "dc09" in result:
         _print_dc09(console, result["dc09"])
     console.print(f"gateway data (encrypted):   {stack.gateway_dir}")
-    console.print(f"photos, decrypted for you:  {photos}/  (demo only; `vericam gateway images "
-                  f"--data {stack.gateway_dir}` lists them)")
-    console.print("see them as an ARC operator would, in the console:")
+    console.print(f"photos, decrypted for you:  {photos}/  (demo only)")
+    console.print("see them as an ARC operator would (every read is audited under her name):")
     console.print(f"  .venv/bin/vericam users add olivia --role operator --data {stack.gateway_dir}")
+    console.print(f"  .venv/bin/vericam gateway images --by olivia --data {stack.gateway_dir}")
     console.print(f"  .venv/bin/vericam gateway console --data {stack.gateway_dir} --http-cookies"
                   "   # then open http://127.0.0.1:8080/")
     ok = result["images_at_arc"] == 3 and result["device_captures_left"] == 0 and result["images_identical"] == 3
